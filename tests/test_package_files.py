@@ -1,0 +1,57 @@
+"""What we ship must load in TEN's tools: validate it with TEN's own schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ten_schemas import REPO_ROOT, SCHEMA_DIR, validation_errors
+
+
+def _load(path: Path) -> object:
+    return json.loads(path.read_text())
+
+
+def test_schemas_are_available() -> None:
+    assert (SCHEMA_DIR / "manifest.schema.json").is_file(), f"missing TEN schemas at {SCHEMA_DIR}"
+
+
+def test_manifest_validates_against_ten_schema() -> None:
+    assert validation_errors(_load(REPO_ROOT / "manifest.json"), "manifest") == []
+
+
+def test_property_json_validates_against_ten_schema() -> None:
+    assert validation_errors(_load(REPO_ROOT / "property.json"), "property") == []
+
+
+def test_schema_check_rejects_a_broken_manifest() -> None:
+    # The validator must be able to fail: a name with a space is not an identifier.
+    manifest = _load(REPO_ROOT / "manifest.json")
+    assert isinstance(manifest, dict)
+    manifest["name"] = "xai asr"
+    assert any(e.startswith("name:") for e in validation_errors(manifest, "manifest"))
+
+
+def test_manifest_name_matches_addon_registration() -> None:
+    manifest = _load(REPO_ROOT / "manifest.json")
+    assert isinstance(manifest, dict)
+    addon_source = (REPO_ROOT / "addon.py").read_text()
+    assert f'register_addon_as_extension("{manifest["name"]}")' in addon_source
+
+
+def test_property_json_keys_are_declared_in_manifest() -> None:
+    manifest = _load(REPO_ROOT / "manifest.json")
+    props = _load(REPO_ROOT / "property.json")
+    assert isinstance(manifest, dict) and isinstance(props, dict)
+    declared = manifest["api"]["property"]["properties"]
+    for key, value in props.items():
+        assert key in declared, f"property.json key {key!r} is not declared in manifest.json"
+        if isinstance(value, dict):
+            for sub in value:
+                assert sub in declared[key]["properties"], f"{key}.{sub} not declared"
+
+
+def test_api_key_comes_from_the_environment() -> None:
+    props = _load(REPO_ROOT / "property.json")
+    assert isinstance(props, dict)
+    assert props["params"]["api_key"] == "${env:XAI_API_KEY|}"
