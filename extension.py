@@ -1,12 +1,598 @@
-"""The xai_asr_python TEN extension (skeleton: the ASR behaviour lands with the session engine)."""
+"""The xai_asr_python TEN extension: TEN's ASR interface over the session engine.
+
+This module only adapts. The session engine (session.py) owns the vendor
+connections, the audio buffer, reconnects and finalize timing; this class
+turns TEN messages into engine calls and engine callbacks into TEN messages
+(shared/docs/ten-asr-interface.md).
+
+Two orderings matter and are kept on purpose:
+- Inbound: `on_audio_frame` and `on_data` hand their message to the engine
+  before their first `await`. The runtime starts handlers in arrival order,
+  so a finalize keeps its place among the audio frames.
+- Outbound: engine callbacks are synchronous; their messages go through one
+  outbox task that sends them in the order they were produced, so the final
+  result of a turn always precedes its `asr_finalize_end`.
+"""
 
 from __future__ import annotations
 
-from ten_runtime import AsyncExtension, AsyncTenEnv, Cmd, CmdResult, StatusCode
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from ten_runtime import (
+    AsyncExtension,
+    AsyncTenEnv,
+    AudioFrame,
+    Cmd,
+    CmdResult,
+    Data,
+    LogLevel,
+    StatusCode,
+)
+
+from .config import (
+    VENDOR,
+    ConfigError,
+    XAIASRConfig,
+    parse_config,
+    parse_params_update,
+    redact,
+)
+from .reconnect_manager import BackoffPolicy
+from .session import (
+    ConnState,
+    FinalizeOutcome,
+    SessionError,
+    SessionSettings,
+    StreamingSession,
+    Transcript,
+)
+
+MODULE = "asr"
+FATAL_ERROR = -1000
+NON_FATAL_ERROR = 1000
+DUMP_FILE_NAME = "xai_asr_python_in.pcm"
+# The extension's own promise to the graph does not depend on the engine
+# being bug-free: a finalize is answered at the latest this long after its
+# timeout, even if the engine never reports it.
+FINALIZE_SAFETY_MARGIN_S = 0.5
+# Bound on how long on_stop waits to hand queued messages to the runtime.
+OUTBOX_DRAIN_TIMEOUT_S = 1.0
+
+
+def settings_from_config(config: XAIASRConfig) -> SessionSettings:
+    params = config.params
+    return SessionSettings(
+        url=params.base_url,
+        api_key=params.api_key,
+        sample_rate=params.sample_rate,
+        encoding=params.encoding,
+        channels=params.audio_channels,
+        language=params.language or None,
+        interim_results=params.interim_results,
+        endpointing_ms=params.endpointing,
+        diarize=params.diarize,
+        multichannel=params.multichannel,
+        finalize_timeout_s=config.finalize_timeout_ms / 1000,
+        buffer_max_ms=config.buffer_max_ms,
+        prewarm=config.prewarm,
+        connect_timeout_s=config.connect_timeout_ms / 1000,
+        backoff=BackoffPolicy(
+            base_s=config.reconnect_base_delay_ms / 1000,
+            cap_s=config.reconnect_max_delay_ms / 1000,
+            max_attempts=config.reconnect_max_attempts,
+        ),
+        healthy_after_s=config.healthy_after_ms / 1000,
+        stall_timeout_s=config.stall_timeout_ms / 1000,
+        idle_close_s=config.idle_close_ms / 1000,
+    )
+
+
+@dataclass
+class _PendingFinalize:
+    finalize_id: str
+    metadata: dict[str, Any]
+    received_at: float
+    answered: bool = False
+    ttlw_reported: bool = False
+    safety_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _TurnState:
+    """Ids and timing of the turn in progress, per channel."""
+
+    ids: dict[int | None, str] = field(default_factory=dict)
+    first_audio_at: float | None = None
+    ttfw_reported: bool = False
+
+    def id_for(self, channel: int | None) -> str:
+        if channel not in self.ids:
+            self.ids[channel] = uuid.uuid4().hex
+        return self.ids[channel]
+
+    def end(self, channel: int | None) -> None:
+        self.ids.pop(channel, None)
+        if not self.ids:
+            self.first_audio_at = None
+            self.ttfw_reported = False
 
 
 class XAIASRExtension(AsyncExtension):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._env: AsyncTenEnv | None = None
+        self._config: XAIASRConfig | None = None
+        self._config_error: ConfigError | None = None
+        self._session: StreamingSession | None = None
+        self._outbox: asyncio.Queue[tuple[str, dict[str, Any]] | None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._metadata: dict[str, Any] = {}
+        self._finalizes: dict[str, _PendingFinalize] = {}
+        self._finalize_order: deque[str] = deque()
+        self._finalize_seq = 0
+        self._turn = _TurnState()
+        self._carry = b""
+        self._dump: BinaryIO | None = None
+        self._bytes_sent = 0
+        self._bytes_reported = 0
+        self._warned: set[str] = set()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def on_init(self, ten_env: AsyncTenEnv) -> None:
+        self._env = ten_env
+        properties, _ = await ten_env.get_property_to_json("")
+        try:
+            self._config = parse_config(properties or "{}")
+        except ConfigError as exc:
+            self._config_error = exc
+            self._log(LogLevel.ERROR, f"configuration rejected: {exc}")
+            return
+        self._log(LogLevel.INFO, f"config: {json.dumps(self._config.redacted())}")
+
+    async def on_start(self, ten_env: AsyncTenEnv) -> None:
+        # Returns at once: connecting and retrying happen in tracked tasks, because
+        # the runtime does not deliver on_stop until on_start has returned.
+        self._outbox = asyncio.Queue()
+        self._spawn(self._run_outbox(ten_env), "outbox")
+        if self._config_error is not None:
+            self._emit_error(
+                fatal=True,
+                message=str(self._config_error),
+                vendor_code="",
+                vendor_message="",
+            )
+            return
+        assert self._config is not None
+        if self._config.dump:
+            self._open_dump(self._config.dump_path)
+        self._session = StreamingSession(settings_from_config(self._config), _Listener(self))
+        self._spawn(self._run_periodic_metrics(), "metrics")
+        if self._config.auto_connect:
+            self._session.start()
+        else:
+            self._log(LogLevel.INFO, "auto_connect is false: waiting for trigger_connect")
+
+    async def on_stop(self, ten_env: AsyncTenEnv) -> None:
+        await self._shutdown()
+
+    async def on_deinit(self, ten_env: AsyncTenEnv) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._session is not None:
+            # Pending finalizes end with status "stopped" through the listener.
+            await self._session.stop()
+        for pending in list(self._finalizes.values()):
+            self._answer_finalize(pending, "stopped")
+        if self._config is not None and self._session is not None:
+            self._emit_send_metrics()
+        self._close_dump()
+        if self._outbox is not None:
+            self._outbox.put_nowait(None)
+            outbox_tasks = [t for t in self._tasks if t.get_name().endswith(":outbox")]
+            if outbox_tasks:
+                await asyncio.wait(outbox_tasks, timeout=OUTBOX_DRAIN_TIMEOUT_S)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # ------------------------------------------------------------------ inbound
+
+    async def on_audio_frame(self, ten_env: AsyncTenEnv, audio_frame: AudioFrame) -> None:
+        # No await before the engine call: this keeps arrival order with asr_finalize.
+        try:
+            chunk = bytes(audio_frame.get_buf())
+        except SystemError:
+            chunk = b""
+        metadata_json, err = audio_frame.get_property_to_json("metadata")
+        if err is None and metadata_json:
+            self._remember_metadata(metadata_json, source="pcm_frame")
+        if not chunk:
+            self._warn_once("empty_frame", "received an empty pcm_frame; ignored")
+            return
+        if self._session is None:
+            if self._config_error is not None:
+                self._warn_once("unconfigured", "audio ignored: the configuration was rejected")
+            else:
+                self._warn_once("not_started", "audio ignored: the extension is not started")
+            return
+        self._session.push_audio(self._align(chunk))
+
+    async def on_data(self, ten_env: AsyncTenEnv, data: Data) -> None:
+        name = data.get_name()
+        if name == "asr_finalize":
+            self._on_finalize(data)
+        elif name == "trigger_connect":
+            if self._session is not None:
+                self._log(LogLevel.INFO, "trigger_connect: connecting")
+                self._session.start()
+            else:
+                self._warn_once("trigger_unconfigured", "trigger_connect ignored: not configured")
+        else:
+            self._log(LogLevel.WARN, f"unknown data message {name!r} ignored")
+
     async def on_cmd(self, ten_env: AsyncTenEnv, cmd: Cmd) -> None:
-        # Every cmd gets exactly one final result, so a sender never waits for
-        # its path timeout.
-        await ten_env.return_result(CmdResult.create(StatusCode.OK, cmd))
+        name = cmd.get_name()
+        status, detail = StatusCode.OK, "ok"
+        if name == "update_configs":
+            status, detail = self._update_configs(cmd)
+        result = CmdResult.create(status, cmd)
+        result.set_property_string("detail", detail)
+        # Every cmd gets exactly one final result, so no sender waits for a path timeout.
+        await ten_env.return_result(result)
+
+    def _on_finalize(self, data: Data) -> None:
+        finalize_id, err = data.get_property_string("finalize_id")
+        if err is not None or not isinstance(finalize_id, str):
+            self._log(LogLevel.WARN, "asr_finalize without a finalize_id: finalizing anyway")
+            finalize_id = ""
+        metadata_json, err = data.get_property_to_json("metadata")
+        if err is None and metadata_json:
+            self._remember_metadata(metadata_json, source="asr_finalize")
+        self._finalize_seq += 1
+        key = f"{self._finalize_seq}:{finalize_id}"
+        pending = _PendingFinalize(finalize_id, dict(self._metadata), time.monotonic())
+        self._finalizes[key] = pending
+        self._finalize_order.append(key)
+        if self._session is None or self._config is None:
+            # Nothing to finalize against, and nothing will come: answer now.
+            self._answer_finalize(pending, "no_connection")
+            return
+        if self._carry:
+            self._log(LogLevel.WARN, f"dropping {len(self._carry)} byte(s) of a partial sample")
+            self._carry = b""
+        loop = asyncio.get_running_loop()
+        pending.safety_timer = loop.call_later(
+            self._config.finalize_timeout_ms / 1000 + FINALIZE_SAFETY_MARGIN_S,
+            self._finalize_safety_net,
+            key,
+        )
+        self._session.finalize(key)
+
+    def _finalize_safety_net(self, key: str) -> None:
+        pending = self._finalizes.get(key)
+        if pending is not None and not pending.answered:
+            self._log(LogLevel.ERROR, "finalize not reported by the engine in time; answering")
+            self._answer_finalize(pending, "timeout")
+
+    def _update_configs(self, cmd: Cmd) -> tuple[StatusCode, str]:
+        if self._config is None or self._session is None:
+            return StatusCode.ERROR, f"not configured: {self._config_error}"
+        params_json, err = cmd.get_property_to_json("params")
+        if err is not None:
+            return StatusCode.ERROR, "update_configs needs a params object"
+        try:
+            params = parse_params_update(self._config.params, json.loads(params_json))
+        except (ConfigError, json.JSONDecodeError) as exc:
+            message = redact(str(exc), self._config.params.api_key)
+            self._log(LogLevel.WARN, f"update_configs rejected: {message}")
+            return StatusCode.ERROR, message
+        self._config = self._config.model_copy(update={"params": params})
+        self._session.update_settings(settings_from_config(self._config))
+        self._log(LogLevel.INFO, "update_configs accepted: applies at the next connection")
+        return StatusCode.OK, "applies at the next connection"
+
+    def _remember_metadata(self, metadata_json: str, source: str) -> None:
+        try:
+            metadata = json.loads(metadata_json)
+        except json.JSONDecodeError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            self._warn_once(f"metadata:{source}", f"{source} metadata is not an object; ignored")
+            return
+        self._metadata = metadata
+
+    def _align(self, chunk: bytes) -> bytes:
+        """Keep whole samples: a frame that ends mid-sample lends its tail to the next."""
+        assert self._config is not None
+        frame_bytes = self._config.params.bytes_per_sample * self._config.params.audio_channels
+        if self._carry:
+            chunk = self._carry + chunk
+            self._carry = b""
+        usable = len(chunk) - len(chunk) % frame_bytes
+        if usable != len(chunk):
+            self._warn_once(
+                "odd_frame",
+                f"pcm_frame of {len(chunk)} bytes is not a whole number of "
+                f"{frame_bytes}-byte samples; the tail is carried to the next frame",
+            )
+            self._carry = chunk[usable:]
+        return chunk[:usable]
+
+    # ------------------------------------------------------------------ engine callbacks
+
+    def handle_transcript(self, t: Transcript) -> None:
+        now = time.monotonic()
+        if not self._turn.ttfw_reported and self._turn.first_audio_at is not None:
+            self._turn.ttfw_reported = True
+            self._emit_metrics({"ttfw": round((now - self._turn.first_audio_at) * 1000)})
+        if t.final:
+            self._report_ttlw(now)
+        asr_info: dict[str, Any] = {
+            "vendor": VENDOR,
+            "locked": t.final,
+            "speech_final": t.speech_final,
+        }
+        if t.channel is not None:
+            asr_info["channel"] = t.channel
+        payload = {
+            "id": self._turn.id_for(t.channel),
+            "text": t.text,
+            "final": t.final,
+            "start_ms": int(t.start_ms),
+            "duration_ms": int(t.duration_ms),
+            "language": self._config.language if self._config else "",
+            "words": [
+                {
+                    "word": w.text,
+                    "start_ms": int(w.start_ms),
+                    "duration_ms": int(w.duration_ms),
+                    "stable": w.stable,
+                }
+                for w in t.words
+            ],
+            "metadata": {**self._metadata, "asr_info": asr_info},
+        }
+        self._enqueue("asr_result", payload)
+        if t.final:
+            self._turn.end(t.channel)
+
+    def _report_ttlw(self, now: float) -> None:
+        for key in self._finalize_order:
+            pending = self._finalizes[key]
+            if not pending.ttlw_reported and not pending.answered:
+                pending.ttlw_reported = True
+                ttlw = round((now - pending.received_at) * 1000)
+                self._emit_metrics({"ttlw": ttlw}, metadata=pending.metadata)
+                return
+
+    def handle_finalize_end(self, outcome: FinalizeOutcome) -> None:
+        pending = self._finalizes.get(outcome.finalize_id)
+        if pending is None:
+            return
+        if pending.answered:
+            self._log(LogLevel.WARN, f"finalize {pending.finalize_id!r} ended after its answer")
+            return
+        self._answer_finalize(pending, outcome.status)
+
+    def _answer_finalize(self, pending: _PendingFinalize, status: str) -> None:
+        if pending.answered:
+            return
+        pending.answered = True
+        if pending.safety_timer is not None:
+            pending.safety_timer.cancel()
+        if status != "done":
+            self._log(LogLevel.WARN, f"finalize {pending.finalize_id!r} ended: {status}")
+        self._enqueue(
+            "asr_finalize_end",
+            {"finalize_id": pending.finalize_id, "metadata": pending.metadata},
+        )
+        # Forget answered finalizes from the front; order is arrival order.
+        while self._finalize_order and self._finalizes[self._finalize_order[0]].answered:
+            del self._finalizes[self._finalize_order.popleft()]
+
+    def handle_error(self, e: SessionError) -> None:
+        level = LogLevel.ERROR if e.fatal else LogLevel.WARN
+        self._log(level, f"{e.kind}: {e.message} (vendor code {e.vendor_code})")
+        self._emit_error(
+            fatal=e.fatal,
+            message=e.message,
+            vendor_code=e.vendor_code or "",
+            vendor_message=e.vendor_message or "",
+        )
+
+    def handle_status(self, current: ConnState, last: ConnState, code: int, message: str) -> None:
+        url = self._config.params.base_url if self._config else ""
+        self._enqueue(
+            "connection_status_changed",
+            {
+                "id": uuid.uuid4().hex,
+                "module": MODULE,
+                "vendor_info": {"vendor": VENDOR},
+                "current": current.value,
+                "last": last.value,
+                "code": int(code),
+                "message": self._redact(message),
+                "metadata": {**self._metadata, "vendor_metadata": {"url": url}},
+            },
+        )
+
+    def handle_connected(self, generation: int, connect_delay_ms: float) -> None:
+        self._emit_metrics({"connect_delay": round(connect_delay_ms)})
+
+    def handle_audio_sent(self, chunk: bytes) -> None:
+        if self._turn.first_audio_at is None:
+            self._turn.first_audio_at = time.monotonic()
+        self._bytes_sent += len(chunk)
+        if self._dump is not None:
+            self._dump.write(chunk)
+
+    def handle_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
+        self._log(
+            LogLevel.WARN,
+            f"outage buffer full: dropped {dropped_ms:.0f} ms of the oldest audio "
+            f"({total_dropped_ms:.0f} ms in total)",
+        )
+
+    # ------------------------------------------------------------------ outbound
+
+    def _emit_error(
+        self, *, fatal: bool, message: str, vendor_code: str, vendor_message: str
+    ) -> None:
+        self._enqueue(
+            "error",
+            {
+                "id": uuid.uuid4().hex,
+                "module": MODULE,
+                "code": FATAL_ERROR if fatal else NON_FATAL_ERROR,
+                "message": self._redact(message),
+                "vendor_info": {
+                    "vendor": VENDOR,
+                    "code": self._redact(vendor_code),
+                    "message": self._redact(vendor_message),
+                },
+                "metadata": dict(self._metadata),
+            },
+        )
+
+    def _emit_metrics(
+        self, metrics: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
+        self._enqueue(
+            "metrics",
+            {
+                "id": uuid.uuid4().hex,
+                "module": MODULE,
+                "vendor": VENDOR,
+                "metrics": metrics,
+                "metadata": dict(self._metadata if metadata is None else metadata),
+            },
+        )
+
+    def _emit_send_metrics(self) -> None:
+        assert self._config is not None and self._session is not None
+        params = self._config.params
+        bytes_per_ms = params.sample_rate * params.bytes_per_sample * params.audio_channels / 1000
+        delta = self._bytes_sent - self._bytes_reported
+        self._bytes_reported = self._bytes_sent
+        stats = self._session.stats
+        self._emit_metrics(
+            {
+                "actual_send": round(self._bytes_sent / bytes_per_ms),
+                "actual_send_delta": round(delta / bytes_per_ms),
+                "vendor_metrics": {
+                    "planned_reconnects": stats.planned_reconnects,
+                    "failure_reconnects": stats.failure_reconnects,
+                    "last_reconnect_gap_ms": stats.last_reconnect_gap_ms,
+                    "dropped_audio_ms": round(stats.dropped_ms),
+                    "connections_opened": stats.connections_opened,
+                },
+            }
+        )
+
+    def _enqueue(self, name: str, payload: dict[str, Any]) -> None:
+        if self._outbox is None:
+            return
+        self._outbox.put_nowait((name, payload))
+
+    async def _run_outbox(self, ten_env: AsyncTenEnv) -> None:
+        assert self._outbox is not None
+        while True:
+            item = await self._outbox.get()
+            if item is None:
+                return
+            name, payload = item
+            data = Data.create(name)
+            data.set_property_from_json(None, json.dumps(payload))
+            err = await ten_env.send_data(data)
+            if err is not None:
+                self._log(LogLevel.WARN, f"could not send {name}: {err.error_message()}")
+
+    async def _run_periodic_metrics(self) -> None:
+        assert self._config is not None
+        interval = self._config.metrics_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            if self._bytes_sent != self._bytes_reported:
+                self._emit_send_metrics()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log(LogLevel.ERROR, f"task {task.get_name()} failed: {task.exception()!r}")
+
+    def _open_dump(self, dump_path: str) -> None:
+        try:
+            os.makedirs(dump_path, exist_ok=True)
+            self._dump = open(os.path.join(dump_path, DUMP_FILE_NAME), "wb")
+        except OSError as exc:
+            self._log(LogLevel.ERROR, f"dump disabled: cannot open {dump_path}: {exc}")
+
+    def _close_dump(self) -> None:
+        if self._dump is not None:
+            with contextlib.suppress(OSError):
+                self._dump.close()
+            self._dump = None
+
+    def _redact(self, text: str) -> str:
+        key = self._config.params.api_key if self._config else None
+        return redact(text, key)
+
+    def _log(self, level: LogLevel, message: str) -> None:
+        if self._env is not None:
+            self._env.log(level, self._redact(message))
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._log(LogLevel.WARN, message)
+
+
+class _Listener:
+    """The engine's listener: forwards each callback to the extension."""
+
+    def __init__(self, extension: XAIASRExtension) -> None:
+        self._ext = extension
+
+    def on_transcript(self, t: Transcript) -> None:
+        self._ext.handle_transcript(t)
+
+    def on_finalize_end(self, outcome: FinalizeOutcome) -> None:
+        self._ext.handle_finalize_end(outcome)
+
+    def on_error(self, e: SessionError) -> None:
+        self._ext.handle_error(e)
+
+    def on_status(self, current: ConnState, last: ConnState, code: int, message: str) -> None:
+        self._ext.handle_status(current, last, code, message)
+
+    def on_connected(self, generation: int, connect_delay_ms: float) -> None:
+        self._ext.handle_connected(generation, connect_delay_ms)
+
+    def on_audio_sent(self, chunk: bytes) -> None:
+        self._ext.handle_audio_sent(chunk)
+
+    def on_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
+        self._ext.handle_audio_dropped(dropped_ms, total_dropped_ms)
