@@ -1,0 +1,668 @@
+"""The asyncio WebSocket server: moves bytes and events, applies faults.
+
+Protocol decisions live in protocol.py (handshake validation, events) and
+session.py (recognition, utterances); this module only accepts or refuses
+upgrades, reads frames, awaits the recogniser, sends events and carries
+out the connection's Fault at the moments it names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from stt_server.faults import Close, ErrorEvent, Fault, Malformed
+from stt_server.protocol import (
+    DONE_TEXT_MODES,
+    STT_PATH,
+    QueryError,
+    SessionConfig,
+    created_event,
+    error_event,
+    parse_query,
+    split_path,
+)
+from stt_server.recognizers import MarkerChannel, RecognizerBackend, make_backend
+from stt_server.records import ConnectionRecord, redact_headers
+from stt_server.session import STTSession
+
+log = logging.getLogger("stt_server")
+
+T = TypeVar("T")
+
+# Junk frames for the Malformed fault: what a sloppy server might send.
+MALFORMED_FRAMES: dict[str, str | bytes] = {
+    "not_json": "this is not JSON {",
+    "unknown_type": json.dumps({"type": "transcript.unexpected", "text": "?"}),
+    "missing_fields": json.dumps({"type": "transcript.partial"}),
+    "binary": b"\x00\x01 binary frame from the server",
+}
+
+
+class STTServer:
+    """A local xAI-compatible streaming STT server; see stt_server/README.md."""
+
+    def __init__(
+        self,
+        recognizer: str = "pocketsphinx",
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        done_text: str = "whole",
+        done_delay_ms: int = 0,
+        ping_interval: float | None = 20.0,
+        close_timeout: float = 1.0,
+        vad_threshold_db: float = -40.0,
+    ) -> None:
+        if done_text not in DONE_TEXT_MODES:
+            raise ValueError(f"done_text must be one of {DONE_TEXT_MODES}")
+        self.recognizer = recognizer
+        self.backend: RecognizerBackend = make_backend(
+            recognizer, vad_threshold_db=vad_threshold_db
+        )
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self.done_text = done_text
+        self.done_delay_ms = done_delay_ms
+        self.ping_interval = ping_interval
+        self.close_timeout = close_timeout
+        self.connections: list[ConnectionRecord] = []
+        self._faults: dict[int, Fault] = {}
+        self._default_fault: Fault | None = None
+        self._arrivals: dict[int, asyncio.Event] = {}
+        self._pending: dict[ServerConnection, ConnectionRecord] = {}
+        self._runners: set[_ConnectionRunner] = set()
+        self._server: Server | None = None
+        self._stopping = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}{STT_PATH}"
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        # Model loading blocks for a while: keep the event loop free.
+        await asyncio.get_running_loop().run_in_executor(None, self.backend.prepare)
+        self._stopping = asyncio.Event()
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            ping_interval=self.ping_interval,
+            close_timeout=self.close_timeout,
+            max_size=2**22,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("listening on %s (recognizer %s)", self.url, self.recognizer)
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        # A connection whose reading is paused cannot finish a closing
+        # handshake: abort it now instead of waiting for close_timeout.
+        for runner in list(self._runners):
+            if runner.reading_paused:
+                runner.abort("server stopping")
+        server.close(close_connections=True)
+        try:
+            await asyncio.wait_for(server.wait_closed(), self.close_timeout + 5)
+        except asyncio.TimeoutError:
+            log.warning("connections did not close in time; aborting them")
+            for runner in list(self._runners):
+                runner.abort("server stopping")
+        for record in self.connections:
+            if not record.ended.is_set():
+                record.end = record.end or "stopped"
+                record.ended.set()
+        log.info("stopped")
+
+    async def __aenter__(self) -> STTServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- test controls -----------------------------------------------------
+
+    def set_fault(self, number: int, fault: Fault | None) -> None:
+        """The fault for connection `number` (1-based, arrival order); None removes it."""
+        if fault is None:
+            self._faults.pop(number, None)
+        else:
+            self._faults[number] = fault
+
+    def set_default_fault(self, fault: Fault | None) -> None:
+        """The fault for every connection without one of its own."""
+        self._default_fault = fault
+
+    def connection(self, number: int) -> ConnectionRecord:
+        if not 1 <= number <= len(self.connections):
+            raise KeyError(number)
+        return self.connections[number - 1]
+
+    async def wait_for_connection(self, number: int, timeout: float = 5.0) -> ConnectionRecord:
+        """Wait until connection `number`'s upgrade request has arrived."""
+        arrived = self._arrivals.setdefault(number, asyncio.Event())
+        await asyncio.wait_for(arrived.wait(), timeout)
+        return self.connections[number - 1]
+
+    # -- handshake ---------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        number = len(self.connections) + 1
+        path, query = split_path(request.path)
+        fault = self._faults.get(number, self._default_fault)
+        record = ConnectionRecord(
+            number=number,
+            path=path,
+            query=query,
+            headers=redact_headers(list(request.headers.raw_items())),
+            fault=fault,
+        )
+        self.connections.append(record)
+        record.arrived.set()
+        self._arrivals.setdefault(number, asyncio.Event()).set()
+        log.info("connection %d: upgrade request for %s", number, path)
+
+        if fault is not None and fault.handshake_delay_ms:
+            log.info(
+                "connection %d: fault: handshake delayed %d ms", number, fault.handshake_delay_ms
+            )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), fault.handshake_delay_ms / 1000)
+        if self._stopping.is_set():
+            return self._refuse(connection, record, 503, "Server is shutting down.")
+        if path != STT_PATH:
+            return self._refuse(connection, record, 404, f"Not found: {path}")
+        if fault is not None and fault.refuse_status is not None:
+            log.info("connection %d: fault: refusing with %d", number, fault.refuse_status)
+            return self._refuse(
+                connection,
+                record,
+                fault.refuse_status,
+                _REFUSAL_TEXT.get(fault.refuse_status, "Refused by fault injection."),
+                fault.retry_after,
+            )
+        if self.api_key is not None and not _authorized(request.headers, self.api_key):
+            return self._refuse(connection, record, 401, "Invalid or missing API key.")
+        try:
+            record.config = parse_query(query)
+        except QueryError as exc:
+            return self._refuse(connection, record, 400, str(exc))
+        self._pending[connection] = record
+        return None
+
+    def _refuse(
+        self,
+        connection: ServerConnection,
+        record: ConnectionRecord,
+        status: int,
+        text: str,
+        retry_after: int | None = None,
+    ) -> Response:
+        response = connection.respond(status, text + "\n")
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        record.refused_status = status
+        record.refused_body = text
+        record.end = "refused"
+        record.ended.set()
+        log.info("connection %d: refused %d: %s", record.number, status, text)
+        return response
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        record = self._pending.pop(connection)
+        runner = _ConnectionRunner(self, connection, record)
+        self._runners.add(runner)
+        try:
+            await runner.run()
+        finally:
+            self._runners.discard(runner)
+
+
+_REFUSAL_TEXT = {
+    401: "Invalid or missing API key.",
+    403: "Forbidden.",
+    429: "Too many requests.",
+    500: "Internal server error.",
+    503: "Service unavailable.",
+}
+
+
+def _authorized(headers: Headers, api_key: str) -> bool:
+    given = headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode())
+
+
+class _ConnectionRunner:
+    """Runs one accepted WebSocket connection."""
+
+    def __init__(
+        self, server: STTServer, connection: ServerConnection, record: ConnectionRecord
+    ) -> None:
+        self.server = server
+        self.connection = connection
+        self.record = record
+        self.number = record.number
+        self.fault = record.fault or Fault()
+        assert record.config is not None
+        self.config: SessionConfig = record.config
+        self.done_text = self.fault.done_text or server.done_text
+        self.done_delay_ms = (
+            self.fault.done_delay_ms
+            if self.fault.done_delay_ms is not None
+            else server.done_delay_ms
+        )
+        self.loop = asyncio.get_running_loop()
+        self.session: STTSession | None = None
+        self.executor = (
+            ThreadPoolExecutor(1, thread_name_prefix=f"stt-conn-{self.number}")
+            if server.backend.runs_in_thread
+            else None
+        )
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.created_sent = False
+        self.answering = True  # False once the session stopped answering
+        self.reading_paused = False
+        self._resume_reading: asyncio.Event | None = None
+        self._aborted = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._opened_at = 0.0
+        self._byte_triggers: list[tuple[int, str, Callable[[], Awaitable[None]]]] = []
+        self._warned_early_audio = False
+        self._warned_late_audio = False
+
+    # -- main loop ---------------------------------------------------------
+
+    async def run(self) -> None:
+        record, fault = self.record, self.fault
+        record.opened = True
+        self._opened_at = self.loop.time()
+        log.info(
+            "connection %d: open (%s)%s",
+            self.number,
+            _describe_config(self.config),
+            f", fault: {fault.describe()}" if record.fault else "",
+        )
+        try:
+            self.session = await self._call(STTSession, self.config, self.server.backend)
+            record.marker_channels = [
+                t.recognizer.decoded
+                for t in self.session.trackers
+                if isinstance(t.recognizer, MarkerChannel)
+            ]
+            if fault.no_created:
+                log.info("connection %d: fault: transcript.created withheld", self.number)
+            elif fault.created_delay_ms:
+                log.info(
+                    "connection %d: fault: transcript.created delayed %d ms",
+                    self.number,
+                    fault.created_delay_ms,
+                )
+                self._at_ms(fault.created_delay_ms, "created", self._send_created)
+            else:
+                await self._send_created()
+            # After created, so a fault "right away" comes after it on the wire.
+            self._schedule_faults()
+            self._arm_idle_timer()
+            await self._read_loop()
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection %d: internal error", self.number)
+            with contextlib.suppress(Exception):
+                await self.connection.close(1011, "internal error")
+        finally:
+            await self._cleanup()
+
+    async def _read_loop(self) -> None:
+        while True:
+            if self._resume_reading is not None:
+                await self._wait_resumed_or_closed(self._resume_reading)
+            message = await self.connection.recv()
+            if isinstance(message, str):
+                await self._on_text(message)
+            else:
+                await self._on_audio(message)
+
+    async def _cleanup(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        current = asyncio.current_task()
+        tasks = [t for t in self.tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            # Through the same worker thread, so a decoder is only released
+            # after the work still queued on it.
+            with contextlib.suppress(Exception):
+                await self._call(self.session.close)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
+        self._record_end()
+        record = self.record
+        log.info(
+            "connection %d: ended: %s%s, %d audio bytes in %d frames, %d events sent%s",
+            self.number,
+            record.end,
+            f" by {record.closed_by} code {record.close_code}" if record.closed_by else "",
+            len(record.audio),
+            record.binary_frames,
+            len(record.events_sent),
+            (
+                f", client error: {record.bytes_before_created} bytes before transcript.created"
+                if record.bytes_before_created
+                else ""
+            ),
+        )
+        record.ended.set()
+
+    def _record_end(self) -> None:
+        record, protocol = self.record, self.connection.protocol
+        if self._aborted:
+            record.end, record.closed_by = "aborted", "server"
+            return
+        received, sent = protocol.close_rcvd, protocol.close_sent
+        if received is not None and (sent is None or protocol.close_rcvd_then_sent):
+            record.end, record.closed_by = "closed", "client"
+            record.close_code, record.close_reason = received.code, received.reason
+        elif sent is not None:
+            record.end, record.closed_by = "closed", "server"
+            record.close_code, record.close_reason = sent.code, sent.reason
+        else:
+            record.end, record.closed_by = "lost", "client"
+            record.close_code = 1006
+
+    # -- incoming ----------------------------------------------------------
+
+    async def _on_text(self, message: str) -> None:
+        self.record.text_messages.append(message)
+        try:
+            payload = json.loads(message)
+        except ValueError:
+            log.warning("connection %d: client sent a text frame that is not JSON", self.number)
+            return
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind == "audio.done":
+            await self._on_audio_done()
+        else:
+            log.warning("connection %d: client sent an unknown message type %r", self.number, kind)
+
+    async def _on_audio(self, data: bytes) -> None:
+        record = self.record
+        record.audio.extend(data)
+        record.binary_frames += 1
+        if not self.created_sent:
+            record.bytes_before_created += len(data)
+            if not self._warned_early_audio:
+                self._warned_early_audio = True
+                log.warning(
+                    "connection %d: client error: audio before transcript.created", self.number
+                )
+        if self.answering and record.audio_done_received:
+            if not self._warned_late_audio:
+                self._warned_late_audio = True
+                log.warning("connection %d: client sent audio after audio.done", self.number)
+        elif self.answering and self.session is not None:
+            self._arm_idle_timer()
+            for event in await self._call(self.session.feed_audio, data):
+                await self._send(event)
+        await self._fire_byte_triggers()
+
+    async def _on_audio_done(self) -> None:
+        record, fault = self.record, self.fault
+        if record.audio_done_received:
+            log.warning("connection %d: client sent audio.done twice", self.number)
+            return
+        record.audio_done_received = True
+        if not self.answering or self.session is None:
+            return
+        if fault.malformed is not None and fault.malformed.on_audio_done:
+            await self._send_malformed(fault.malformed)
+        if fault.error_event is not None and fault.error_event.on_audio_done:
+            await self._send_error(fault.error_event)
+            if fault.error_event.then != "continue":
+                return
+        if fault.ignore_audio_done:
+            log.info("connection %d: fault: audio.done ignored", self.number)
+            self._stop_answering("ignored_done")
+            return
+        if fault.close_before_done:
+            log.info("connection %d: fault: closing before transcript.done", self.number)
+            self._stop_answering("done")
+            await self.connection.close(1000)
+            return
+        events = await self._call(self.session.finish, self.done_text)
+        self._stop_answering("done")
+        if self.done_delay_ms:
+            await self._sleep_unless_closed(self.done_delay_ms / 1000)
+        for event in events:
+            await self._send(event)
+        if fault.done_without_close:
+            log.info("connection %d: fault: transcript.done without close", self.number)
+            return
+        await self.connection.close(1000)
+
+    # -- outgoing ----------------------------------------------------------
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        self.record.events_sent.append(event)
+        try:
+            await self.connection.send(json.dumps(event))
+        except ConnectionClosed:
+            self.record.events_sent.remove(event)
+            raise
+
+    async def _send_created(self) -> None:
+        self.created_sent = True
+        await self._send(created_event())
+
+    async def _send_error(self, spec: ErrorEvent) -> None:
+        log.info(
+            "connection %d: fault: error event %r code %r, then %s",
+            self.number,
+            spec.message,
+            spec.code,
+            spec.then,
+        )
+        await self._send(error_event(spec.message, spec.code))
+        if spec.then == "continue":
+            return
+        self._stop_answering("error")
+        if spec.then == "close":
+            await self.connection.close(spec.close_code, spec.message[:120])
+
+    async def _send_malformed(self, spec: Malformed) -> None:
+        log.info("connection %d: fault: malformed frames %s", self.number, ", ".join(spec.kinds))
+        for kind in spec.kinds:
+            raw = MALFORMED_FRAMES[kind]
+            self.record.events_sent.append({"_malformed": kind, "raw": raw})
+            await self.connection.send(raw)
+
+    async def _close(self, spec: Close) -> None:
+        if spec.abort:
+            self.abort("fault")
+            return
+        log.info("connection %d: fault: closing with %s", self.number, spec.code)
+        await self.connection.close(int(spec.code), spec.reason)
+
+    def abort(self, why: str) -> None:
+        """Drop the TCP connection without a close frame (the peer sees a reset)."""
+        log.info("connection %d: %s: aborting the TCP connection", self.number, why)
+        self._aborted = True
+        transport = self.connection.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: close() sends RST instead of FIN, a real abort.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    # -- faults ------------------------------------------------------------
+
+    def _schedule_faults(self) -> None:
+        fault = self.fault
+        # Parts without a trigger fire right away (error and junk after created).
+        if fault.error_event is not None and not fault.error_event.on_audio_done:
+            self._trigger(fault.error_event, "error event", self._send_error, fault.error_event)
+        if fault.close is not None:
+            self._trigger(fault.close, "close", self._close, fault.close)
+        if fault.malformed is not None and not fault.malformed.on_audio_done:
+            self._trigger(fault.malformed, "malformed", self._send_malformed, fault.malformed)
+        if fault.stop_reading_after_bytes is not None:
+            self._byte_triggers.append(
+                (fault.stop_reading_after_bytes, "stop reading", self._stop_reading)
+            )
+        self._byte_triggers.sort(key=lambda trigger: trigger[0])
+
+    def _trigger(
+        self,
+        spec: ErrorEvent | Close | Malformed,
+        name: str,
+        action: Callable[[T], Awaitable[None]],
+        argument: T,
+    ) -> None:
+        async def fire() -> None:
+            await action(argument)
+
+        if spec.after_bytes is not None:
+            self._byte_triggers.append((spec.after_bytes, name, fire))
+        else:
+            self._at_ms(spec.after_ms or 0, name, fire)
+
+    def _at_ms(self, delay_ms: int, name: str, action: Callable[[], Awaitable[None]]) -> None:
+        async def later() -> None:
+            remaining = self._opened_at + delay_ms / 1000 - self.loop.time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            try:
+                await action()
+            except ConnectionClosed:
+                pass
+            except Exception:
+                log.exception("connection %d: fault %s failed", self.number, name)
+
+        task = asyncio.ensure_future(later())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _fire_byte_triggers(self) -> None:
+        received = len(self.record.audio)
+        while self._byte_triggers and self._byte_triggers[0][0] <= received:
+            _, _, action = self._byte_triggers.pop(0)
+            await action()
+
+    async def _stop_reading(self) -> None:
+        log.info(
+            "connection %d: fault: stopped reading after %d bytes%s",
+            self.number,
+            len(self.record.audio),
+            f" for {self.fault.stop_reading_for_ms} ms" if self.fault.stop_reading_for_ms else "",
+        )
+        transport = self.connection.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A small receive buffer makes the client's sends block sooner.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        transport.pause_reading()
+        self.reading_paused = True
+        resume = self._resume_reading = asyncio.Event()
+        if self.fault.stop_reading_for_ms is not None:
+
+            async def resume_later() -> None:
+                resume.set()
+
+            self._at_ms(
+                int((self.loop.time() - self._opened_at) * 1000) + self.fault.stop_reading_for_ms,
+                "resume reading",
+                resume_later,
+            )
+
+    async def _wait_resumed_or_closed(self, resume: asyncio.Event) -> None:
+        resumed = asyncio.ensure_future(resume.wait())
+        closed = asyncio.ensure_future(self.connection.wait_closed())
+        try:
+            await asyncio.wait({resumed, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (resumed, closed):
+                waiter.cancel()
+            await asyncio.gather(resumed, closed, return_exceptions=True)
+        if resume.is_set():
+            log.info("connection %d: fault: reading resumed", self.number)
+            self._resume_reading = None
+            self.reading_paused = False
+            self.connection.transport.resume_reading()
+
+    def _arm_idle_timer(self) -> None:
+        seconds = self.fault.idle_end_after_s
+        if seconds is None or not self.answering:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = self.loop.call_later(seconds, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        if self.answering:
+            log.info(
+                "connection %d: fault: session ended after %.3g s without audio",
+                self.number,
+                self.fault.idle_end_after_s,
+            )
+            self._stop_answering("idle")
+
+    def _stop_answering(self, why: str) -> None:
+        if self.answering:
+            self.answering = False
+            self.record.session_end = why
+
+    # -- helpers -----------------------------------------------------------
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run recogniser work: in the connection's worker thread if it is heavy."""
+        if self.executor is None:
+            return function(*args)
+        return await self.loop.run_in_executor(self.executor, function, *args)
+
+    async def _sleep_unless_closed(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.connection.wait_closed(), seconds)
+
+
+def _describe_config(config: SessionConfig) -> str:
+    parts = [
+        f"{config.sample_rate} Hz",
+        config.encoding,
+        f"endpointing {config.endpointing_ms} ms",
+    ]
+    if config.interim_results:
+        parts.append("interim")
+    if config.multichannel:
+        parts.append(f"{config.channels} channels")
+    return ", ".join(parts)
