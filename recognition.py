@@ -1,0 +1,403 @@
+"""One vendor connection (`Recognition`) and the turn-result logic of one connection.
+
+A `Recognition` is exactly one WebSocket: it opens, waits for
+`transcript.created`, yields parsed events, sends what the session's sender
+gives it, and ends. It is never reused: the next turn, or the next attempt
+after a failure, is a new object with a new generation number.
+
+`ResultAssembler` is pure: it turns one connection's partials and
+`transcript.done` events into results, so that no text is ever finalized
+twice and no two finals overlap in time, whichever way the vendor's done
+text is built (the whole connection's text, or only the pending part).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from .protocol import (
+    AUDIO_DONE_MESSAGE,
+    CloseVerdict,
+    ConnectionTracker,
+    Failure,
+    IgnoredFrame,
+    ServerEvent,
+    TranscriptCreated,
+    TranscriptDone,
+    TranscriptPartial,
+    VendorError,
+    WordTiming,
+    auth_headers,
+    classify_handshake_rejection,
+    handshake_timeout,
+    parse_event,
+    transport_failure,
+    url_for_log,
+)
+
+# websockets >= 15 reads proxy settings from the environment unless told not to;
+# older versions have no proxy support (and no such argument) at all.
+_CONNECT_TAKES_PROXY = "proxy" in inspect.signature(connect.__init__).parameters
+# How long a polite close may wait for the server's closing handshake before
+# the TCP connection is dropped.
+DEFAULT_CLOSE_TIMEOUT_S = 1.0
+
+
+class ConnectFailed(Exception):
+    """Opening a connection failed; `failure` says how, and whether retrying can help."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class SendFailed(Exception):
+    """A frame could not be written: the connection is gone."""
+
+
+class Recognition:
+    """One WebSocket connection to the STT service. Single use."""
+
+    def __init__(
+        self,
+        generation: int,
+        url: str,
+        api_key: str,
+        *,
+        connect_timeout_s: float,
+        expected_dones: int = 1,
+        logger: logging.Logger | None = None,
+        close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+    ) -> None:
+        self.generation = generation
+        self._url = url
+        self._api_key = api_key
+        self._connect_timeout_s = connect_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self._log = logger or logging.getLogger("xai_asr_python.recognition")
+        self.tracker = ConnectionTracker(expected_dones=expected_dones)
+        self._ws: ClientConnection | None = None
+        self._opened = False  # open() was called: a Recognition is never reused
+        self.verdict: CloseVerdict | None = None
+        self._where = f"gen {generation} {url_for_log(url)}"
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None and self.verdict is None
+
+    # ---------------------------------------------------------------- opening
+
+    async def open(self) -> None:
+        """Connect and wait for `transcript.created`, all within the connect timeout."""
+        if self._opened:
+            raise RuntimeError("a Recognition is single-use")
+        self._opened = True
+        try:
+            await asyncio.wait_for(self._open(), self._connect_timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            failure = handshake_timeout(self._connect_timeout_s, opened=self._ws is not None)
+            self._fail_open(failure)
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+
+    def _fail_open(self, failure: Failure) -> None:
+        self.tracker.fail(failure)
+        self.abort()
+        self.verdict = failure
+        raise ConnectFailed(failure)
+
+    async def _open(self) -> None:
+        kwargs: dict[str, object] = {}
+        if _CONNECT_TAKES_PROXY:
+            kwargs["proxy"] = None
+        try:
+            # A plain await (never `async for`): websockets' own reconnect loop stays off.
+            self._ws = await connect(
+                self._url,
+                additional_headers=auth_headers(self._api_key),
+                open_timeout=None,  # the caller's wait_for bounds the whole opening
+                close_timeout=self._close_timeout_s,
+                compression=None,  # audio does not compress; spare the CPU
+                max_queue=64,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except InvalidStatus as exc:
+            response = exc.response
+            self._fail_open(
+                classify_handshake_rejection(
+                    response.status_code,
+                    {k: v for k, v in response.headers.raw_items()},
+                    bytes(response.body or b""),
+                    now_epoch_s=time.time(),
+                )
+            )
+        except InvalidURI as exc:
+            self._fail_open(
+                Failure(kind="handshake_refused", message=f"invalid URL: {exc}", fatal=True)
+            )
+        except (InvalidHandshake, OSError, ConnectionClosed) as exc:
+            self._fail_open(transport_failure(f"{type(exc).__name__}: {exc}"))
+        self._log.debug("%s: WebSocket open, waiting for transcript.created", self._where)
+        assert self._ws is not None
+        while True:
+            try:
+                frame = await self._ws.recv()
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                self._fail_open(
+                    Failure(
+                        kind="no_created",
+                        message="the connection closed before transcript.created "
+                        f"({code if code is not None else 'no close frame'})",
+                        vendor_code=None if code is None else str(code),
+                        vendor_message=(exc.rcvd.reason or None) if exc.rcvd else None,
+                    )
+                )
+            event = self._parse(frame)
+            if isinstance(event, TranscriptCreated):
+                self.tracker.receive(event)
+                return
+            if isinstance(event, VendorError):
+                self.tracker.receive(event)
+                assert self.tracker.failure is not None
+                self._fail_open(self.tracker.failure)
+            if event is not None:
+                self._log.warning(
+                    "%s: %s before transcript.created; ignored", self._where, type(event).__name__
+                )
+
+    # ---------------------------------------------------------------- events
+
+    def _parse(self, frame: str | bytes) -> ServerEvent | None:
+        event = parse_event(frame)
+        if isinstance(event, IgnoredFrame):
+            self._log.warning(
+                "%s: ignored a frame (%s): %s", self._where, event.reason, event.preview
+            )
+            return None
+        defaulted = getattr(event, "defaulted", ())
+        if defaulted:
+            self._log.debug(
+                "%s: %s without %s; defaults used",
+                self._where,
+                type(event).__name__,
+                ", ".join(defaulted),
+            )
+        return event
+
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Parsed events until the socket closes; then `verdict` says what the close meant."""
+        assert self._ws is not None, "open() first"
+        ws = self._ws
+        try:
+            while True:
+                try:
+                    frame = await ws.recv()
+                except ConnectionClosed:
+                    break
+                event = self._parse(frame)
+                if event is None:
+                    continue
+                self.tracker.receive(event)
+                yield event
+        finally:
+            # A close frame received says how the server ended it; none means a lost connection.
+            rcvd = ws.protocol.close_rcvd
+            if self.verdict is None and ws.protocol.state.name == "CLOSED":
+                self.verdict = self.tracker.closed(
+                    rcvd.code if rcvd is not None else None, rcvd.reason if rcvd else None
+                )
+
+    def finish(self) -> CloseVerdict:
+        """The verdict, forcing one if the socket ended without the reader seeing it."""
+        if self.verdict is None:
+            rcvd = self._ws.protocol.close_rcvd if self._ws is not None else None
+            self.verdict = self.tracker.closed(
+                rcvd.code if rcvd is not None else None, rcvd.reason if rcvd else None
+            )
+        return self.verdict
+
+    # ---------------------------------------------------------------- sending
+
+    async def send_audio(self, chunk: bytes) -> None:
+        await self._send(chunk)
+
+    async def send_audio_done(self) -> None:
+        await self._send(AUDIO_DONE_MESSAGE)
+        self.tracker.audio_done_sent()
+
+    async def _send(self, message: str | bytes) -> None:
+        if self._ws is None or self.verdict is not None:
+            raise SendFailed("not connected")
+        try:
+            await self._ws.send(message)
+        except (ConnectionClosed, OSError) as exc:
+            raise SendFailed(str(exc)) from exc
+
+    # ---------------------------------------------------------------- closing
+
+    def fail(self, failure: Failure) -> None:
+        """We decided this connection is dead: record why and drop it now."""
+        self.tracker.fail(failure)
+        self.abort()
+
+    async def close(self, reason: str, *, timeout_s: float | None = None) -> None:
+        """A planned close: a polite closing handshake, bounded, then the TCP drop."""
+        self.tracker.close_planned(reason)
+        if self._ws is None:
+            return
+        self._ws.close_timeout = self._close_timeout_s if timeout_s is None else timeout_s
+        try:
+            await asyncio.wait_for(self._ws.close(), (self._ws.close_timeout or 0) + 0.1)
+        except (asyncio.TimeoutError, TimeoutError, OSError):
+            self.abort()
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (stop, failure): no waiting for the server."""
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                self._ws.transport.abort()
+
+    async def wait_closed(self, timeout_s: float) -> bool:
+        if self._ws is None:
+            return True
+        try:
+            await asyncio.wait_for(self._ws.wait_closed(), timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class VendorResult:
+    """A result on the connection's own timeline (seconds); the session maps it."""
+
+    text: str
+    final: bool
+    speech_final: bool
+    start_s: float
+    end_s: float
+    words: tuple[WordTiming, ...]
+    channel: int | None
+
+
+@dataclass
+class _ChannelTurn:
+    finalized: list[str] = field(default_factory=list)  # tokens already emitted as final
+    utterance_start: int = 0  # index in `finalized` where the current utterance began
+    final_end_s: float = 0.0  # end of the last final: no final may start before it
+    pending: TranscriptPartial | None = None  # last interim since the last final
+
+
+def _clip_words(words: tuple[WordTiming, ...], floor_s: float) -> tuple[WordTiming, ...]:
+    return tuple(
+        w if w.start_s >= floor_s else WordTiming(w.text, floor_s, max(floor_s, w.end_s))
+        for w in words
+    )
+
+
+class ResultAssembler:
+    """Partials and done events of one connection -> results, never finalizing text twice."""
+
+    def __init__(self, *, multichannel: bool = False) -> None:
+        self._multichannel = multichannel
+        self._channels: dict[int | None, _ChannelTurn] = {}
+
+    def _turn(self, channel: int | None) -> tuple[int | None, _ChannelTurn]:
+        # Mono: the done event says channel 0 while partials say nothing; one turn either way.
+        key = channel if self._multichannel else None
+        return key, self._channels.setdefault(key, _ChannelTurn())
+
+    def on_partial(self, p: TranscriptPartial) -> VendorResult | None:
+        key, turn = self._turn(p.channel)
+        start = max(p.start_s, turn.final_end_s)
+        end = max(start, p.start_s + p.duration_s)
+        words = _clip_words(p.words, turn.final_end_s)
+        if not p.is_final:
+            turn.pending = p
+            if not p.text:
+                return None
+            return VendorResult(p.text, False, False, start, end, words, key)
+        tokens = p.text.split()
+        turn.finalized.extend(tokens)
+        turn.final_end_s = max(turn.final_end_s, end)
+        turn.pending = None
+        if p.speech_final:
+            turn.utterance_start = len(turn.finalized)
+        if not p.text:
+            return None
+        return VendorResult(p.text, True, p.speech_final, start, end, words, key)
+
+    def on_done(self, d: TranscriptDone) -> VendorResult | None:
+        """The answer to audio.done: only what was not finalized yet becomes a final."""
+        key, turn = self._turn(d.channel)
+        done_tokens = d.text.split()
+        remainder = self._remainder(turn, done_tokens)
+        pending = turn.pending
+        turn.pending = None
+        turn.finalized.extend(remainder)
+        turn.utterance_start = len(turn.finalized)
+        if not remainder:
+            return None
+        start = turn.final_end_s
+        end = start
+        words: tuple[WordTiming, ...] = ()
+        if pending is not None:
+            start = max(start, pending.start_s)
+            end = max(start, pending.start_s + pending.duration_s)
+            pending_tokens = [w.text for w in pending.words]
+            # The interim's word times are exact for the words it shares with the remainder.
+            if pending_tokens and remainder[: len(pending_tokens)] == pending_tokens:
+                words = _clip_words(pending.words, turn.final_end_s)
+        if d.duration_s is not None:
+            end = max(end, d.duration_s)
+        turn.final_end_s = max(turn.final_end_s, end)
+        return VendorResult(" ".join(remainder), True, True, start, end, words, key)
+
+    @staticmethod
+    def _remainder(turn: _ChannelTurn, done_tokens: list[str]) -> list[str]:
+        whole = turn.finalized
+        utterance = turn.finalized[turn.utterance_start :]
+        # Whole-connection text first, then the current utterance's text (its locked
+        # chunks were already finalized), else the done carries only the pending part.
+        for already in (whole, utterance):
+            if not already:
+                continue
+            if done_tokens[: len(already)] == already:
+                return done_tokens[len(already) :]
+            if already[: len(done_tokens)] == done_tokens:
+                return []  # nothing new: the done only repeats finalized text
+        return done_tokens
+
+    def salvage(self) -> list[VendorResult]:
+        """The connection died before its done: make the interim text of each channel final."""
+        results: list[VendorResult] = []
+        for key, turn in self._channels.items():
+            pending = turn.pending
+            turn.pending = None
+            if pending is None or not pending.text:
+                continue
+            tokens = pending.text.split()
+            turn.finalized.extend(tokens)
+            start = max(pending.start_s, turn.final_end_s)
+            end = max(start, pending.start_s + pending.duration_s)
+            turn.final_end_s = end
+            words = _clip_words(pending.words, start)
+            results.append(VendorResult(pending.text, True, False, start, end, words, key))
+        return results
