@@ -1,0 +1,1104 @@
+"""The streaming session engine: one user audio stream over any number of xAI connections.
+
+The engine knows nothing about TEN. The extension pushes audio and finalizes
+into a `StreamingSession` and turns its listener callbacks into TEN messages.
+
+Ownership (one owner per piece of state):
+- the session owns the audio buffer, the connections, the generation counter,
+  the pending finalizes and every task it starts;
+- a `Recognition` (recognition.py) is ONE connection and is never reused;
+- the supervisor task is the only sender: frames go buffer -> socket in
+  arrival order, a finalize marker takes its place in that order, and a
+  frame whose send fails goes back to the head of the buffer.
+
+Connections. The *current* connection is the one new audio goes to. After a
+finalize (`audio.done`) it becomes *draining*: it gets no more audio, has
+until the finalize's deadline to deliver `transcript.done`, and is then
+closed by us whether or not the server closed it. The next connection is
+opened at once (pre-warmed) unless `prewarm` is off. Results are delivered
+in order: results of a newer connection are held back until every older
+draining connection has finished its turn (done, timeout, failure), so the
+final of turn N and its finalize end precede any result of turn N+1.
+
+Planned versus failure. A close after `transcript.done`, an idle close and a
+close at stop are planned: no error, no backoff. Anything else (a refused or
+timed-out handshake, no `transcript.created`, an `error` event, a close
+without done, a failed send, a stall) is a failure: a NON_FATAL `on_error`
+with the backoff delay, then a new attempt; a FATAL one when retrying cannot
+help (401/403/400/404) or the streak reaches `backoff.max_attempts`.
+
+Status rule (`on_status`): the status describes the *current* connection,
+the one that takes new audio. Draining connections do not affect it.
+- CONNECTING when an attempt starts; CONNECTED when its `transcript.created`
+  arrives; DISCONNECTED when it is gone: failed (code = HTTP status, close
+  code or the vendor's numeric code, else 0), closed for idleness (1000),
+  finished with prewarm off (1000), given up, or stopped (1000).
+- A finalize with prewarm hands over: CONNECTED -> CONNECTING -> CONNECTED
+  (the old connection drains in the background; no DISCONNECTED is
+  reported, because new audio always has a connection on its way).
+- A failed attempt: CONNECTING -> DISCONNECTED, then CONNECTING after the
+  backoff. So the transitions are always legal (`is_legal_transition`) and
+  never from a state to itself.
+
+Timing. `clock` measures (deadlines, health, latencies); `sleep` and `rng`
+drive only the reconnect backoff (reconnect_manager.py), so a test can
+inject them. Deadlines are waited for on the event loop's own timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Protocol
+
+from .audio_buffer import AudioBuffer, AudioFrame, DropReport, FinalizeMarker
+from .protocol import (
+    Failure,
+    PlannedClose,
+    ServerEvent,
+    TranscriptDone,
+    TranscriptPartial,
+    VendorError,
+    build_query,
+    build_url,
+    bytes_per_sample,
+    url_for_log,
+)
+from .recognition import ConnectFailed, Recognition, ResultAssembler, SendFailed, VendorResult
+from .reconnect_manager import BackoffPolicy, ReconnectManager
+from .timeline import AudioFormat, ConnectionTimeline
+
+__all__ = [
+    "BackoffPolicy",
+    "ConnState",
+    "FinalizeOutcome",
+    "SessionError",
+    "SessionListener",
+    "SessionSettings",
+    "SessionStats",
+    "StreamingSession",
+    "Transcript",
+    "Word",
+    "is_legal_transition",
+]
+
+# After transcript.done the server closes by itself; it gets this long before we close.
+DONE_CLOSE_GRACE_S = 0.5
+# A failed connection is closed politely (so the server reads what we sent) for this long,
+# then dropped.
+FAILURE_CLOSE_TIMEOUT_S = 0.5
+# stop() waits at most this long for cancelled tasks to unwind (they unwind in one loop turn).
+STOP_TASK_TIMEOUT_S = 0.5
+# A socket that failed under a send is given this long for its reader to see the close.
+SEND_FAILURE_SETTLE_S = 1.0
+# The watchdog never polls faster than this.
+WATCHDOG_MIN_SLEEP_S = 0.01
+
+
+class ConnState(str, enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+def is_legal_transition(last: ConnState, current: ConnState) -> bool:
+    """TEN's rule: any -> disconnected; disconnected|connected -> connecting;
+    connecting -> connected; never a state to itself."""
+    if last is current:
+        return False
+    if current is ConnState.DISCONNECTED:
+        return True
+    if current is ConnState.CONNECTING:
+        return last in (ConnState.DISCONNECTED, ConnState.CONNECTED)
+    return last is ConnState.CONNECTING
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    url: str  # e.g. "wss://api.x.ai/v1/stt" or the local server's URL
+    api_key: str = field(repr=False)
+    sample_rate: int = 16000
+    encoding: str = "pcm"  # pcm (2 bytes/sample) | mulaw | alaw (1 byte/sample)
+    channels: int = 1  # audio channels in the stream (multichannel => 2-8)
+    language: str | None = "en"
+    interim_results: bool = True
+    endpointing_ms: int | None = 300
+    diarize: bool = False
+    multichannel: bool = False
+    finalize_timeout_s: float = 2.0
+    buffer_max_ms: int = 60_000
+    prewarm: bool = True
+    connect_timeout_s: float = 10.0  # TCP + WebSocket handshake + transcript.created
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    healthy_after_s: float = 5.0
+    stall_timeout_s: float = 15.0
+    idle_close_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        bytes_per_sample(self.encoding)  # raises on an unknown encoding
+        if self.sample_rate <= 0 or self.channels < 1:
+            raise ValueError("sample_rate must be positive and channels at least 1")
+        for name in (
+            "finalize_timeout_s",
+            "connect_timeout_s",
+            "healthy_after_s",
+            "stall_timeout_s",
+            "idle_close_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.buffer_max_ms < 0:
+            raise ValueError("buffer_max_ms must not be negative")
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat(self.sample_rate, self.encoding, self.channels)
+
+    @property
+    def expected_dones(self) -> int:
+        """transcript.done events that end a turn: one per channel in multichannel mode."""
+        return self.channels if self.multichannel else 1
+
+    def connect_url(self) -> str:
+        """The URL with the session's query (the key is not in it: it goes in a header)."""
+        return build_url(
+            self.url,
+            build_query(
+                sample_rate=self.sample_rate,
+                encoding=self.encoding,
+                interim_results=self.interim_results,
+                endpointing_ms=self.endpointing_ms,
+                language=self.language,
+                diarize=self.diarize,
+                multichannel=self.multichannel,
+                channels=self.channels,
+            ),
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """For logs: every setting, the API key masked."""
+        key = self.api_key
+        masked = f"{key[:2]}...{key[-2:]}" if len(key) > 8 else ("***" if key else "")
+        return {
+            "url": url_for_log(self.url),
+            "api_key": masked,
+            "sample_rate": self.sample_rate,
+            "encoding": self.encoding,
+            "channels": self.channels,
+            "language": self.language,
+            "interim_results": self.interim_results,
+            "endpointing_ms": self.endpointing_ms,
+            "diarize": self.diarize,
+            "multichannel": self.multichannel,
+            "finalize_timeout_s": self.finalize_timeout_s,
+            "buffer_max_ms": self.buffer_max_ms,
+            "prewarm": self.prewarm,
+            "connect_timeout_s": self.connect_timeout_s,
+            "backoff": {
+                "base_s": self.backoff.base_s,
+                "cap_s": self.backoff.cap_s,
+                "max_attempts": self.backoff.max_attempts,
+            },
+            "healthy_after_s": self.healthy_after_s,
+            "stall_timeout_s": self.stall_timeout_s,
+            "idle_close_s": self.idle_close_s,
+        }
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start_ms: int
+    duration_ms: int
+    stable: bool
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    final: bool
+    start_ms: int  # on the session timeline (the user's audio), continuous across reconnects
+    duration_ms: int
+    words: tuple[Word, ...]
+    channel: int | None
+    speech_final: bool
+    generation: int
+
+
+@dataclass(frozen=True)
+class SessionError:
+    fatal: bool  # True: the engine gave up (or config/key is bad) and will not retry
+    kind: str  # handshake_refused, handshake_timeout, handshake_failed, no_created,
+    # vendor_error, abnormal_close, stall, send_failed, retries_exhausted, finalize_timeout
+    message: str  # human-readable, never contains the key
+    vendor_code: str | None  # HTTP status, close code, or the error event's code, as text
+    vendor_message: str | None  # the vendor's own text
+    attempt: int  # failed attempts so far in this streak
+    retry_in_s: float | None  # when non-fatal and a reconnect follows: the backoff delay
+
+
+@dataclass(frozen=True)
+class FinalizeOutcome:
+    finalize_id: str
+    # "done": transcript.done arrived (or the turn had no audio to finalize);
+    # "timeout": audio.done was sent but no transcript.done came in time;
+    # "no_connection": no connection could take the finalize in time;
+    # "failed": the connection died (error event, close) before transcript.done;
+    # "stopped": stop() was called first.
+    status: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    bytes_sent: int
+    audio_ms_sent: float
+    planned_reconnects: int
+    failure_reconnects: int
+    last_reconnect_gap_ms: float | None
+    dropped_ms: float
+    connections_opened: int
+    current_state: ConnState
+    generation: int
+    dropped_frames: int = 0
+    failed_attempts: int = 0  # the current failure streak
+
+
+class SessionListener(Protocol):
+    """All callbacks are plain synchronous calls on the event loop, in order."""
+
+    def on_transcript(self, t: Transcript) -> None: ...
+
+    def on_finalize_end(self, outcome: FinalizeOutcome) -> None: ...
+
+    def on_error(self, e: SessionError) -> None: ...
+
+    def on_status(self, current: ConnState, last: ConnState, code: int, message: str) -> None: ...
+
+    def on_connected(self, generation: int, connect_delay_ms: float) -> None: ...
+
+    def on_audio_sent(self, chunk: bytes) -> None: ...
+
+    def on_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None: ...
+
+
+@dataclass(eq=False)
+class _Finalize:
+    token: str  # unique inside the session (finalize ids need not be)
+    finalize_id: str
+    issued_at: float
+    deadline: float
+    ended: bool = False
+    sent_on: int | None = None  # generation that got its audio.done
+    timer: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class _Live:
+    """The session's bookkeeping for one open connection (current or draining)."""
+
+    rec: Recognition
+    timeline: ConnectionTimeline
+    assembler: ResultAssembler
+    opened_at: float
+    last_audio_at: float
+    speech_since: float | None = None  # first speech frame sent since the last event
+    sent_bytes: int = 0
+    draining: bool = False
+    idle: bool = False
+    closing: bool = False
+    finalize: _Finalize | None = None
+    drain_deadline: float = 0.0
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    turn_finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def generation(self) -> int:
+        return self.rec.generation
+
+
+_Delivery = Transcript | FinalizeOutcome
+
+
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    if event.is_set():
+        return True
+    if timeout_s <= 0:
+        return False
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except (asyncio.TimeoutError, TimeoutError):
+        return event.is_set()
+    return True
+
+
+def _numeric_code(code: str | None) -> int:
+    if code is not None and code.strip().lstrip("-").isdigit():
+        return int(code)
+    return 0
+
+
+class StreamingSession:
+    def __init__(
+        self,
+        settings: SessionSettings,
+        listener: SessionListener,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._settings = settings
+        self._listener = listener
+        self._clock = clock
+        self._log = logger or logging.getLogger("xai_asr_python.session")
+        self._buffer = AudioBuffer(settings.audio_format, settings.buffer_max_ms)
+        self._reconnect = ReconnectManager(
+            settings.backoff,
+            healthy_after_s=settings.healthy_after_s,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+        )
+        self._state = ConnState.DISCONNECTED
+        self._generation = 0
+        self._lives: dict[int, _Live] = {}
+        self._current: _Live | None = None
+        self._connecting: Recognition | None = None
+        self._finalizes: dict[str, _Finalize] = {}  # in issue order
+        self._finalize_seq = 0
+        self._blockers: set[int] = set()  # draining generations whose turn is not finished
+        self._held: dict[int, list[_Delivery]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._stopped = False
+        self._stop_finished = asyncio.Event()
+        self._fatal = False
+        self._warned: set[str] = set()
+        self._gap_since: float | None = None
+        # stats
+        self._bytes_sent = 0
+        self._audio_ms_sent = 0.0
+        self._planned_reconnects = 0
+        self._failure_reconnects = 0
+        self._last_gap_ms: float | None = None
+        self._connections_opened = 0
+
+    # ================================================================ public API
+
+    def start(self) -> None:
+        """Begin connecting in tracked background tasks; returns at once.
+
+        Idempotent while running; a no-op after stop(). After a fatal error it
+        starts over with a fresh retry streak (e.g. after update_settings with
+        a new key).
+        """
+        if self._stopped:
+            return
+        if self._supervisor is not None and not self._supervisor.done():
+            return
+        if self._fatal:
+            self._fatal = False
+            self._reconnect.connection_healthy()  # a new start is a new streak
+        self._log.info("session starting: %s", self._settings.redacted())
+        self._supervisor = self._spawn(self._run(), "supervisor")
+
+    def push_audio(self, chunk: bytes) -> None:
+        """Queue audio for the socket; never blocks. Buffered while not connected."""
+        if self._stopped:
+            self._warn_once("after_stop", "audio pushed after stop is ignored")
+            return
+        if self._fatal:
+            self._warn_once("after_fatal", "audio is ignored: the session gave up (fatal error)")
+            return
+        report = self._buffer.push(chunk)
+        if report is not None:
+            self._report_drop(report)
+        self._wakeup.set()
+
+    def finalize(self, finalize_id: str) -> None:
+        """Finalize everything pushed so far; ends in exactly one on_finalize_end, on time."""
+        self._finalize_seq += 1
+        now = self._clock()
+        f = _Finalize(
+            token=f"#{self._finalize_seq}",
+            finalize_id=finalize_id,
+            issued_at=now,
+            deadline=now + self._settings.finalize_timeout_s,
+        )
+        if self._stopped or self._fatal:
+            f.ended = True
+            outcome = FinalizeOutcome(
+                finalize_id, "stopped" if self._stopped else "no_connection", 0.0
+            )
+            self._call_soon(self._deliver, self._generation + 1, outcome)
+            return
+        self._finalizes[f.token] = f
+        self._buffer.mark_finalize(f.token)
+        self._arm_finalize_timer(f)
+        self._wakeup.set()
+
+    def update_settings(self, settings: SessionSettings) -> None:
+        """Takes effect at the next connection (and for audio pushed from now on)."""
+        self._settings = settings
+        self._buffer.set_format(settings.audio_format)
+        self._buffer.max_ms = settings.buffer_max_ms
+        self._reconnect.policy = settings.backoff
+        self._reconnect.healthy_after_s = settings.healthy_after_s
+        self._log.info("settings updated (next connection): %s", settings.redacted())
+
+    async def stop(self) -> None:
+        """Cancel every task and drop every socket; pending finalizes end "stopped"."""
+        if self._stopped:
+            await self._stop_finished.wait()
+            return
+        self._stopped = True
+        recs = [live.rec for live in self._lives.values()]
+        if self._connecting is not None:
+            recs.append(self._connecting)
+        # Sockets first: nothing more goes out and nothing waits on the network.
+        for rec in recs:
+            rec.abort()
+        me = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not me]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_TASK_TIMEOUT_S)
+        if recs:
+            await asyncio.gather(*(rec.wait_closed(0.1) for rec in recs))
+        # Turns end in order: the draining ones, oldest first, then the current one.
+        for live in sorted(self._lives.values(), key=lambda lv: lv.generation):
+            if live.draining:
+                self._finish_turn(live, "stopped")
+            else:
+                self._salvage(live)
+            self._retire(live)
+        for f in list(self._finalizes.values()):
+            self._end_finalize(f, "stopped", self._generation + 1)
+        self._blockers.clear()
+        self._release_held()
+        self._set_status(ConnState.DISCONNECTED, 1000, "stopped")
+        self._stop_finished.set()
+        self._log.info("session stopped")
+
+    @property
+    def stats(self) -> SessionStats:
+        return SessionStats(
+            bytes_sent=self._bytes_sent,
+            audio_ms_sent=self._audio_ms_sent,
+            planned_reconnects=self._planned_reconnects,
+            failure_reconnects=self._failure_reconnects,
+            last_reconnect_gap_ms=self._last_gap_ms,
+            dropped_ms=float(self._buffer.total_dropped_ms),
+            connections_opened=self._connections_opened,
+            current_state=self._state,
+            generation=self._generation,
+            dropped_frames=self._buffer.dropped_frames,
+            failed_attempts=self._reconnect.attempt,
+        )
+
+    # ================================================================ supervisor
+
+    async def _run(self) -> None:
+        """Connect, stream until the connection hands over or ends, repeat."""
+        reason = "start"
+        try:
+            while not self._stopped:
+                if reason == "lazy":
+                    await self._wait_for_demand()
+                    self._gap_since = self._clock()
+                live = await self._connect(reason)
+                if live is None:
+                    return
+                reason = await self._stream(live)
+                if reason == "fatal":
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not leave a silent, dead session
+            self._log.exception("session engine failed")
+            self._report_error(
+                Failure(kind="internal", message=f"internal error: {type(exc).__name__}: {exc}"),
+                fatal=True,
+                retry_in_s=None,
+            )
+            self._enter_fatal()
+
+    async def _wait_for_demand(self) -> None:
+        """No connection is wanted until audio (or a finalize with audio before it) arrives."""
+        while not self._stopped:
+            head = self._buffer.peek()
+            if isinstance(head, FinalizeMarker):
+                # Nothing of this turn is waiting to be recognised: nothing to finalize.
+                self._buffer.pop()
+                self._end_empty_finalize(head, self._generation + 1)
+                continue
+            if head is not None:
+                return
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def _connect(self, reason: str) -> _Live | None:
+        """Attempts until one connection is up; None after a fatal error or stop."""
+        while not self._stopped:
+            settings = self._settings
+            self._generation += 1
+            generation = self._generation
+            rec = Recognition(
+                generation,
+                settings.connect_url(),
+                settings.api_key,
+                connect_timeout_s=settings.connect_timeout_s,
+                expected_dones=settings.expected_dones,
+                logger=self._log,
+            )
+            self._connecting = rec
+            self._set_status(ConnState.CONNECTING, 0, f"connecting to {url_for_log(settings.url)}")
+            started = self._clock()
+            try:
+                await rec.open()
+            except ConnectFailed as exc:
+                self._connecting = None
+                failure = exc.failure
+                self._set_status(
+                    ConnState.DISCONNECTED, _numeric_code(failure.vendor_code), failure.message
+                )
+                if not await self._after_failure(failure):
+                    return None
+                reason = "failure"
+                continue
+            self._connecting = None
+            now = self._clock()
+            live = _Live(
+                rec=rec,
+                timeline=ConnectionTimeline(settings.sample_rate, self._buffer_head_ms()),
+                assembler=ResultAssembler(multichannel=settings.multichannel),
+                opened_at=now,
+                last_audio_at=now,
+            )
+            self._lives[generation] = live
+            self._current = live
+            self._connections_opened += 1
+            if reason == "failure":
+                self._failure_reconnects += 1
+            elif reason in ("planned", "lazy"):
+                self._planned_reconnects += 1
+            if self._gap_since is not None:
+                self._last_gap_ms = (now - self._gap_since) * 1000
+                self._gap_since = None
+            self._reconnect.connection_opened()
+            self._log.info(
+                "gen %d: connected to %s in %.0f ms",
+                generation,
+                url_for_log(settings.url),
+                (now - started) * 1000,
+            )
+            self._set_status(ConnState.CONNECTED, 0, "transcript.created")
+            self._emit("on_connected", generation, (now - started) * 1000)
+            self._spawn(self._read(live), f"reader-{generation}")
+            self._spawn(self._watch(live), f"watchdog-{generation}")
+            return live
+        return None
+
+    async def _after_failure(self, failure: Failure) -> bool:
+        """Report a failed attempt and wait the backoff; False when giving up."""
+        decision = self._reconnect.record_failure(
+            fatal=failure.fatal, retry_after_s=failure.retry_after_s
+        )
+        if decision.give_up:
+            if failure.fatal:
+                self._report_error(failure, fatal=True, retry_in_s=None, attempt=decision.attempt)
+            else:
+                self._report_error(
+                    failure,
+                    fatal=True,
+                    retry_in_s=None,
+                    attempt=decision.attempt,
+                    kind="retries_exhausted",
+                    message=f"gave up after {decision.attempt} failed attempts in a row; "
+                    f"last: {failure.message}",
+                )
+            self._enter_fatal()
+            return False
+        self._report_error(
+            failure, fatal=False, retry_in_s=decision.delay_s, attempt=decision.attempt
+        )
+        await self._reconnect.wait(decision)
+        return not self._stopped
+
+    def _enter_fatal(self) -> None:
+        """No connection will come: finalizes waiting for one end now."""
+        self._fatal = True
+        self._set_status(ConnState.DISCONNECTED, 0, "gave up")
+        for f in list(self._finalizes.values()):
+            if f.sent_on is None:
+                self._buffer.remove_marker(f.token)
+                self._end_finalize(f, "no_connection", self._generation + 1)
+
+    async def _stream(self, live: _Live) -> str:
+        """Pump the buffer into the current connection. Returns how to get the next one."""
+        ended_how = await self._pump(live)
+        if ended_how in ("handoff", "idle"):
+            settings = self._settings
+            if ended_how == "idle":
+                self._set_status(
+                    ConnState.DISCONNECTED,
+                    1000,
+                    f"closed after {settings.idle_close_s:g} s without audio",
+                )
+                return "lazy"
+            if settings.prewarm or self._buffer.peek() is not None:
+                return "planned"
+            self._set_status(ConnState.DISCONNECTED, 1000, "turn finalized; next on audio")
+            return "lazy"
+        # The connection ended while current.
+        verdict = await self._verdict_of(live, ended_how)
+        self._current = None
+        self._gap_since = self._clock()
+        self._salvage(live)
+        self._retire(live)
+        if isinstance(verdict, PlannedClose):
+            self._reconnect.connection_closed()
+            self._set_status(ConnState.DISCONNECTED, 1000, f"closed ({verdict.reason})")
+            return "planned" if self._settings.prewarm else "lazy"
+        self._log.warning("gen %d: failed: %s", live.generation, verdict.message)
+        self._set_status(
+            ConnState.DISCONNECTED, _numeric_code(verdict.vendor_code), verdict.message
+        )
+        if not await self._after_failure(verdict):
+            return "fatal"
+        return "failure"
+
+    async def _verdict_of(self, live: _Live, ended_how: str) -> PlannedClose | Failure:
+        rec = live.rec
+        if rec.tracker.failure is None and not live.ended.is_set():
+            # The socket failed under a send: its reader sees the close in a moment.
+            if not await _wait_event(live.ended, SEND_FAILURE_SETTLE_S):
+                rec.fail(Failure(kind="send_failed", message="sending audio failed"))
+        if rec.tracker.failure is not None:
+            return rec.tracker.failure
+        verdict = rec.finish()
+        if (
+            ended_how == "send_failed"
+            and isinstance(verdict, PlannedClose)
+            and not rec.tracker.done
+        ):
+            return Failure(kind="send_failed", message="sending audio failed")
+        return verdict
+
+    async def _pump(self, live: _Live) -> str:
+        """The one sender. Returns "handoff", "idle", "ended" or "send_failed"."""
+        rec = live.rec
+        while True:
+            if live.ended.is_set() or rec.tracker.failure is not None or self._stopped:
+                return "ended"
+            item = self._buffer.peek()
+            if item is None:
+                if live.idle:
+                    return await self._close_idle(live)
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            live.idle = False
+            if isinstance(item, FinalizeMarker):
+                self._buffer.pop()
+                if live.sent_bytes == 0:
+                    # No audio of this turn reached the vendor: nothing to finalize.
+                    self._end_empty_finalize(item, live.generation)
+                    continue
+                try:
+                    await rec.send_audio_done()
+                except SendFailed:
+                    self._buffer.push_front(item)
+                    return "send_failed"
+                self._begin_drain(live, self._finalizes.get(item.finalize_id))
+                return "handoff"
+            assert isinstance(item, AudioFrame)
+            self._buffer.pop()
+            try:
+                await rec.send_audio(item.data)
+            except SendFailed:
+                # Not to the floor: it goes first to the next connection.
+                self._buffer.push_front(item)
+                return "send_failed"
+            self._after_send(live, item)
+
+    def _after_send(self, live: _Live, frame: AudioFrame) -> None:
+        now = self._clock()
+        live.timeline.record_sent(frame.start_ms, frame.duration_ms)
+        live.sent_bytes += len(frame.data)
+        live.last_audio_at = now
+        if frame.speech and live.speech_since is None:
+            live.speech_since = now
+        self._bytes_sent += len(frame.data)
+        self._audio_ms_sent += float(frame.duration_ms)
+        self._emit("on_audio_sent", frame.data)
+
+    async def _close_idle(self, live: _Live) -> str:
+        """No audio for idle_close_s: end the session ourselves (planned), before the
+        service ends it silently. Pending text is collected first with audio.done."""
+        self._log.info(
+            "gen %d: idle for %g s: closing", live.generation, self._settings.idle_close_s
+        )
+        if live.sent_bytes == 0:
+            self._current = None
+            self._reconnect.connection_closed()
+            live.closing = True
+            self._spawn(live.rec.close("idle"), f"close-{live.generation}")
+            self._retire(live)
+            self._gap_since = None
+            return "idle"
+        try:
+            await live.rec.send_audio_done()
+        except SendFailed:
+            return "send_failed"
+        self._begin_drain(live, None)
+        self._gap_since = None
+        return "idle"
+
+    def _buffer_head_ms(self) -> Fraction:
+        """User time of the next audio the sender will take from the buffer."""
+        for item in self._buffer:
+            if isinstance(item, AudioFrame):
+                return item.start_ms
+        return self._buffer.position_ms
+
+    # ================================================================ per-connection tasks
+
+    async def _read(self, live: _Live) -> None:
+        cancelled = False
+        try:
+            async for event in live.rec.events():
+                self._on_event(live, event)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        except Exception as exc:
+            self._log.exception("gen %d: reader failed", live.generation)
+            live.rec.fail(Failure(kind="internal", message=f"reader failed: {exc!r}"))
+        finally:
+            live.ended.set()
+            if not cancelled and not self._stopped:
+                self._on_socket_closed(live)
+
+    def _on_event(self, live: _Live, event: ServerEvent) -> None:
+        if self._lives.get(live.generation) is not live:
+            return  # a retired connection: it can no longer touch the session
+        live.speech_since = None
+        if isinstance(event, TranscriptPartial):
+            self._reconnect.connection_healthy()
+            result = live.assembler.on_partial(event)
+            if result is not None:
+                self._deliver(live.generation, self._transcript(live, result))
+        elif isinstance(event, TranscriptDone):
+            self._reconnect.connection_healthy()
+            result = live.assembler.on_done(event)
+            if result is not None:
+                self._deliver(live.generation, self._transcript(live, result))
+            if live.draining and live.rec.tracker.done:
+                self._finish_turn(live, "done")
+        elif isinstance(event, VendorError):
+            failure = live.rec.tracker.failure
+            assert failure is not None
+            self._log.warning("gen %d: vendor error: %s", live.generation, failure.message)
+            if live.draining:
+                self._finish_turn(live, "failed", failure)
+            self._close_failed(live)
+            self._wakeup.set()
+
+    def _on_socket_closed(self, live: _Live) -> None:
+        verdict = live.rec.finish()
+        if self._lives.get(live.generation) is not live:
+            return
+        if live.draining:
+            if not live.turn_finished.is_set():
+                failure = verdict if isinstance(verdict, Failure) else None
+                self._finish_turn(live, "failed", failure)
+        else:
+            self._wakeup.set()  # the pump decides what the close means
+
+    def _close_failed(self, live: _Live) -> None:
+        """A dead session: close politely (the server reads what we sent), bounded."""
+        if live.closing or live.ended.is_set():
+            return
+        live.closing = True
+        self._spawn(
+            live.rec.close("failed", timeout_s=FAILURE_CLOSE_TIMEOUT_S), f"close-{live.generation}"
+        )
+
+    async def _watch(self, live: _Live) -> None:
+        """Stall and idle watchdog of the current connection."""
+        while self._current is live and not live.ended.is_set():
+            if live.rec.tracker.failure is not None:
+                return
+            settings = self._settings
+            now = self._clock()
+            if (
+                live.speech_since is not None
+                and now - live.speech_since >= settings.stall_timeout_s
+            ):
+                failure = Failure(
+                    kind="stall",
+                    message=f"no event for {settings.stall_timeout_s:g} s while speech audio "
+                    "was flowing: the session is dead",
+                )
+                self._log.warning("gen %d: %s", live.generation, failure.message)
+                # Dropped at once: a stalled socket may not even take a close frame.
+                live.rec.fail(failure)
+                self._wakeup.set()
+                return
+            idle_at = live.last_audio_at + settings.idle_close_s
+            if now >= idle_at and self._buffer.peek() is None and not live.idle:
+                live.idle = True
+                self._wakeup.set()
+            deadlines = [idle_at if now < idle_at else now + settings.idle_close_s]
+            if live.speech_since is not None:
+                deadlines.append(live.speech_since + settings.stall_timeout_s)
+            await asyncio.sleep(max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now))
+
+    def _begin_drain(self, live: _Live, f: _Finalize | None) -> None:
+        """audio.done went out: this connection takes no more audio and gets until the
+        deadline to deliver transcript.done."""
+        now = self._clock()
+        live.draining = True
+        live.finalize = f
+        if f is not None:
+            f.sent_on = live.generation
+            if f.timer is not None and f.timer is not asyncio.current_task():
+                f.timer.cancel()
+        # A finalize still pending keeps its own deadline (it must end on time); an
+        # expired one, or an idle close, gives the vendor a full finalize timeout.
+        live.drain_deadline = (
+            f.deadline if f is not None and not f.ended else now + self._settings.finalize_timeout_s
+        )
+        self._blockers.add(live.generation)
+        self._current = None
+        self._gap_since = now
+        self._reconnect.connection_closed()
+        self._spawn(self._drain(live), f"drain-{live.generation}")
+
+    async def _drain(self, live: _Live) -> None:
+        try:
+            if not live.turn_finished.is_set():
+                remaining = live.drain_deadline - self._clock()
+                if not await _wait_event(live.turn_finished, remaining):
+                    timeout_s = self._settings.finalize_timeout_s
+                    failure = Failure(
+                        kind="finalize_timeout",
+                        message=f"no transcript.done within the finalize timeout ({timeout_s:g} s)",
+                    )
+                    live.rec.tracker.fail(failure)
+                    self._finish_turn(live, "timeout", failure)
+            # The turn is over; the socket goes too, whether or not the server closes it.
+            if not live.ended.is_set():
+                failed = live.rec.tracker.failure is not None
+                if failed or not await _wait_event(live.ended, DONE_CLOSE_GRACE_S):
+                    await live.rec.close("drained", timeout_s=FAILURE_CLOSE_TIMEOUT_S)
+        finally:
+            if not self._stopped:
+                self._retire(live)
+
+    def _finish_turn(self, live: _Live, status: str, failure: Failure | None = None) -> None:
+        """A draining connection's turn is over: done, timeout, failed or stopped."""
+        if live.turn_finished.is_set():
+            return
+        live.turn_finished.set()
+        if status != "done":
+            self._salvage(live)
+        if failure is not None:
+            self._report_error(failure, fatal=False, retry_in_s=None)
+        if live.finalize is not None:
+            self._end_finalize(live.finalize, status, live.generation)
+        self._blockers.discard(live.generation)
+        self._release_held()
+
+    def _salvage(self, live: _Live) -> None:
+        """The connection ends without a done: its interim text becomes final, not lost."""
+        for result in live.assembler.salvage():
+            self._deliver(live.generation, self._transcript(live, result))
+
+    def _retire(self, live: _Live) -> None:
+        if self._lives.get(live.generation) is live:
+            del self._lives[live.generation]
+        if self._current is live:
+            self._current = None
+        self._blockers.discard(live.generation)
+        self._release_held()
+
+    # ================================================================ finalizes
+
+    def _arm_finalize_timer(self, f: _Finalize) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the finalize still ends at stop()
+        f.timer = self._spawn(self._finalize_timer(f), f"finalize-{f.token}")
+
+    async def _finalize_timer(self, f: _Finalize) -> None:
+        await asyncio.sleep(max(0.0, f.deadline - self._clock()))
+        if f.ended or f.sent_on is not None:
+            return  # answered, or its connection's drain owns the deadline now
+        # Its audio.done never went out: no connection could take it in time. The
+        # marker stays in the buffer, so the turn is still cut there when one comes.
+        self._log.warning("finalize %r: no connection within the finalize timeout", f.finalize_id)
+        self._end_finalize(f, "no_connection", self._generation + 1)
+
+    def _end_empty_finalize(self, marker: FinalizeMarker, generation: int) -> None:
+        f = self._finalizes.get(marker.finalize_id)
+        if f is not None:
+            self._end_finalize(f, "done", generation)
+
+    def _end_finalize(self, f: _Finalize, status: str, generation: int) -> None:
+        if f.ended:
+            self._finalizes.pop(f.token, None)
+            return
+        f.ended = True
+        if f.timer is not None and f.timer is not asyncio.current_task():
+            f.timer.cancel()
+        self._finalizes.pop(f.token, None)
+        latency_ms = (self._clock() - f.issued_at) * 1000
+        self._deliver(generation, FinalizeOutcome(f.finalize_id, status, latency_ms))
+
+    # ================================================================ delivery
+
+    def _transcript(self, live: _Live, result: VendorResult) -> Transcript:
+        timeline = live.timeline
+        start_ms, duration_ms = timeline.span(result.start_s, result.end_s)
+        words = tuple(
+            Word(w.text, *timeline.span(w.start_s, w.end_s), stable=result.final)
+            for w in result.words
+        )
+        return Transcript(
+            text=result.text,
+            final=result.final,
+            start_ms=start_ms,
+            duration_ms=duration_ms,
+            words=words,
+            channel=result.channel,
+            speech_final=result.speech_final,
+            generation=live.generation,
+        )
+
+    def _deliver(self, generation: int, item: _Delivery) -> None:
+        """In order: nothing of a newer connection before an older turn is finished."""
+        if any(blocker < generation for blocker in self._blockers):
+            self._held.setdefault(generation, []).append(item)
+            return
+        self._emit_delivery(item)
+
+    def _release_held(self) -> None:
+        for generation in sorted(self._held):
+            if any(blocker < generation for blocker in self._blockers):
+                break
+            for item in self._held.pop(generation, []):
+                self._emit_delivery(item)
+
+    def _emit_delivery(self, item: _Delivery) -> None:
+        if isinstance(item, Transcript):
+            self._emit("on_transcript", item)
+        else:
+            self._emit("on_finalize_end", item)
+
+    def _set_status(self, current: ConnState, code: int, message: str) -> None:
+        last = self._state
+        if current is last:
+            return
+        if not is_legal_transition(last, current):
+            self._log.error("illegal status transition %s -> %s suppressed", last, current)
+            return
+        self._state = current
+        self._emit("on_status", current, last, code, self._redact(message))
+
+    def _report_error(
+        self,
+        failure: Failure,
+        *,
+        fatal: bool,
+        retry_in_s: float | None,
+        attempt: int | None = None,
+        kind: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        error = SessionError(
+            fatal=fatal,
+            kind=kind or failure.kind,
+            message=self._redact(message or failure.message),
+            vendor_code=failure.vendor_code,
+            vendor_message=(
+                None if failure.vendor_message is None else self._redact(failure.vendor_message)
+            ),
+            attempt=self._reconnect.attempt if attempt is None else attempt,
+            retry_in_s=retry_in_s,
+        )
+        level = logging.ERROR if fatal else logging.WARNING
+        retry = f", retry in {retry_in_s:.3f} s" if retry_in_s is not None else ""
+        self._log.log(
+            level,
+            "%s error (%s): %s [vendor code %s, attempt %d%s]",
+            "fatal" if fatal else "non-fatal",
+            error.kind,
+            error.message,
+            error.vendor_code,
+            error.attempt,
+            retry,
+        )
+        self._emit("on_error", error)
+
+    def _report_drop(self, report: DropReport) -> None:
+        self._log.warning(
+            "outage buffer over %d ms: dropped the oldest %.0f ms (%d frames; %.0f ms in total)",
+            self._buffer.max_ms,
+            report.dropped_ms,
+            report.frames,
+            report.total_dropped_ms,
+        )
+        self._emit("on_audio_dropped", report.dropped_ms, report.total_dropped_ms)
+
+    # ================================================================ helpers
+
+    def _emit(self, name: str, *args: Any) -> None:
+        # A listener's bug must not take the engine down.
+        try:
+            getattr(self._listener, name)(*args)
+        except Exception:
+            self._log.exception("listener %s raised", name)
+
+    def _redact(self, text: str) -> str:
+        key = self._settings.api_key
+        return text.replace(key, "***") if key else text
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._log.warning(message)
+
+    def _call_soon(self, function: Callable[..., None], *args: Any) -> None:
+        try:
+            asyncio.get_running_loop().call_soon(function, *args)
+        except RuntimeError:
+            function(*args)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"xai-session:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("task %s failed: %r", task.get_name(), task.exception())
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[Any]]:
+        """The engine's live tasks (for tests: empty after stop)."""
+        return frozenset(self._tasks)
