@@ -309,6 +309,7 @@ class _Live:
     opened_at: float
     last_audio_at: float
     speech_since: float | None = None  # first speech frame sent since the last event
+    sending_since: float | None = None  # a send is in flight since then (back-pressure)
     sent_bytes: int = 0
     draining: bool = False
     idle: bool = False
@@ -316,6 +317,8 @@ class _Live:
     finalize: _Finalize | None = None
     drain_deadline: float = 0.0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    # Wakes the watchdog when a deadline moves earlier (speech starts flowing).
+    poke: asyncio.Event = field(default_factory=asyncio.Event)
     turn_finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -724,12 +727,15 @@ class StreamingSession:
                 return "handoff"
             assert isinstance(item, AudioFrame)
             self._buffer.pop()
+            live.sending_since = self._clock()
             try:
                 await rec.send_audio(item.data)
             except SendFailed:
                 # Not to the floor: it goes first to the next connection.
                 self._buffer.push_front(item)
                 return "send_failed"
+            finally:
+                live.sending_since = None
             self._after_send(live, item)
 
     def _after_send(self, live: _Live, frame: AudioFrame) -> None:
@@ -739,6 +745,7 @@ class StreamingSession:
         live.last_audio_at = now
         if frame.speech and live.speech_since is None:
             live.speech_since = now
+            live.poke.set()
         self._bytes_sent += len(frame.data)
         self._audio_ms_sent += float(frame.duration_ms)
         self._emit("on_audio_sent", frame.data)
@@ -842,28 +849,42 @@ class StreamingSession:
                 return
             settings = self._settings
             now = self._clock()
-            if (
-                live.speech_since is not None
-                and now - live.speech_since >= settings.stall_timeout_s
-            ):
+            stall_s = settings.stall_timeout_s
+            failure: Failure | None = None
+            if live.speech_since is not None and now - live.speech_since >= stall_s:
                 failure = Failure(
                     kind="stall",
-                    message=f"no event for {settings.stall_timeout_s:g} s while speech audio "
-                    "was flowing: the session is dead",
+                    message=f"no event for {stall_s:g} s while speech audio was flowing: "
+                    "the session is dead",
                 )
+            elif live.sending_since is not None and now - live.sending_since >= stall_s:
+                failure = Failure(
+                    kind="stall",
+                    message=f"a send has been blocked for {stall_s:g} s: "
+                    "the server stopped reading",
+                )
+            if failure is not None:
                 self._log.warning("gen %d: %s", live.generation, failure.message)
                 # Dropped at once: a stalled socket may not even take a close frame.
                 live.rec.fail(failure)
                 self._wakeup.set()
                 return
             idle_at = live.last_audio_at + settings.idle_close_s
-            if now >= idle_at and self._buffer.peek() is None and not live.idle:
+            quiet = self._buffer.peek() is None and live.sending_since is None
+            if now >= idle_at and quiet and not live.idle:
                 live.idle = True
                 self._wakeup.set()
-            deadlines = [idle_at if now < idle_at else now + settings.idle_close_s]
-            if live.speech_since is not None:
-                deadlines.append(live.speech_since + settings.stall_timeout_s)
-            await asyncio.sleep(max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now))
+            # A blocked send starts without a poke: checking at least every half stall
+            # timeout still catches it within 1.5 stall timeouts.
+            deadlines = [
+                idle_at if now < idle_at else now + settings.idle_close_s,
+                now + stall_s / 2,
+            ]
+            for since in (live.speech_since, live.sending_since):
+                if since is not None:
+                    deadlines.append(since + stall_s)
+            live.poke.clear()
+            await _wait_event(live.poke, max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now))
 
     def _begin_drain(self, live: _Live, f: _Finalize | None) -> None:
         """audio.done went out: this connection takes no more audio and gets until the

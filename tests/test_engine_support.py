@@ -28,6 +28,7 @@ from xai_asr_python.session import (
 )
 
 FRAME_MS = 10
+POLL_S = 0.01
 CHUNK_FRAMES = 10  # 100 ms chunks, as xAI recommends
 BYTES_PER_FRAME_16K = 320
 ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,8 +113,10 @@ class Recorder:
             if remaining <= 0:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}")
             self.changed.clear()
+            # Wakes on every callback; the short cap also re-checks conditions on the
+            # server's records, which change without a callback.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), remaining)
+                await asyncio.wait_for(self.changed.wait(), min(remaining, POLL_S))
 
     async def wait_finalized(self, count: int, timeout: float = 5.0) -> None:
         await self.wait_for(
