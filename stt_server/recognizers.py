@@ -170,6 +170,7 @@ class MarkerBackend(RecognizerBackend):
 
 MODEL_RATE = 16000
 MODEL_FRAME = MODEL_RATE // 100
+DECODE_BATCH_FRAMES = 10
 
 
 def resample_frame(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -275,10 +276,14 @@ class PocketsphinxChannel(ChannelRecognizer):
     def feed(self, frame: Frame) -> None:
         if len(frame.samples) == frame_samples(frame.number, self._rate):
             self._pending.append(resample_frame(frame.samples, self._rate))
+        if len(self._pending) >= DECODE_BATCH_FRAMES:
+            self._process_pending()
 
     def _process_pending(self) -> None:
-        # Frames are batched until someone needs an answer: one process_raw
-        # per batch is much cheaper than one per 10 ms.
+        # One process_raw per batch of frames is much cheaper than one per
+        # 10 ms. Batches start at the segment start, every 100 ms, and at
+        # interim points (multiples of 500 ms), so the decoder sees the same
+        # batches whether or not interim results are asked for.
         if self._pending:
             data = np.concatenate(self._pending).astype("<i2").tobytes()
             self._pending = []

@@ -51,6 +51,7 @@ class ConnectionRecord:
     marker_channels: list[list[MarkerFrame]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     ended: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    session_over: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def marker_frames(self) -> list[MarkerFrame]:

@@ -111,6 +111,9 @@ class STTServer:
             ping_interval=self.ping_interval,
             close_timeout=self.close_timeout,
             max_size=2**22,
+            # Audio does not compress; permessage-deflate would also hide
+            # back-pressure (repetitive test audio shrinks a hundredfold).
+            compression=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening on %s (recognizer %s)", self.url, self.recognizer)
@@ -292,6 +295,7 @@ class _ConnectionRunner:
         self._resume_reading: asyncio.Event | None = None
         self._aborted = False
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._normal_rcvbuf = 0
         self._opened_at = 0.0
         self._byte_triggers: list[tuple[int, str, Callable[[], Awaitable[None]]]] = []
         self._warned_early_audio = False
@@ -588,8 +592,10 @@ class _ConnectionRunner:
         transport = self.connection.transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            # A small receive buffer makes the client's sends block sooner.
+            # A small receive buffer makes the client's sends block sooner
+            # (restored on resume: it would throttle loopback TCP badly).
             with contextlib.suppress(OSError):
+                self._normal_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         transport.pause_reading()
         self.reading_paused = True
@@ -618,6 +624,13 @@ class _ConnectionRunner:
             log.info("connection %d: fault: reading resumed", self.number)
             self._resume_reading = None
             self.reading_paused = False
+            sock = self.connection.transport.get_extra_info("socket")
+            if sock is not None and self._normal_rcvbuf:
+                with contextlib.suppress(OSError):
+                    # The kernel reports twice the size it was given.
+                    sock.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_RCVBUF, max(self._normal_rcvbuf // 2, 65536)
+                    )
             self.connection.transport.resume_reading()
 
     def _arm_idle_timer(self) -> None:
@@ -641,6 +654,7 @@ class _ConnectionRunner:
         if self.answering:
             self.answering = False
             self.record.session_end = why
+            self.record.session_over.set()
 
     # -- helpers -----------------------------------------------------------
 

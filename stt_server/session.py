@@ -5,8 +5,9 @@ ChannelTracker is the utterance/endpointing state machine of one channel:
 - an utterance opens on a speech frame (with the recogniser's pre-roll);
 - interim partials every 500 ms of chunk audio (if enabled and non-empty);
 - a chunk locks (is_final=true, speech_final=false) once it holds 2.5 s, at
-  its first silence frame, or at 3.0 s regardless: cutting in a pause keeps
-  real words whole, the hard limit keeps chunks about 3 s;
+  its first pause (100 ms of silence), or at 3.5 s regardless: cutting in a
+  pause keeps real words whole (single quiet frames occur inside words),
+  the hard limit keeps chunks about 3 s;
 - `endpointing` ms of silence after the last speech frame ends the utterance
   (is_final=true, speech_final=true), even when its last chunk is empty.
 
@@ -34,7 +35,8 @@ from stt_server.recognizers import ChannelRecognizer, Frame, RecognizerBackend
 
 INTERIM_EVERY_FRAMES = 50
 CHUNK_MIN_FRAMES = 250
-CHUNK_MAX_FRAMES = 300
+CHUNK_PAUSE_FRAMES = 10
+CHUNK_MAX_FRAMES = 350
 
 Event = dict
 
@@ -88,7 +90,7 @@ class ChannelTracker:
         if self._endpoint_reached():
             self._end_utterance(frame.number + 1, self.recognizer.end_segment(), events)
         elif chunk_frames >= CHUNK_MAX_FRAMES or (
-            chunk_frames >= CHUNK_MIN_FRAMES and not frame.is_speech
+            chunk_frames >= CHUNK_MIN_FRAMES and self._silence_run >= CHUNK_PAUSE_FRAMES
         ):
             self._lock_chunk(frame.number + 1, events)
         elif self._interim and self._since_interim >= INTERIM_EVERY_FRAMES:

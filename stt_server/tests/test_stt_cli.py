@@ -1,0 +1,46 @@
+"""python -m stt_server: the listening line, then a clean stop on SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+from conftest import ROOT, WAIT, expect_created, open_client
+
+
+async def test_cli_prints_the_url_and_stops_cleanly_on_sigint() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "stt_server",
+        "--port",
+        "0",
+        "--recognizer",
+        "marker",
+        cwd=str(ROOT),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        match = re.fullmatch(r"listening on (ws://127\.0\.0\.1:(\d+)/v1/stt)\n", line)
+        assert match, line
+        assert int(match.group(2)) > 0
+        async with open_client(match.group(1)) as ws:
+            await expect_created(ws)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), WAIT)
+        assert process.returncode == 0
+        assert stdout == b""  # exactly one line on stdout
+        assert b"Traceback" not in stderr
+        assert b"connection 1: open" in stderr  # the log line per connection
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
