@@ -165,18 +165,22 @@ class AsyncExtensionAdapter(_AsyncAdapterBase):
     def __init__(self, node: Node, instance: Any) -> None:
         super().__init__(node, instance)
         self.loop_thread: LoopThread | None = None
+        # Kept after release: tasks still running when the loop cancels its
+        # leftovers must recognise that cancellation as the runtime's.
+        self._used_loop_thread: LoopThread | None = None
 
     def _loop(self) -> asyncio.AbstractEventLoop | None:
         return self.loop_thread.loop if self.loop_thread is not None else None
 
     def _shutting_down(self) -> bool:
-        return self.loop_thread is not None and self.loop_thread.shutting_down
+        lt = self._used_loop_thread
+        return lt is not None and lt.shutting_down
 
     def configure(self) -> None:
         from ..async_ten_env import AsyncTenEnv
         from ..ten_env import TenEnv
 
-        self.loop_thread = EXTENSION_LOOPS.acquire(self.node.name)
+        self.loop_thread = self._used_loop_thread = EXTENSION_LOOPS.acquire(self.node.name)
         self.env = AsyncTenEnv(
             TenEnv(self.node.env), self.loop_thread.loop, self.loop_thread.thread
         )

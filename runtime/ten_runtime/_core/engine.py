@@ -356,7 +356,8 @@ class GraphEngine:
                     )
                 )
             return
-        path = self.app.find_path(responder, core.cmd_id, core.parent_cmd_id)
+        # By the cmd's own id only: a result made from a clone finds no path (§6.3).
+        path = self.app.find_path(responder, core.cmd_id, None)
         if path is None:
             # Already answered finally, timed out, or never received: dropped silently.
             if on_error is not None:
