@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,7 +29,6 @@ from xai_asr_python.session import (
 
 FRAME_MS = 10
 POLL_S = 0.01
-CHUNK_FRAMES = 10  # 100 ms chunks, as xAI recommends
 BYTES_PER_FRAME_16K = 320
 ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -165,17 +164,10 @@ def utterance(start_index: int, speech_frames: int = 30, silence_frames: int = 3
     return marker([(True, speech_frames), (False, silence_frames)], start_index)
 
 
-def chunks(
-    data: bytes, frame_bytes: int = BYTES_PER_FRAME_16K, frames: int = CHUNK_FRAMES
-) -> Iterator[bytes]:
-    size = frame_bytes * frames
-    for offset in range(0, len(data), size):
-        yield data[offset : offset + size]
-
-
-def push_all(session: StreamingSession, data: bytes) -> None:
-    for chunk in chunks(data):
-        session.push_audio(chunk)
+def push_all(session: StreamingSession, data: bytes, chunk_bytes: int = 3200) -> None:
+    """Push in chunks of `chunk_bytes` (100 ms of 16 kHz PCM by default)."""
+    for offset in range(0, len(data), chunk_bytes):
+        session.push_audio(data[offset : offset + chunk_bytes])
 
 
 def received_indices(server: STTServer) -> list[int]:
