@@ -149,33 +149,29 @@ class XAIASRExtension(AsyncExtension):
     # ------------------------------------------------------------------ lifecycle
 
     async def on_init(self, ten_env: AsyncTenEnv) -> None:
+        # Everything that receives messages exists before init-done: the runtime
+        # delivers frames queued until then *before* on_start is called.
         self._env = ten_env
+        self._outbox = asyncio.Queue()
+        self._spawn(self._run_outbox(ten_env), "outbox")
         properties, _ = await ten_env.get_property_to_json("")
         try:
             self._config = parse_config(properties or "{}")
         except ConfigError as exc:
             self._config_error = exc
             self._log(LogLevel.ERROR, f"configuration rejected: {exc}")
+            self._emit_error(fatal=True, message=str(exc), vendor_code="", vendor_message="")
             return
         self._log(LogLevel.INFO, f"config: {json.dumps(self._config.redacted())}")
+        if self._config.dump:
+            self._open_dump(self._config.dump_path)
+        self._session = StreamingSession(settings_from_config(self._config), _Listener(self))
 
     async def on_start(self, ten_env: AsyncTenEnv) -> None:
         # Returns at once: connecting and retrying happen in tracked tasks, because
         # the runtime does not deliver on_stop until on_start has returned.
-        self._outbox = asyncio.Queue()
-        self._spawn(self._run_outbox(ten_env), "outbox")
-        if self._config_error is not None:
-            self._emit_error(
-                fatal=True,
-                message=str(self._config_error),
-                vendor_code="",
-                vendor_message="",
-            )
+        if self._session is None or self._config is None:
             return
-        assert self._config is not None
-        if self._config.dump:
-            self._open_dump(self._config.dump_path)
-        self._session = StreamingSession(settings_from_config(self._config), _Listener(self))
         self._spawn(self._run_periodic_metrics(), "metrics")
         if self._config.auto_connect:
             self._session.start()
@@ -226,10 +222,7 @@ class XAIASRExtension(AsyncExtension):
             self._warn_once("empty_frame", "received an empty pcm_frame; ignored")
             return
         if self._session is None:
-            if self._config_error is not None:
-                self._warn_once("unconfigured", "audio ignored: the configuration was rejected")
-            else:
-                self._warn_once("not_started", "audio ignored: the extension is not started")
+            self._warn_once("unconfigured", "audio ignored: the configuration was rejected")
             return
         self._session.push_audio(self._align(chunk))
 
