@@ -246,7 +246,7 @@ def test_sync_extension_and_sync_tester() -> None:
             ten_env.on_start_done()
 
         def on_cmd(self, ten_env: TenEnv, cmd: Cmd) -> None:
-            value, err = ten_env.get_property_int("missing")
+            _, err = ten_env.get_property_int("missing")
             exists = ten_env.is_property_exist("missing")
             result = CmdResult.create(StatusCode.OK, cmd)
             result.set_property_int("missing_code", err.error_code() if err else 0)

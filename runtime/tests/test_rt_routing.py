@@ -270,7 +270,7 @@ def test_sent_messages_are_invalidated_and_locked_buffers_are_refused() -> None:
         async def on_cmd(self, ten_env: AsyncTenEnv, cmd: Cmd) -> None:
             result = CmdResult.create(StatusCode.OK, cmd)
             await ten_env.return_result(result)
-            with pytest.raises(ValueError, match="Msg is invalidated."):
+            with pytest.raises(ValueError, match=r"Msg is invalidated\."):
                 result.get_status_code()
             report["ext_checked"] = True
 
@@ -282,9 +282,9 @@ def test_sent_messages_are_invalidated_and_locked_buffers_are_refused() -> None:
             data.set_property_string("k", "v")
             assert await ten_env.send_data(data) is None
             for call in (data.get_name, lambda: data.get_property_string("k"), data.clone):
-                with pytest.raises(ValueError, match="Msg is invalidated."):
+                with pytest.raises(ValueError, match=r"Msg is invalidated\."):
                     call()
-            with pytest.raises(ValueError, match="Msg is invalidated."):
+            with pytest.raises(ValueError, match=r"Msg is invalidated\."):
                 await ten_env.send_data(data)  # re-sending a sent message
 
             locked = Data.create("locked")
@@ -299,7 +299,7 @@ def test_sent_messages_are_invalidated_and_locked_buffers_are_refused() -> None:
             cmd = Cmd.create("c")
             result, err = await ten_env.send_cmd(cmd)
             report["cmd"] = (result is not None and result.get_status_code(), err)
-            with pytest.raises(ValueError, match="Msg is invalidated."):
+            with pytest.raises(ValueError, match=r"Msg is invalidated\."):
                 cmd.get_name()
             ten_env.stop_test()
 

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.start()
     except GraphStartError as exc:
         if stop_requested.is_set() and runner.fatal_error is None:
+            print("graph stopped (before it had fully started)", file=sys.stderr)
             return 0
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -47,6 +47,8 @@ class GraphRunner:
             raise ValueError("give either a graph object or the name of a predefined graph")
         self._graph_obj = graph
         self.graph_name = graph_name
+        # How errors and logs name the graph when it is not a predefined one.
+        self.label = "graph"
         self.app_property = app_property
         self.base_dir = base_dir
         self.search_paths = [os.path.abspath(p) for p in search_paths]
@@ -81,7 +83,9 @@ class GraphRunner:
                 raise GraphStartError(
                     f"'{path}' is a single graph; --graph/graph_name applies to app property files"
                 )
-            return cls(data, base_dir=base_dir, search_paths=search_paths)
+            runner = cls(data, base_dir=base_dir, search_paths=search_paths)
+            runner.label = os.path.basename(path)
+            return runner
         ten = data.get("ten")
         graphs = ten.get("predefined_graphs") if isinstance(ten, dict) else None
         if not isinstance(graphs, list) or not graphs:
@@ -191,7 +195,7 @@ class GraphRunner:
         except GraphError as exc:
             app.fatal(GraphStartError(f"Invalid graph: {exc}"))
             return
-        self._engine = app.start_graph(graph, name=self.graph_name)
+        self._engine = app.start_graph(graph, name=self.graph_name or self.label)
 
     def _pending_nodes(self) -> str:
         engine = self._engine
