@@ -1,0 +1,76 @@
+"""The README's main job: `python3 examples/transcribe.py`, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from asr_harness import ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = [sys.executable, str(ROOT / "examples" / "transcribe.py")]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "XAI_API_KEY"}
+    environ.update(env or {})
+    return subprocess.run(
+        [*COMMAND, *args], capture_output=True, text=True, timeout=120, env=environ, cwd="/"
+    )
+
+
+def test_bundled_sample_is_transcribed_with_no_key() -> None:
+    done = run("--fast")
+    assert done.returncode == 0, done.stderr
+    assert "local xAI-compatible server" in done.stderr
+    text = done.stdout.lower()
+    for word in ("good", "morning", "today", "flight", "boston", "york"):
+        assert word in text, done.stdout
+    finals = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(finals) >= 2  # one line per final, with its start time
+    assert "final(s)" in done.stdout.splitlines()[-1]  # the summary closes the run
+    assert "Traceback" not in done.stderr
+
+
+def test_json_mode_prints_one_result_object_per_line() -> None:
+    done = run("--fast", "--json", str(ROOT / "stt_server" / "audio" / "hello_world.wav"))
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert results and all({"text", "final", "start_ms"} <= set(r) for r in results)
+    assert "hello" in " ".join(r["text"] for r in results if r["final"]).lower()
+
+
+def test_missing_file_is_one_clear_line_and_a_failure() -> None:
+    done = run("/no/such/audio.wav")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == ["error: no such file: /no/such/audio.wav"]
+
+
+def test_unreadable_file_is_one_clear_line_and_a_failure(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("these are not samples")
+    done = run(str(bogus))
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a readable PCM WAV file" in lines[0]
+
+
+def test_refused_key_is_one_clear_error_and_a_failure() -> None:
+    with ServerThread(recognizer="marker", api_key="the-right-key") as srv:
+        done = run("--fast", "--base-url", srv.url, env={"XAI_API_KEY": "a-wrong-key"})
+        assert len(srv.connections) == 1  # refused once, not retried
+    assert done.returncode != 0
+    assert "fatal error" in done.stderr and "401" in done.stderr
+    assert "a-wrong-key" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_server_gives_up_with_a_clear_error() -> None:
+    # Nothing listens on port 9 of loopback: every connect is refused at once.
+    done = run("--fast", "--base-url", "ws://127.0.0.1:9/v1/stt", "--max-retries", "2")
+    assert done.returncode != 0
+    assert "fatal error" in done.stderr
+    assert "Traceback" not in done.stderr
