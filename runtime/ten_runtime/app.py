@@ -52,8 +52,7 @@ class App:
         self._ten_finish(rt)
 
     def _ten_finish(self, rt: AppRuntime) -> None:
-        for loop_thread in rt.loop_threads_to_join:
-            loop_thread.join(JOIN_TIMEOUT_S)
+        rt.join_threads(JOIN_TIMEOUT_S)
         if rt.fatal_error is not None:
             raise rt.fatal_error
 

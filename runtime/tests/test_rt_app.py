@@ -59,7 +59,7 @@ def test_app_rejects_constructor_arguments() -> None:
         def __init__(self, event: threading.Event) -> None:
             super().__init__()
 
-    with pytest.raises(TypeError, match="Expect 0 argument."):
+    with pytest.raises(TypeError, match=r"Expect 0 argument\."):
         WithArgs(threading.Event())  # type: ignore[call-arg]
 
 

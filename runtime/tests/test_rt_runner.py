@@ -230,3 +230,16 @@ def test_cli_exits_when_the_graph_stops_itself_and_reports_start_errors(tmp_path
     assert any(
         line.startswith("error:") and "no_such_addon_cli" in line for line in err.splitlines()
     )
+
+
+def test_stop_after_a_failed_start_does_not_raise_again() -> None:
+    runner = GraphRunner(
+        {"nodes": [{"type": "extension", "name": "x", "addon": "no_such_addon_twice"}]},
+        search_paths=[str(FIXTURES)],
+    )
+    with pytest.raises(GraphStartError):
+        runner.start(timeout=10)
+    runner.stop()  # e.g. from a ``finally:``: the error was already reported
+    assert runner.fatal_error is not None
+    with pytest.raises(GraphStartError):
+        runner.wait(0)  # wait() keeps reporting how the run ended

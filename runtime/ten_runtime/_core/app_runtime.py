@@ -66,7 +66,9 @@ class AppRuntime:
         self.close_requested = False
         self.running_event = threading.Event()
         self.closed_event = threading.Event()
+        # Threads that end after the app: joined by whoever waits for the app.
         self.loop_threads_to_join: list[LoopThread] = []
+        self.worker_threads_to_join: list[threading.Thread] = []
         self.on_running: list[Callable[[], None]] = []
         self.thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -114,6 +116,14 @@ class AppRuntime:
         self.thread = threading.Thread(target=self.run, name=thread_name, daemon=daemon)
         self.thread.start()
         return self.thread
+
+    def join_threads(self, timeout: float) -> None:
+        """Join the extension loops and group workers this app let go of."""
+        for loop_thread in self.loop_threads_to_join:
+            loop_thread.join(timeout)
+        for thread in self.worker_threads_to_join:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -202,6 +202,7 @@ class GraphEngine:
         self.state = "closed"
         for worker in self.workers.values():
             worker.stop()
+            self.app.worker_threads_to_join.append(worker.thread)
         self.closed_event.set()
         for callback in self.on_closed_callbacks:
             callback(self)

@@ -159,8 +159,7 @@ class TesterRun:
             self.adapter.stop_thread(JOIN_TIMEOUT_S)
         if app.thread is not None:
             app.thread.join(JOIN_TIMEOUT_S)
-        for loop_thread in app.loop_threads_to_join:
-            loop_thread.join(JOIN_TIMEOUT_S)
+        app.join_threads(JOIN_TIMEOUT_S)
         if app.fatal_error is not None:
             raise app.fatal_error
         with self._lock:

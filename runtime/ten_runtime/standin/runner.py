@@ -56,6 +56,9 @@ class GraphRunner:
         self._engine: GraphEngine | None = None
         self._start_lock = threading.Lock()
         self._stop_requested = False
+        # A fatal error is raised once (from start/wait/stop), so that a
+        # ``finally: runner.stop()`` after a failed start does not raise again.
+        self._fatal_reported = False
 
     # -- construction ------------------------------------------------------------
 
@@ -177,8 +180,7 @@ class GraphRunner:
                     f"not every node started within {timeout}s (still starting: {pending})"
                 )
         self._join()
-        if app.fatal_error is not None:
-            raise app.fatal_error
+        self._raise_fatal(always=True)
         raise GraphStartError("the graph stopped before every node had started")
 
     def _start_graph(self) -> None:
@@ -217,8 +219,7 @@ class GraphRunner:
         if not app.closed_event.wait(timeout):
             return False
         self._join()
-        if app.fatal_error is not None:
-            raise app.fatal_error
+        self._raise_fatal(always=True)
         return True
 
     def request_stop(self) -> None:
@@ -246,7 +247,15 @@ class GraphRunner:
             )
             app.closed_event.wait(JOIN_TIMEOUT_S)
         self._join()
-        if app.fatal_error is not None:
+        self._raise_fatal(always=False)
+
+    def _raise_fatal(self, always: bool) -> None:
+        """Raise the run's fatal error (``always``) or only if not raised before."""
+        app = self._app
+        if app is None or app.fatal_error is None:
+            return
+        if always or not self._fatal_reported:
+            self._fatal_reported = True
             raise app.fatal_error
 
     def _pending_close(self) -> str:
@@ -265,8 +274,7 @@ class GraphRunner:
             return
         if app.thread is not None and app.thread is not threading.current_thread():
             app.thread.join(JOIN_TIMEOUT_S)
-        for loop_thread in app.loop_threads_to_join:
-            loop_thread.join(JOIN_TIMEOUT_S)
+        app.join_threads(JOIN_TIMEOUT_S)
 
     def __enter__(self) -> GraphRunner:
         return self
