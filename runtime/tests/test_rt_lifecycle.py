@@ -21,6 +21,7 @@ from ten_runtime import (
     StatusCode,
     TenEnv,
     TenEnvTester,
+    TriggerLifeCycleCmd,
 )
 
 
@@ -272,3 +273,39 @@ def test_sync_extension_and_sync_tester() -> None:
     names = events.names()
     assert ("code", 100000) in names
     assert ("exist_err", True) in names  # sync is_property_exist: (False, Err(100000)) quirk
+
+
+def test_manual_trigger_life_cycle_start() -> None:
+    events = Events()
+
+    class Manual(AsyncExtension):
+        async def on_start(self, ten_env: AsyncTenEnv) -> None:
+            events.add("on_start")
+            await send_ready(ten_env)
+
+        async def on_data(self, ten_env: AsyncTenEnv, data: Data) -> None:
+            events.add("data")
+
+    addon = register_extension("lc_manual", Manual)
+
+    class Tester(StopWhenReady):
+        async def on_start(self, ten_env: AsyncTenEnvTester) -> None:
+            await ten_env.send_data(Data.create("before_trigger"))
+            loop = asyncio.get_running_loop()
+            # Data is delivered after init-done, but on_start waits for the trigger.
+            assert await loop.run_in_executor(None, lambda: events.wait_for(lambda e: "data" in e))
+            await asyncio.sleep(0.1)
+            events.add("triggering")
+            trigger = TriggerLifeCycleCmd.create()
+            trigger.set_stage("start")
+            result, err = await ten_env.send_cmd(trigger)
+            assert err is None and result is not None
+            events.add(("trigger_result", result.get_status_code()))
+
+    tester = Tester()
+    config = {"ten": {"manual_trigger_life_cycle": [{"stage": "start"}]}}
+    tester.set_test_mode_single(addon, json.dumps(config))
+    assert tester.run() is None
+    names = events.names()
+    assert names.index("data") < names.index("triggering") < names.index("on_start")
+    assert ("trigger_result", StatusCode.OK) in names

@@ -312,7 +312,8 @@ class GraphEngine:
             fail(make_error(TenErrorCode.ErrorCodeGeneric, problem))
             return
         if core.kind == "cmd" and core.py_class in (StopGraphCmd, StartGraphCmd):
-            if not core.dests or all(d[2] is None for d in core.dests):
+            # Addressed to the app (``set_dests([Loc("")])``), as native extensions do.
+            if core.dests and all(d[2] is None for d in core.dests):
                 self._handle_app_cmd(sender, core, on_result)
                 return
         receivers, err = self._resolve_receivers(sender, core)

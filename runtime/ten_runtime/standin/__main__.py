@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except GraphStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    ten = (runner.app_property or {}).get("ten")
+    if isinstance(ten, dict) and isinstance(ten.get("log"), dict) and ten["log"].get("handlers"):
+        # The app's own ten.log handlers print TEN logs; do not print them twice.
+        logging.getLogger("ten").propagate = False
 
     stop_requested = threading.Event()
 
