@@ -36,10 +36,27 @@ from stt_server.protocol import (
     split_path,
 )
 from stt_server.recognizers import MarkerChannel, RecognizerBackend, make_backend
-from stt_server.records import ConnectionRecord, redact_headers
+from stt_server.records import REDACTED, ConnectionRecord, redact_headers
 from stt_server.session import STTSession
 
 log = logging.getLogger("stt_server")
+
+
+class _RedactAuthorization(logging.Filter):
+    """websockets logs every request header at DEBUG level: never the key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], REDACTED)
+        return True
+
+
+# The websockets library's own log lines (handshakes, frames). Quiet by
+# default: stt_server logs one line per connection start and end itself.
+websockets_log = logging.getLogger("stt_server.websockets")
+websockets_log.setLevel(logging.WARNING)
+websockets_log.addFilter(_RedactAuthorization())
 
 T = TypeVar("T")
 
@@ -114,6 +131,7 @@ class STTServer:
             # Audio does not compress; permessage-deflate would also hide
             # back-pressure (repetitive test audio shrinks a hundredfold).
             compression=None,
+            logger=websockets_log,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening on %s (recognizer %s)", self.url, self.recognizer)

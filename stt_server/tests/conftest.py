@@ -150,8 +150,8 @@ async def receive_all(
                 observed.events.append(message)
         else:
             observed.events.append(message)
-    observed.close_code = ws.close_code
-    observed.close_reason = ws.close_reason
+    observed.close_code = ws.protocol.close_code
+    observed.close_reason = ws.protocol.close_reason
     observed.close_frame_received = ws.protocol.close_rcvd is not None
     return observed
 

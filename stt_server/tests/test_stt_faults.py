@@ -27,6 +27,14 @@ async def assert_still_open(ws: object) -> None:
     await asyncio.wait_for(pong, WAIT)
 
 
+async def send_until_closed(ws: object, audio: bytes) -> None:
+    """Send audio in 100 ms frames; stop quietly when the server has closed."""
+    try:
+        await send_audio(ws, audio)  # type: ignore[arg-type]
+    except ConnectionClosed:
+        pass
+
+
 # -- at the upgrade ------------------------------------------------------------
 
 
@@ -163,13 +171,14 @@ async def test_close_after_bytes(marker_server: STTServer, code: int) -> None:
     marker_server.set_default_fault(Fault(close=Close(code=code, reason="bye", after_bytes=6400)))
     async with open_client(marker_server.url) as ws:
         await expect_created(ws)
-        with pytest.raises(ConnectionClosed):
-            await send_audio(ws, SPEECH * 20)
+        await send_until_closed(ws, SPEECH)
         seen = await receive_all(ws)
     assert (seen.close_code, seen.close_reason, seen.close_frame_received) == (code, "bye", True)
+    assert seen.events == []
     record = marker_server.connection(1)
+    await record.wait_ended(WAIT)
     assert (record.end, record.closed_by, record.close_code) == ("closed", "server", code)
-    assert 6400 <= len(record.audio) < len(SPEECH) * 20
+    assert len(record.audio) >= 6400
 
 
 async def test_close_after_ms(marker_server: STTServer) -> None:
@@ -184,8 +193,7 @@ async def test_abort_without_close_frame(marker_server: STTServer) -> None:
     marker_server.set_default_fault(Fault(close=Close(code="abort", after_bytes=3200)))
     async with open_client(marker_server.url) as ws:
         await expect_created(ws)
-        with pytest.raises(ConnectionClosed):
-            await send_audio(ws, SPEECH * 20)
+        await send_until_closed(ws, SPEECH)
         seen = await receive_all(ws)
     assert (seen.close_code, seen.close_frame_received) == (1006, False)
     record = marker_server.connection(1)
@@ -346,3 +354,41 @@ async def test_idle_end_keeps_the_socket_but_stops_answering(marker_server: STTS
         assert seen.timed_out and seen.events == []
         await assert_still_open(ws)
     assert len(record.audio) == 2 * len(SPEECH)
+
+
+# -- stopping with every kind of connection open --------------------------------
+
+
+async def test_stop_is_prompt_and_leaves_no_tasks() -> None:
+    server = STTServer(recognizer="marker")
+    await server.start()
+    server.set_fault(2, Fault(stop_reading_after_bytes=3200))
+    server.set_fault(3, Fault(done_delay_ms=60_000))
+    server.set_fault(4, Fault(handshake_delay_ms=60_000))
+    server.set_fault(5, Fault(no_created=True, error_event=ErrorEvent(after_ms=60_000)))
+    plain = await open_client(server.url).__aenter__()
+    paused = await open_client(server.url).__aenter__()
+    delayed_done = await open_client(server.url).__aenter__()
+    delayed_handshake = asyncio.ensure_future(open_client(server.url).__aenter__())
+    await server.wait_for_connection(4, WAIT)
+    silent = await open_client(server.url).__aenter__()
+    await fill_until_blocked(paused)
+    await send_audio(delayed_done, SPEECH)
+    await send_done(delayed_done)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(server.stop(), 3)
+    assert loop.time() - started < 1.5
+    assert all(record.ended.is_set() for record in server.connections)
+    for ws in (plain, paused, delayed_done, silent):
+        await ws.__aexit__(None, None, None)
+    with pytest.raises(InvalidStatus):
+        await asyncio.wait_for(delayed_handshake, WAIT)
+    # Client-side tasks end as their sockets close; nothing of the server's remains.
+    deadline = loop.time() + WAIT
+    while loop.time() < deadline:
+        leftover = asyncio.all_tasks() - {asyncio.current_task()}
+        if not leftover:
+            break
+        await asyncio.sleep(0.01)
+    assert not leftover, leftover

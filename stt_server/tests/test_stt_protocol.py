@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -215,6 +216,18 @@ async def test_the_record_keeps_the_request_without_the_key(marker_server: STTSe
     assert record.headers["authorization"] == "<redacted>"
     assert "sk-secret-value" not in repr(record)
     assert record.text_messages == ['{"type": "hello"}', '{"type": "audio.done"}']
+
+
+async def test_the_key_is_never_logged(
+    marker_server: STTServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="stt_server")
+    caplog.set_level(logging.DEBUG, logger="stt_server.websockets")
+    async with open_client(marker_server.url, api_key="sk-do-not-log") as ws:
+        await expect_created(ws)
+    await marker_server.connection(1).wait_ended(WAIT)
+    assert any("Authorization" in r.getMessage() for r in caplog.records)  # headers were logged
+    assert not any("sk-do-not-log" in r.getMessage() for r in caplog.records)
 
 
 # -- handshake refusals --------------------------------------------------------
