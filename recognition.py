@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -50,6 +51,26 @@ _CONNECT_TAKES_PROXY = "proxy" in inspect.signature(connect.__init__).parameters
 # How long a polite close may wait for the server's closing handshake before
 # the TCP connection is dropped.
 DEFAULT_CLOSE_TIMEOUT_S = 1.0
+
+
+class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' logger for one connection: its DEBUG lines include the request
+    headers, so the key is masked in every argument before anything is logged."""
+
+    def __init__(self, logger: logging.Logger, secret: str) -> None:
+        super().__init__(logger, {})
+        self._secret = secret
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self._secret:
+            msg = self._mask(msg)
+            args = tuple(self._mask(arg) for arg in args)
+        super().log(level, msg, *args, **kwargs)
+
+    def _mask(self, value: object) -> object:
+        if isinstance(value, str) and self._secret in value:
+            return value.replace(self._secret, "***")
+        return value
 
 
 class ConnectFailed(Exception):
@@ -129,6 +150,7 @@ class Recognition:
                 close_timeout=self._close_timeout_s,
                 compression=None,  # audio does not compress; spare the CPU
                 max_queue=64,
+                logger=_RedactingLogger(logging.getLogger("websockets.client"), self._api_key),
                 **kwargs,  # type: ignore[arg-type]
             )
         except InvalidStatus as exc:

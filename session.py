@@ -387,6 +387,8 @@ class StreamingSession:
         self._fatal = False
         self._warned: set[str] = set()
         self._gap_since: float | None = None
+        # Audio went to the vendor since the last audio.done (on any connection).
+        self._turn_has_audio = False
         # stats
         self._bytes_sent = 0
         self._audio_ms_sent = 0.0
@@ -413,6 +415,9 @@ class StreamingSession:
             self._reconnect.connection_healthy()  # a new start is a new streak
         self._log.info("session starting: %s", self._settings.redacted())
         self._supervisor = self._spawn(self._run(), "supervisor")
+        for f in self._finalizes.values():
+            if f.timer is None and not f.ended:
+                self._arm_finalize_timer(f)  # finalized before the event loop ran
 
     def push_audio(self, chunk: bytes) -> None:
         """Queue audio for the socket; never blocks. Buffered while not connected."""
@@ -715,7 +720,7 @@ class StreamingSession:
             if isinstance(item, FinalizeMarker):
                 self._buffer.pop()
                 if live.sent_bytes == 0:
-                    # No audio of this turn reached the vendor: nothing to finalize.
+                    # Nothing of this turn is on this connection: nothing to finalize here.
                     self._end_empty_finalize(item, live.generation)
                     continue
                 try:
@@ -723,6 +728,7 @@ class StreamingSession:
                 except SendFailed:
                     self._buffer.push_front(item)
                     return "send_failed"
+                self._turn_has_audio = False
                 self._begin_drain(live, self._finalizes.get(item.finalize_id))
                 return "handoff"
             assert isinstance(item, AudioFrame)
@@ -742,6 +748,7 @@ class StreamingSession:
         now = self._clock()
         live.timeline.record_sent(frame.start_ms, frame.duration_ms)
         live.sent_bytes += len(frame.data)
+        self._turn_has_audio = True
         live.last_audio_at = now
         if frame.speech and live.speech_since is None:
             live.speech_since = now
@@ -768,6 +775,7 @@ class StreamingSession:
             await live.rec.send_audio_done()
         except SendFailed:
             return "send_failed"
+        self._turn_has_audio = False
         self._begin_drain(live, None)
         self._gap_since = None
         return "idle"
@@ -974,9 +982,15 @@ class StreamingSession:
         self._end_finalize(f, "no_connection", self._generation + 1)
 
     def _end_empty_finalize(self, marker: FinalizeMarker, generation: int) -> None:
+        """A finalize with no audio of its turn on the connection that would send it."""
+        # Either the turn had no audio at all (nothing to finalize: done), or its audio
+        # went to a connection that died before audio.done could (failed; the interim
+        # text was already made final).
+        status = "failed" if self._turn_has_audio else "done"
+        self._turn_has_audio = False
         f = self._finalizes.get(marker.finalize_id)
         if f is not None:
-            self._end_finalize(f, "done", generation)
+            self._end_finalize(f, status, generation)
 
     def _end_finalize(self, f: _Finalize, status: str, generation: int) -> None:
         if f.ended:

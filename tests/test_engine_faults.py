@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 
 import pytest
@@ -491,3 +492,35 @@ async def test_settings_are_plain_data() -> None:
     assert KEY not in repr(settings)
     assert settings.redacted()["api_key"] != KEY and KEY not in str(settings.redacted())
     assert "test-key" not in settings.connect_url()
+
+
+async def test_finalize_after_its_turn_died_with_the_connection_is_failed() -> None:
+    async with marker_server() as server:
+        server.set_fault(1, Fault(close=Close(code=1011, after_bytes=TRIGGER)))
+        session, recorder = started(server)
+        await push_until_failure(session, recorder, server, speech(20, 0))
+        session.finalize("f")  # nothing of the turn is left to send
+        await recorder.wait_finalized(1, 2)
+        assert recorder.finalize_ends[0].status == "failed"
+        assert recorder.finalize_ends[0].latency_ms < 500
+        # A later turn is a normal one.
+        await run_turn(session, recorder, 100, "g")
+        assert recorder.finalize_ends[1].status == "done"
+        await session.stop()
+
+
+async def test_the_key_appears_in_no_log_line_even_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with marker_server(api_key=KEY) as server:
+        session, recorder = started(server)
+        await run_turn(session, recorder, 0, "f")
+        await session.stop()
+        wrong, wrong_recorder = started(server, api_key="another-secret-key-987")
+        await wrong_recorder.wait_for(lambda: bool(wrong_recorder.errors), 3, "401")
+        await wrong.stop()
+    assert "> GET /v1/stt" in caplog.text  # websockets' debug lines were captured
+    assert KEY not in caplog.text
+    assert "another-secret-key-987" not in caplog.text
+    assert "Bearer ***" in caplog.text
