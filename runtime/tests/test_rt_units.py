@@ -96,6 +96,10 @@ def test_schema_adjust_converts_widths_and_int_to_float() -> None:
     assert value.data["gain"].type == "float64" and value.data["gain"].data == 2.0
     assert value.data["o"].data["n"].type == "uint8"
     assert [v.type for v in value.data["arr"].data] == ["float32", "float32"]
+    tenth = _schema({"f": {"type": "float32"}}).check(from_py({"f": 0.1}))
+    assert tenth.data["f"].data == 0.10000000149011612  # float32 precision, as natively
+    with pytest.raises(SchemaViolation, match="out of range of float32"):
+        _schema({"f": {"type": "float32"}}).check(from_py({"f": 1e39}))
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,7 +111,16 @@ class ValueSchema:
             raise SchemaViolation(f"unsupported conversion from `{have}` to `{want}`{_where(path)}")
         if want in FLOAT_TYPES:
             if value.is_int or value.is_float:
-                return TValue(want, float(value.data))
+                number = float(value.data)
+                if want == "float32":
+                    # Stored at float32 precision, as natively (0.1 -> 0.10000000149011612).
+                    try:
+                        number = struct.unpack("<f", struct.pack("<f", number))[0]
+                    except OverflowError:
+                        raise SchemaViolation(
+                            f"the value {value.data} is out of range of float32{_where(path)}"
+                        ) from None
+                return TValue(want, number)
             raise SchemaViolation(f"unsupported conversion from `{have}` to `{want}`{_where(path)}")
         if want != have:
             raise SchemaViolation(f"unsupported conversion from `{have}` to `{want}`{_where(path)}")
