@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rt_helpers import register_extension
 
+from ten_runtime import AsyncExtension, AsyncTenEnv, Loc, StartGraphCmd, StatusCode, StopGraphCmd
 from ten_runtime.standin import GraphRunner, GraphStartError
 
 HERE = Path(__file__).resolve().parent
@@ -243,3 +246,57 @@ def test_stop_after_a_failed_start_does_not_raise_again() -> None:
     assert runner.fatal_error is not None
     with pytest.raises(GraphStartError):
         runner.wait(0)  # wait() keeps reporting how the run ended
+
+
+def test_a_node_can_start_and_stop_another_graph(tmp_path: Path) -> None:
+    events = tmp_path / "events.txt"
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    class Starter(AsyncExtension):
+        async def on_start(self, ten_env: AsyncTenEnv) -> None:
+            start = StartGraphCmd.create()
+            start.set_dests([Loc("")])
+            start.set_graph_from_json(json.dumps(lifecycle_graph(events, names=("dyn",))))
+            result, err = await ten_env.send_cmd(start)
+            assert err is None and result is not None
+            outcome["start"] = result.get_status_code()
+            graph_id, _ = result.get_property_string("graph_id")
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: wait_until(lambda: "dyn on_start" in events_of(events))
+            )
+
+            stop = StopGraphCmd.create()
+            stop.set_dests([Loc("")])
+            stop.set_graph_id(graph_id)
+            result, err = await ten_env.send_cmd(stop)
+            outcome["stop"] = result.get_status_code() if result else err
+
+            broken = StartGraphCmd.create()
+            broken.set_dests([Loc("")])
+            broken.set_graph_from_json(
+                json.dumps(
+                    {"nodes": [{"type": "extension", "name": "n", "addon": "no_such_dyn_addon"}]}
+                )
+            )
+            result, err = await ten_env.send_cmd(broken)
+            outcome["broken"] = result.get_status_code() if result else err
+            done.set()
+
+    addon = register_extension("runner_starter", Starter)
+    runner = GraphRunner(
+        {"nodes": [{"type": "extension", "name": "s", "addon": addon}]},
+        search_paths=[str(FIXTURES)],
+    )
+    runner.start(timeout=10)
+    assert done.wait(5)
+    assert wait_until(lambda: "dyn on_deinit" in events_of(events))
+    assert runner.is_running()  # a failed dynamic start is reported, not fatal
+    runner.stop()
+    assert outcome == {"start": StatusCode.OK, "stop": StatusCode.OK, "broken": StatusCode.ERROR}
+    assert [line for line in events_of(events)] == [
+        "dyn on_init",
+        "dyn on_start",
+        "dyn on_stop",
+        "dyn on_deinit",
+    ]

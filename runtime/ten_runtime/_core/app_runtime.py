@@ -344,19 +344,29 @@ class AppRuntime:
         fatal_on_failure: bool = True,
         **engine_kwargs: Any,
     ) -> GraphEngine | None:
-        engine = GraphEngine(self, graph, name=name, on_closed=self._engine_closed, **engine_kwargs)
-        engine.fatal_on_failure = fatal_on_failure  # type: ignore[attr-defined]
-        engine.start_error = None  # type: ignore[attr-defined]
-        self.engines[engine.graph_id] = engine
+        engine = self.create_graph(graph, name, fatal_on_failure, **engine_kwargs)
         engine.start()
-        if engine.start_error is not None:  # type: ignore[attr-defined]
+        if engine.start_error is not None:
             return None
+        return engine
+
+    def create_graph(
+        self,
+        graph: GraphDef,
+        name: str | None = None,
+        fatal_on_failure: bool = True,
+        **engine_kwargs: Any,
+    ) -> GraphEngine:
+        """Register a graph without starting it (the caller calls ``start()``)."""
+        engine = GraphEngine(self, graph, name=name, on_closed=self._engine_closed, **engine_kwargs)
+        engine.fatal_on_failure = fatal_on_failure
+        self.engines[engine.graph_id] = engine
         return engine
 
     def start_failed(
         self, engine: GraphEngine, message: str, cause: BaseException | None = None
     ) -> None:
-        if getattr(engine, "fatal_on_failure", True):
+        if engine.fatal_on_failure:
             error = GraphStartError(
                 f"Failed to start graph '{engine.name or engine.graph_id}': {message}"
             )
@@ -364,9 +374,10 @@ class AppRuntime:
                 error.__cause__ = cause
             self.fatal(error)
             return
-        engine.start_error = message  # type: ignore[attr-defined]
+        engine.start_error = message
         self.log(4, f"Failed to start graph '{engine.name or engine.graph_id}': {message}")
         engine.abort()
+        engine.notify_start_result(message)
 
     def stop_graph(self, engine: GraphEngine) -> None:
         engine.close()

@@ -23,7 +23,7 @@ from ..msg import MsgCore
 from ..start_graph_cmd import StartGraphCmd
 from ..stop_graph_cmd import StopGraphCmd
 from . import logsink
-from .graph import TEST_EXTENSION, GraphDef, GraphError, parse_graph
+from .graph import GraphDef, GraphError, parse_graph
 from .node import Node, NodeState
 from .paths import CmdPath, ResultGroup
 from .values import TValue
@@ -69,6 +69,12 @@ class GraphEngine:
         self._pending_creations: dict[int, Any] = {}
         self._next_context = 1
         self._warned_unconnected: set[tuple[str, str]] = set()
+        # A failed start is fatal for graphs the app starts itself; for a
+        # StartGraphCmd from a node it is only reported back (start_error).
+        self.fatal_on_failure = True
+        self.start_error: str | None = None
+        # Told once: None when every node is created and starting, else the error.
+        self.start_listeners: list[Callable[[str | None], None]] = []
         self.log = logsink.runtime_logger(None)
 
     def __repr__(self) -> str:
@@ -170,6 +176,12 @@ class GraphEngine:
         self.state = "running"
         for node in list(self.nodes.values()):
             node.begin()
+        self.notify_start_result(None)
+
+    def notify_start_result(self, error: str | None) -> None:
+        listeners, self.start_listeners = self.start_listeners, []
+        for listener in listeners:
+            listener(error)
 
     def node_started(self, node: Node) -> None:
         if all(n.state >= NodeState.STARTED for n in self.nodes.values()):
@@ -423,12 +435,15 @@ class GraphEngine:
         except GraphError as exc:
             answer(StatusCode.ERROR, f"Invalid graph: {exc}")
             return
-        engine = self.app.start_graph(graph, name=name, fatal_on_failure=False)
-        if engine is None:
-            answer(StatusCode.ERROR, "Failed to start the graph.")
-            return
-        answer(StatusCode.OK, "", {"graph_id": engine.graph_id})
+        # Natively the result comes once the new graph's extensions exist.
+        holder: dict[str, GraphEngine] = {}
 
+        def on_start_result(error: str | None) -> None:
+            if error is not None:
+                answer(StatusCode.ERROR, f"Failed to start the graph: {error}")
+            else:
+                answer(StatusCode.OK, "", {"graph_id": holder["engine"].graph_id})
 
-def is_test_node(name: str) -> bool:
-    return name == TEST_EXTENSION
+        holder["engine"] = self.app.create_graph(graph, name=name, fatal_on_failure=False)
+        holder["engine"].start_listeners.append(on_start_result)
+        holder["engine"].start()

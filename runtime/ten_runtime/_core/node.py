@@ -31,7 +31,7 @@ from .envcore import NodeEnv, PropertyHost
 from .envsubst import MissingEnvVar, substitute_env
 from .fatal import GraphStartError
 from .schema import SchemaStore, SchemaViolation, ValueSchema, build_schema_store
-from .values import JsonError, TValue, deep_merge, from_json_text, from_py, new_object
+from .values import JsonError, TValue, deep_merge, from_json_text, from_py
 
 if TYPE_CHECKING:
     from .adapters import Adapter
@@ -443,7 +443,3 @@ class Node:
         except SchemaViolation as exc:
             return str(exc)
         return None
-
-
-def empty_store() -> TValue:
-    return new_object()
