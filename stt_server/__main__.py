@@ -11,7 +11,7 @@ import signal
 import sys
 
 from stt_server.protocol import DONE_TEXT_MODES
-from stt_server.recognizers import RECOGNIZERS
+from stt_server.recognizers import DEFAULT_VAD_THRESHOLD_DB, RECOGNIZERS
 from stt_server.server import STTServer
 
 
@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--recognizer", choices=RECOGNIZERS, default="pocketsphinx")
     parser.add_argument("--done-text", choices=DONE_TEXT_MODES, default="whole")
     parser.add_argument("--done-delay-ms", type=int, default=0)
+    parser.add_argument(
+        "--vad-threshold-db",
+        type=float,
+        default=DEFAULT_VAD_THRESHOLD_DB,
+        help="pocketsphinx: frame level (dBFS) that counts as speech",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -47,6 +53,7 @@ async def serve_until_signalled(args: argparse.Namespace) -> None:
         port=args.port,
         done_text=args.done_text,
         done_delay_ms=args.done_delay_ms,
+        vad_threshold_db=args.vad_threshold_db,
     ) as server:
         print(f"listening on {server.url}", flush=True)
         await stop.wait()

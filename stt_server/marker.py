@@ -29,7 +29,7 @@ import numpy as np
 from stt_server import g711
 
 MAGIC = 0xB38F
-HEADER_LEVEL = 256
+HEADER_LEVEL = 128
 HEADER_SAMPLES = 16 + 32 + 1 + 8
 TONE_HZ = 1000
 TONE_LEVEL = 8000

@@ -171,6 +171,10 @@ class MarkerBackend(RecognizerBackend):
 MODEL_RATE = 16000
 MODEL_FRAME = MODEL_RATE // 100
 DECODE_BATCH_FRAMES = 10
+# Energy VAD: frames above this RMS level are speech. -45 dBFS keeps weak
+# word onsets (fricatives: the "f" of "from") in the utterance while staying
+# above a typical microphone's noise floor.
+DEFAULT_VAD_THRESHOLD_DB = -45.0
 
 
 def resample_frame(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -327,7 +331,9 @@ class PocketsphinxBackend(RecognizerBackend):
     runs_in_thread = True
 
     def __init__(
-        self, vad_threshold_db: float = -40.0, pool: DecoderPool = SHARED_DECODER_POOL
+        self,
+        vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB,
+        pool: DecoderPool = SHARED_DECODER_POOL,
     ) -> None:
         self.vad_threshold_db = vad_threshold_db
         self.pool = pool
@@ -339,7 +345,9 @@ class PocketsphinxBackend(RecognizerBackend):
         self.pool.warm(1)
 
 
-def make_backend(name: str, *, vad_threshold_db: float = -40.0) -> RecognizerBackend:
+def make_backend(
+    name: str, *, vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB
+) -> RecognizerBackend:
     if name == "marker":
         return MarkerBackend()
     if name == "pocketsphinx":

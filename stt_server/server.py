@@ -35,7 +35,12 @@ from stt_server.protocol import (
     parse_query,
     split_path,
 )
-from stt_server.recognizers import MarkerChannel, RecognizerBackend, make_backend
+from stt_server.recognizers import (
+    DEFAULT_VAD_THRESHOLD_DB,
+    MarkerChannel,
+    RecognizerBackend,
+    make_backend,
+)
 from stt_server.records import REDACTED, ConnectionRecord, redact_headers
 from stt_server.session import STTSession
 
@@ -83,7 +88,7 @@ class STTServer:
         done_delay_ms: int = 0,
         ping_interval: float | None = 20.0,
         close_timeout: float = 1.0,
-        vad_threshold_db: float = -40.0,
+        vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB,
     ) -> None:
         if done_text not in DONE_TEXT_MODES:
             raise ValueError(f"done_text must be one of {DONE_TEXT_MODES}")
@@ -208,7 +213,7 @@ class STTServer:
         self.connections.append(record)
         record.arrived.set()
         self._arrivals.setdefault(number, asyncio.Event()).set()
-        log.info("connection %d: upgrade request for %s", number, path)
+        log.debug("connection %d: upgrade request for %s", number, path)
 
         if fault is not None and fault.handshake_delay_ms:
             log.info(

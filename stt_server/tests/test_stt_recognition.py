@@ -68,7 +68,7 @@ async def test_hello_world_words_and_times(sphinx_server: STTServer) -> None:
 
 async def test_two_sentences_end_in_two_speech_finals(sphinx_server: STTServer) -> None:
     pcm = load_clip("two_sentences.wav")
-    seen = await transcribe(sphinx_server.url, pcm, endpointing=500)
+    seen = await transcribe(sphinx_server.url, pcm, endpointing=300)
     finals = [e for e in seen.of_type("transcript.partial") if e["speech_final"]]
     assert len(finals) == 2
     assert_mostly(DOOR, finals[0]["text"])
@@ -112,7 +112,7 @@ def utterances(seen: Observed) -> list[str]:
 
 
 async def test_demo_clip(sphinx_server: STTServer) -> None:
-    seen = await transcribe(sphinx_server.url, load_clip("demo.wav"), endpointing=500)
+    seen = await transcribe(sphinx_server.url, load_clip("demo.wav"), endpointing=300)
     assert_mostly(MORNING + FLIGHT, done_text(seen))
     first, second = utterances(seen)
     assert_mostly(MORNING, first)

@@ -10,7 +10,12 @@ import pytest
 from stt_server import g711, marker
 from stt_server.faults import Close, ErrorEvent, Fault, Malformed
 from stt_server.protocol import QueryError, SessionConfig, parse_query, split_path
-from stt_server.recognizers import MarkerBackend, frame_level_db, resample_frame
+from stt_server.recognizers import (
+    DEFAULT_VAD_THRESHOLD_DB,
+    MarkerBackend,
+    frame_level_db,
+    resample_frame,
+)
 from stt_server.session import STTSession
 
 # -- query validation --------------------------------------------------------
@@ -132,10 +137,13 @@ def test_marker_survives_g711(encoding: str) -> None:
     assert [f.index for f in frames] == list(range(123, 143)) and all(f.ok for f in frames)
 
 
-def test_marker_silence_is_quiet_and_speech_is_loud() -> None:
-    silence = np.frombuffer(marker.generate([(False, 1)]), "<i2")
-    speech = np.frombuffer(marker.generate([(True, 1)]), "<i2")
-    assert frame_level_db(silence) < -45 < -20 < frame_level_db(speech)
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_marker_silence_is_quiet_and_speech_is_loud(rate: int) -> None:
+    # So an energy VAD (the pocketsphinx recogniser's) agrees with the flags.
+    silence = np.frombuffer(marker.generate([(False, 1)], rate), "<i2")
+    speech = np.frombuffer(marker.generate([(True, 1)], rate), "<i2")
+    assert frame_level_db(silence) < DEFAULT_VAD_THRESHOLD_DB - 3
+    assert frame_level_db(speech) > DEFAULT_VAD_THRESHOLD_DB + 20
 
 
 def test_a_lost_byte_is_reported_as_misalignment() -> None:
