@@ -308,7 +308,12 @@ class _Live:
     assembler: ResultAssembler
     opened_at: float
     last_audio_at: float
-    speech_since: float | None = None  # first speech frame sent since the last event
+    # When the first speech frame sent since the last event is heard, in real time: a
+    # burst (a buffer flush) is heard later than it is sent, and the vendor is not
+    # stalled while it is still listening to it.
+    speech_since: float | None = None
+    quiet_since: float | None = None  # first send since the last event
+    audio_since_event_ms: float = 0.0  # audio sent since the last event
     sending_since: float | None = None  # a send is in flight since then (back-pressure)
     sent_bytes: int = 0
     draining: bool = False
@@ -750,8 +755,12 @@ class StreamingSession:
         live.sent_bytes += len(frame.data)
         self._turn_has_audio = True
         live.last_audio_at = now
+        if live.quiet_since is None:
+            live.quiet_since = now
+        heard_at = live.quiet_since + live.audio_since_event_ms / 1000
+        live.audio_since_event_ms += float(frame.duration_ms)
         if frame.speech and live.speech_since is None:
-            live.speech_since = now
+            live.speech_since = max(now, heard_at)
             live.poke.set()
         self._bytes_sent += len(frame.data)
         self._audio_ms_sent += float(frame.duration_ms)
@@ -809,6 +818,8 @@ class StreamingSession:
         if self._lives.get(live.generation) is not live:
             return  # a retired connection: it can no longer touch the session
         live.speech_since = None
+        live.quiet_since = None
+        live.audio_since_event_ms = 0.0
         if isinstance(event, TranscriptPartial):
             self._reconnect.connection_healthy()
             result = live.assembler.on_partial(event)

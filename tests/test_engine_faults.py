@@ -524,3 +524,21 @@ async def test_the_key_appears_in_no_log_line_even_at_debug(
     assert KEY not in caplog.text
     assert "another-secret-key-987" not in caplog.text
     assert "Bearer ***" in caplog.text
+
+
+async def test_a_burst_is_given_its_playing_time_before_a_stall() -> None:
+    """A buffer flush arrives faster than real time; the vendor may take that long to
+    hear it. The stall clock starts when the speech would be heard in real time."""
+    async with marker_server() as server:
+        server.set_fault(1, Fault(idle_end_after_s=0.05))  # a dead session from the start
+        session, recorder = started(server, stall_timeout_s=0.2)
+        await recorder.wait_state(ConnState.CONNECTED, 3)
+        record = server.connection(1)
+        await recorder.wait_for(lambda: record.session_end == "idle", 3, "server idle end")
+        pushed_at = time.monotonic()
+        push_all(session, marker([(False, 100), (True, 50)], 0))  # 1 s silence, then speech
+        await recorder.wait_for(lambda: bool(recorder.errors), 4, "the stall")
+        waited = time.monotonic() - pushed_at
+        assert recorder.errors[0].kind == "stall"
+        assert 1.0 <= waited < 2.0
+        await session.stop()
