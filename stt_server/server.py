@@ -395,10 +395,11 @@ class _ConnectionRunner:
         self._record_end()
         record = self.record
         log.info(
-            "connection %d: ended: %s%s, %d audio bytes in %d frames, %d events sent%s",
+            "connection %d: ended: %s%s%s, %d audio bytes in %d frames, %d events sent%s",
             self.number,
             record.end,
-            f" by {record.closed_by} code {record.close_code}" if record.closed_by else "",
+            f" by {record.closed_by}" if record.closed_by else "",
+            f" code {record.close_code}" if record.close_code is not None else "",
             len(record.audio),
             record.binary_frames,
             len(record.events_sent),
@@ -503,7 +504,12 @@ class _ConnectionRunner:
         try:
             await self.connection.send(json.dumps(event))
         except ConnectionClosed:
-            self.record.events_sent.remove(event)
+            # Not sent after all (by identity: an equal event may precede it).
+            sent = self.record.events_sent
+            for position in range(len(sent) - 1, -1, -1):
+                if sent[position] is event:
+                    del sent[position]
+                    break
             raise
 
     async def _send_created(self) -> None:
