@@ -160,6 +160,7 @@ def test_ten_log_console_handler_prints_extension_logs(capfd: pytest.CaptureFixt
             }
         }
     }
+    saved_handlers = logsink.handlers_snapshot()  # the config is process-wide
     app.run(True)
     try:
         assert app.initialized.wait(5)
@@ -169,7 +170,7 @@ def test_ten_log_console_handler_prints_extension_logs(capfd: pytest.CaptureFixt
     finally:
         app.close()
         app.wait()
-        logsink.reset_configuration()
+        logsink.restore_handlers(saved_handlers)
     out = capfd.readouterr().out
     lines = [line for line in out.splitlines() if "hello from the extension" in line]
     assert len(lines) == 1

@@ -176,6 +176,18 @@ def reset_configuration() -> None:
         _handlers = []
 
 
+def handlers_snapshot() -> list[Any]:
+    """The installed handlers, to put back later with :func:`restore_handlers`."""
+    with _handlers_lock:
+        return list(_handlers)
+
+
+def restore_handlers(snapshot: list[Any]) -> None:
+    global _handlers
+    with _handlers_lock:
+        _handlers = list(snapshot)
+
+
 def _format_plain(record: LogRecord, colored: bool) -> str:
     stamp = datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat()
     target = record.category or "ten"
