@@ -1,0 +1,275 @@
+"""Per-frame cost: client CPU seconds per second of audio, against a floor.
+
+    python -m bench.frame_cost [--reps 5] [--audio-s 60] [--speed 20] [--speech] [--quick]
+
+Streams 10 ms marker frames at a fixed multiple of real time (one send per
+frame) to the local server (`python -m stt_server --recognizer marker`, its
+own process, so only the client's CPU is measured), in three variants:
+
+  ws    a bare `websockets` client sending the same frames (the floor)
+  null  a null extension (bench/null_ext) under TEN's extension tester: it
+        receives the frames and drops them (what the runtime itself costs)
+  ext   xai_asr_python under the same tester, streaming to the server
+
+Each variant runs in a fresh worker process per repetition, and the
+variants are interleaved (their order rotates every repetition) so that
+noise from other work on the machine hits all of them alike. CPU is
+`time.process_time()` of the worker (all its threads) around the streaming
+phase only: from the first frame to the end of the turn (transcript.done
+for `ws`, asr_finalize_end for `null`/`ext`), so every frame has been
+handled. Frames are built before the clock starts. Ratios are formed within
+one repetition; the table shows their medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from bench import _paths
+
+RUNTIME = _paths.setup()
+
+from bench import common  # noqa: E402
+
+MODULE = "bench.frame_cost"
+VARIANTS = ("ws", "null", "ext")
+GOAL_OWN_SHARE = 1.0
+
+
+def pattern(audio_s: float, speech: bool) -> list[tuple[bool, int]]:
+    frames = max(1, round(audio_s * 100))
+    if not speech:
+        return [(False, frames)]
+    # 1 s of speech, 1 s of silence, repeated: the marker recogniser emits one
+    # word per speech frame, far more words than real speech has.
+    out: list[tuple[bool, int]] = []
+    left = frames
+    while left > 0:
+        for is_speech in (True, False):
+            n = min(100, left)
+            if n:
+                out.append((is_speech, n))
+                left -= n
+    return out
+
+
+# ---------------------------------------------------------------- workers
+
+
+async def _ws_client(url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    query = "sample_rate=16000&encoding=pcm&interim_results=true&diarize=false"
+    query += "&multichannel=false&endpointing=300&language=en"
+    async with connect(
+        f"{url}?{query}",
+        additional_headers={"Authorization": "Bearer bench-key"},
+        compression=None,
+        max_queue=64,
+        proxy=None,
+    ) as ws:
+        created = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert created.get("type") == "transcript.created", created
+        done = asyncio.get_running_loop().create_future()
+
+        async def reader() -> None:
+            async for message in ws:
+                if isinstance(message, str) and '"transcript.done"' in message:
+                    if not done.done():
+                        done.set_result(None)
+
+        read_task = asyncio.get_running_loop().create_task(reader())
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        pacer = common.Pacer(period_s)
+        for k, frame in enumerate(frames):
+            delay = pacer.due(k) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await ws.send(frame)
+        sent_wall = time.monotonic() - wall0
+        await ws.send('{"type":"audio.done"}')
+        await asyncio.wait_for(done, 30)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        read_task.cancel()
+    return {"cpu_s": cpu, "wall_s": wall, "send_wall_s": sent_wall}
+
+
+def worker_ws(url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
+    return asyncio.run(_ws_client(url, frames, period_s))
+
+
+def worker_tester(variant: str, url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
+    from bench import harness
+
+    built = [harness.make_frame(pcm) for pcm in frames]
+    out: dict[str, Any] = {}
+
+    async def script(t: harness.BenchTester) -> None:
+        if variant == "ext":
+            await t.wait_connected()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        pacer = common.Pacer(period_s)
+        for k, frame in enumerate(built):
+            delay = pacer.due(k) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await t.send_frame(frame)
+        out["send_wall_s"] = time.monotonic() - wall0
+        mark = len(t.received)
+        await t.send_finalize("bench-end")
+        await t.wait_for("asr_finalize_end", timeout=30, start=mark)
+        out["cpu_s"] = time.process_time() - cpu0
+        out["wall_s"] = time.monotonic() - wall0
+        out["results"] = t.count("asr_result")
+
+    if variant == "ext":
+        addon, props = harness.EXT_ADDON, harness.ext_properties(url)
+    else:
+        addon, props = _paths.NULL_ADDON, {}
+    harness.run_tester(addon, props, script, timeout_s=120)
+    return out
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    from bench import harness
+
+    frames = harness.marker_frames(pattern(args.audio_s, args.speech))
+    period_s = 0.01 / args.speed
+    if args.worker == "ws":
+        result = worker_ws(args.url, frames, period_s)
+    else:
+        result = worker_tester(args.worker, args.url, frames, period_s)
+    result.update(variant=args.worker, frames=len(frames), audio_s=len(frames) / 100)
+    common.write_worker_output(args.out, result)
+
+
+# ---------------------------------------------------------------- driver
+
+
+def drive(args: argparse.Namespace) -> dict[str, Any]:
+    machine = common.machine_info(RUNTIME)
+    worker_args = ["--audio-s", str(args.audio_s), "--speed", str(args.speed)]
+    if args.speech:
+        worker_args.append("--speech")
+    reps: list[dict[str, Any]] = []
+    server_argv = ["stt_server", "--recognizer", "marker", "--port", "0", "--log-level", "WARNING"]
+    with common.ServerProcess(server_argv) as server:
+        for rep in range(args.reps):
+            order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
+            runs: dict[str, Any] = {}
+            for variant in order:
+                runs[variant] = common.run_worker(
+                    MODULE, ["--worker", variant, "--url", server.url, *worker_args]
+                )
+            per_audio = {v: runs[v]["cpu_s"] / runs[v]["audio_s"] for v in VARIANTS}
+            floor = per_audio["ws"]
+            rep_result = {
+                "order": list(order),
+                "runs": runs,
+                "cpu_per_audio_s": per_audio,
+                "ext_over_ws": per_audio["ext"] / floor,
+                "null_over_ws": per_audio["null"] / floor,
+                "own_share": (per_audio["ext"] - per_audio["null"]) / floor,
+                "achieved_speed": {
+                    v: runs[v]["audio_s"] / runs[v]["send_wall_s"] for v in VARIANTS
+                },
+            }
+            reps.append(rep_result)
+            print(
+                f"rep {rep + 1}/{args.reps}: ext/ws {rep_result['ext_over_ws']:.2f}  "
+                f"null/ws {rep_result['null_over_ws']:.2f}  "
+                f"own share {rep_result['own_share']:.2f}",
+                flush=True,
+            )
+
+    def med(key: str) -> float:
+        return common.median(r[key] for r in reps)
+
+    summary = {
+        "cpu_ms_per_audio_s": {
+            v: common.median(r["cpu_per_audio_s"][v] for r in reps) * 1000 for v in VARIANTS
+        },
+        "achieved_speed": {
+            v: common.median(r["achieved_speed"][v] for r in reps) for v in VARIANTS
+        },
+        "ext_over_ws": med("ext_over_ws"),
+        "null_over_ws": med("null_over_ws"),
+        "own_share": med("own_share"),
+        "own_share_range": [min(r["own_share"] for r in reps), max(r["own_share"] for r in reps)],
+        "goal_own_share_max": GOAL_OWN_SHARE,
+    }
+    summary["goal_met"] = summary["own_share"] <= GOAL_OWN_SHARE
+    return {
+        "bench": "frame_cost",
+        "machine": machine,
+        "params": {
+            "reps": args.reps,
+            "audio_s": args.audio_s,
+            "speed": args.speed,
+            "speech": args.speech,
+            "frame_ms": 10,
+            "variants": list(VARIANTS),
+            "server": " ".join(["python -m", *server_argv]),
+        },
+        "summary": summary,
+        "reps": reps,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    p = result["params"]
+    rows = [[v, s["cpu_ms_per_audio_s"][v], s["achieved_speed"][v]] for v in VARIANTS]
+    lines = [
+        f"frame_cost: {p['audio_s']:g} s of {'speech/silence' if p['speech'] else 'silence'} "
+        f"marker audio in 10 ms frames at {p['speed']:g}x, {p['reps']} reps (medians)",
+        common.header_lines(result["machine"]),
+        "",
+        common.table(["variant", "CPU ms / audio s", "achieved x"], rows, digits=1),
+        "",
+        common.table(
+            ["ratio", "median"],
+            [
+                ["ext / ws", s["ext_over_ws"]],
+                ["null / ws (runtime)", s["null_over_ws"]],
+                ["(ext - null) / ws (own share)", s["own_share"]],
+            ],
+        ),
+        f"own share range over reps: {s['own_share_range'][0]:.2f} .. "
+        f"{s['own_share_range'][1]:.2f}; goal <= {GOAL_OWN_SHARE:g}: "
+        f"{'MET' if s['goal_met'] else 'MISSED'}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.frame_cost", description=__doc__)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--audio-s", type=float, default=60.0)
+    parser.add_argument("--speed", type=float, default=20.0, help="multiple of real time")
+    parser.add_argument("--speech", action="store_true", help="1 s speech / 1 s silence")
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        run_worker(args)
+        return 0
+    if args.quick:
+        args.reps, args.audio_s = 1, 2.0
+    result = drive(args)
+    path = common.write_result("frame_cost", result)
+    print()
+    print(report(result))
+    print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Running an extension under TEN's extension tester, lean enough to bench.
+
+The ideas are those of tests/asr_harness.py (a script task on the tester's
+loop drives the extension; every wait is bounded), with less work per
+message: a bench cannot afford to decode every `asr_result` in the harness,
+because that cost would be charged to the extension.
+
+Import this only after `bench._paths.setup()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stt_server import marker
+from ten_runtime import (
+    AsyncExtensionTester,
+    AsyncTenEnvTester,
+    AudioFrame,
+    Cmd,
+    CmdResult,
+    Data,
+    StatusCode,
+    TenError,
+    TenErrorCode,
+)
+
+EXT_ADDON = "xai_asr_python"
+SAMPLE_RATE = 16000
+FRAME_BYTES = SAMPLE_RATE // 100 * 2  # 10 ms of 16-bit mono
+# Messages whose payload the harness decodes; the rest are only counted and timed.
+DECODED = frozenset({"asr_finalize_end", "connection_status_changed", "error"})
+
+
+def ext_properties(url: str, **overrides: Any) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "finalize_timeout_ms": 2000,
+        "params": {
+            "api_key": "bench-key",
+            "base_url": url,
+            "language": "en",
+            "sample_rate": SAMPLE_RATE,
+            "encoding": "pcm",
+            "interim_results": True,
+            "endpointing": 300,
+        },
+    }
+    props.update(overrides)
+    return props
+
+
+def marker_frames(pattern: list[tuple[bool, int]]) -> list[bytes]:
+    """Marker audio cut into 10 ms frames: frame k carries index k."""
+    pcm = marker.generate(pattern, SAMPLE_RATE)
+    return [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+def make_frame(pcm: bytes) -> AudioFrame:
+    frame = AudioFrame.create("pcm_frame")
+    frame.set_property_from_json("metadata", '{"session_id": "bench"}')
+    frame.alloc_buf(len(pcm))
+    buf = frame.lock_buf()
+    buf[:] = pcm
+    frame.unlock_buf(buf)
+    frame.set_sample_rate(SAMPLE_RATE)
+    frame.set_bytes_per_sample(2)
+    frame.set_number_of_channels(1)
+    frame.set_samples_per_channel(len(pcm) // 2)
+    return frame
+
+
+@dataclass
+class Received:
+    name: str
+    at: float
+    payload: dict[str, Any] | None
+
+
+Script = Callable[["BenchTester"], Awaitable[None]]
+
+
+class BenchTester(AsyncExtensionTester):
+    """Runs one script; records (name, arrival time) of every data message."""
+
+    def __init__(self, script: Script, timeout_s: float) -> None:
+        super().__init__()
+        self.script = script
+        self.timeout_s = timeout_s
+        self.env: AsyncTenEnvTester | None = None
+        self.received: list[Received] = []
+        self.failure: str | None = None
+        self._arrival: asyncio.Event | None = None
+
+    async def on_start(self, ten_env: AsyncTenEnvTester) -> None:
+        self.env = ten_env
+        self._arrival = asyncio.Event()
+        asyncio.get_running_loop().create_task(self._run())
+
+    async def on_data(self, ten_env: AsyncTenEnvTester, data: Data) -> None:
+        now = time.monotonic()
+        name = data.get_name()
+        payload = None
+        if name in DECODED:
+            text, err = data.get_property_to_json(None)
+            payload = json.loads(text) if err is None and text else {}
+        self.received.append(Received(name, now, payload))
+        if self._arrival is not None:
+            self._arrival.set()
+
+    async def on_cmd(self, ten_env: AsyncTenEnvTester, cmd: Cmd) -> None:
+        await ten_env.return_result(CmdResult.create(StatusCode.OK, cmd))
+
+    async def _run(self) -> None:
+        assert self.env is not None
+        try:
+            await asyncio.wait_for(self.script(self), self.timeout_s)
+        except Exception as exc:
+            self.failure = f"{exc!r}\n{traceback.format_exc()}"
+            self.env.stop_test(TenError.create(TenErrorCode.ErrorCodeGeneric, self.failure))
+        else:
+            self.env.stop_test()
+
+    def count(self, name: str) -> int:
+        return sum(1 for m in self.received if m.name == name)
+
+    async def wait_for(
+        self,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool] = lambda p: True,
+        *,
+        timeout: float = 10.0,
+        start: int = 0,
+    ) -> Received:
+        deadline = time.monotonic() + timeout
+        checked = start
+        assert self._arrival is not None
+        while True:
+            for m in self.received[checked:]:
+                if m.name == name and predicate(m.payload or {}):
+                    return m
+            checked = max(checked, len(self.received))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                names = sorted({m.name for m in self.received})
+                errors = [m.payload for m in self.received if m.name == "error"]
+                raise TimeoutError(f"no {name!r} within {timeout} s (got {names}; {errors})")
+            self._arrival.clear()
+            if len(self.received) > checked:
+                continue
+            try:
+                await asyncio.wait_for(self._arrival.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await self.wait_for(
+            "connection_status_changed", lambda p: p.get("current") == "connected", timeout=timeout
+        )
+
+    async def send_frame(self, frame: AudioFrame) -> None:
+        assert self.env is not None
+        err = await self.env.send_audio_frame(frame)
+        if err is not None:
+            raise RuntimeError(f"send_audio_frame failed: {err.error_message()}")
+
+    async def send_finalize(self, finalize_id: str) -> None:
+        assert self.env is not None
+        data = Data.create("asr_finalize")
+        data.set_property_from_json(
+            None, json.dumps({"finalize_id": finalize_id, "metadata": {"session_id": "bench"}})
+        )
+        err = await self.env.send_data(data)
+        if err is not None:
+            raise RuntimeError(f"send_data failed: {err.error_message()}")
+
+
+def run_tester(
+    addon: str, properties: dict[str, Any], script: Script, timeout_s: float
+) -> BenchTester:
+    tester = BenchTester(script, timeout_s)
+    tester.set_test_mode_single(addon, json.dumps(properties))
+    tester.set_timeout(int((timeout_s + 30) * 1_000_000))
+    err = tester.run()
+    if err is not None:
+        raise RuntimeError(f"tester run failed: {tester.failure or err.error_message()}")
+    return tester
+
+
+async def sleep_until(due: float) -> None:
+    delay = due - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
