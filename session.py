@@ -817,6 +817,11 @@ class StreamingSession:
     def _on_event(self, live: _Live, event: ServerEvent) -> None:
         if self._lives.get(live.generation) is not live:
             return  # a retired connection: it can no longer touch the session
+        if live.turn_finished.is_set():
+            # Its turn is over (done, timeout or failure) and newer results may already
+            # be out: anything more from it would break the order.
+            self._log.debug("gen %d: %s after its turn ended; ignored", live.generation, event)
+            return
         live.speech_since = None
         live.quiet_since = None
         live.audio_since_event_ms = 0.0
