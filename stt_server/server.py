@@ -323,6 +323,8 @@ class _ConnectionRunner:
         self._byte_triggers: list[tuple[int, str, Callable[[], Awaitable[None]]]] = []
         self._warned_early_audio = False
         self._warned_late_audio = False
+        # The task running the read loop: a close awaited from it must drain.
+        self._reader_task: asyncio.Task[Any] | None = None
 
     # -- main loop ---------------------------------------------------------
 
@@ -357,15 +359,45 @@ class _ConnectionRunner:
             # After created, so a fault "right away" comes after it on the wire.
             self._schedule_faults()
             self._arm_idle_timer()
+            self._reader_task = asyncio.current_task()
             await self._read_loop()
         except ConnectionClosed:
             pass
         except Exception:
             log.exception("connection %d: internal error", self.number)
             with contextlib.suppress(Exception):
-                await self.connection.close(1011, "internal error")
+                await self._close_connection(1011, "internal error")
         finally:
             await self._cleanup()
+
+    async def _close_connection(self, code: int, reason: str = "") -> None:
+        """Close, reading on while the closing handshake runs.
+
+        A real server keeps reading until the peer's close frame arrives. And
+        websockets stops reading from TCP once its message queue is full, so a
+        close awaited from the read loop itself would leave the peer's close
+        frame stuck behind unread audio until close_timeout expired.
+        """
+        drain = None
+        if asyncio.current_task() is self._reader_task:
+            drain = asyncio.get_running_loop().create_task(self._drain_while_closing())
+        try:
+            await self.connection.close(code, reason)
+        finally:
+            if drain is not None:
+                drain.cancel()
+                await asyncio.gather(drain, return_exceptions=True)
+
+    async def _drain_while_closing(self) -> None:
+        """Record what still arrives (the record holds every byte received); answer nothing."""
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                message = await self.connection.recv()
+                if isinstance(message, str):
+                    self.record.text_messages.append(message)
+                else:
+                    self.record.audio.extend(message)
+                    self.record.binary_frames += 1
 
     async def _read_loop(self) -> None:
         while True:
@@ -484,7 +516,7 @@ class _ConnectionRunner:
         if fault.close_before_done:
             log.info("connection %d: fault: closing before transcript.done", self.number)
             self._stop_answering("done")
-            await self.connection.close(1000)
+            await self._close_connection(1000)
             return
         events = await self._call(self.session.finish, self.done_text)
         self._stop_answering("done")
@@ -495,7 +527,7 @@ class _ConnectionRunner:
         if fault.done_without_close:
             log.info("connection %d: fault: transcript.done without close", self.number)
             return
-        await self.connection.close(1000)
+        await self._close_connection(1000)
 
     # -- outgoing ----------------------------------------------------------
 
@@ -529,7 +561,7 @@ class _ConnectionRunner:
             return
         self._stop_answering("error")
         if spec.then == "close":
-            await self.connection.close(spec.close_code, spec.message[:120])
+            await self._close_connection(spec.close_code, spec.message[:120])
 
     async def _send_malformed(self, spec: Malformed) -> None:
         log.info("connection %d: fault: malformed frames %s", self.number, ", ".join(spec.kinds))
@@ -543,7 +575,7 @@ class _ConnectionRunner:
             self.abort("fault")
             return
         log.info("connection %d: fault: closing with %s", self.number, spec.code)
-        await self.connection.close(int(spec.code), spec.reason)
+        await self._close_connection(int(spec.code), spec.reason)
 
     def abort(self, why: str) -> None:
         """Drop the TCP connection without a close frame (the peer sees a reset)."""

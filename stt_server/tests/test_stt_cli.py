@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 
-from conftest import ROOT, WAIT, expect_created, open_client
+from server_support import ROOT, WAIT, expect_created, open_client
 
 
 async def test_cli_prints_the_url_and_stops_cleanly_on_sigint() -> None:

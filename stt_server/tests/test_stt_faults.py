@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import (
+from server_support import (
     WAIT,
     expect_created,
     open_client,

@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import (
+from server_support import (
     WAIT,
     expect_created,
     open_client,

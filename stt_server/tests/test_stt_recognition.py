@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import Observed, load_clip, transcribe
+from server_support import Observed, load_clip, transcribe
 
 from stt_server import STTServer, g711
 
