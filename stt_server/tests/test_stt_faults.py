@@ -392,3 +392,25 @@ async def test_stop_is_prompt_and_leaves_no_tasks() -> None:
             break
         await asyncio.sleep(0.01)
     assert not leftover, leftover
+
+
+async def test_a_server_close_completes_while_the_client_is_still_streaming(
+    marker_server: STTServer,
+) -> None:
+    # The client has sent far more than the server reads before it decides to
+    # close. A real server reads on until the client's close frame arrives; if
+    # it did not, the client would wait for its own close_timeout (here 5 s).
+    marker_server.set_fault(1, Fault(close=Close(code=1011, after_bytes=6400)))
+    async with open_client(marker_server.url, close_timeout=5) as ws:
+        await expect_created(ws)
+        audio = marker.generate([(True, 300)])
+        for offset in range(0, len(audio), 320):
+            try:
+                await ws.send(audio[offset : offset + 320])
+            except ConnectionClosed:
+                break
+        await asyncio.wait_for(ws.wait_closed(), 1.0)
+        assert ws.close_code == 1011
+    record = await marker_server.wait_for_connection(1)
+    await record.wait_ended(timeout=WAIT)
+    assert record.end == "closed" and record.closed_by == "server"
