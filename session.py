@@ -1151,5 +1151,5 @@ class StreamingSession:
 
     @property
     def tasks(self) -> frozenset[asyncio.Task[Any]]:
-        """The engine's live tasks (for tests: empty after stop)."""
-        return frozenset(self._tasks)
+        """The engine's tasks still running (empty after stop)."""
+        return frozenset(t for t in self._tasks if not t.done())
