@@ -64,10 +64,10 @@ def pattern(audio_s: float, speech: bool) -> list[tuple[bool, int]]:
 async def _ws_client(url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
     from websockets.asyncio.client import connect
 
-    query = "sample_rate=16000&encoding=pcm&interim_results=true&diarize=false"
-    query += "&multichannel=false&endpointing=300&language=en"
+    from bench.harness import ws_query
+
     async with connect(
-        f"{url}?{query}",
+        f"{url}?{ws_query()}",
         additional_headers={"Authorization": "Bearer bench-key"},
         compression=None,
         max_queue=64,
@@ -103,11 +103,92 @@ def worker_ws(url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
     return asyncio.run(_ws_client(url, frames, period_s))
 
 
-def worker_tester(variant: str, url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
+def _group(filename: str, funcname: str) -> str:
+    """A coarse "where the time goes" bucket for one profiled function."""
+    if filename == "~":
+        if "_socket.socket" in funcname:
+            return "socket send/recv (C)"
+        if "select.epoll" in funcname:
+            return "epoll (C)"
+        if "urandom" in funcname:
+            return "websockets mask key (urandom)"
+        return "other builtins (C)"
+    for marker, label in (
+        ("xai_asr_python/", "ext:"),
+        ("bench/null_ext/", "null_ext:"),
+        ("bench_null_asr/", "null_ext:"),
+    ):
+        if marker in filename:
+            return label + filename.rsplit("/", 1)[-1]
+    for part, label in (
+        ("/ten_runtime/", "ten_runtime (stand-in)"),
+        ("/websockets/", "websockets"),
+        ("/asyncio/", "asyncio"),
+        ("fractions.py", "fractions"),
+        ("/json/", "json"),
+    ):
+        if part in filename:
+            return label
+    return "other python"
+
+
+def _install_profiler(variant: str) -> tuple[dict[int, Any], Any]:
+    """cProfile in the extension's own loop thread, from its first frame on."""
+    import cProfile
+    import threading
+
+    if variant == "ext":
+        from ten_packages.extension.xai_asr_python.extension import XAIASRExtension as cls
+    else:
+        from ten_packages.extension.bench_null_asr.extension import NullASRExtension as cls
+    profilers: dict[int, Any] = {}
+    original = cls.on_audio_frame
+
+    async def on_audio_frame(self: Any, ten_env: Any, audio_frame: Any) -> None:
+        ident = threading.get_ident()
+        if ident not in profilers:
+            profilers[ident] = cProfile.Profile(time.thread_time)  # CPU, not wall
+            profilers[ident].enable()
+        await original(self, ten_env, audio_frame)
+
+    cls.on_audio_frame = on_audio_frame
+    return profilers, original
+
+
+def _profile_summary(profilers: dict[int, Any], audio_s: float) -> dict[str, Any]:
+    import pstats
+
+    groups: dict[str, float] = {}
+    top: list[tuple[float, int, str]] = []
+    for profiler in profilers.values():
+        profiler.disable()
+        stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+        for (filename, _line, funcname), (_cc, ncalls, tottime, _ct, _callers) in stats.items():
+            label = _group(filename, funcname)
+            groups[label] = groups.get(label, 0.0) + tottime
+            where = funcname if filename == "~" else f"{filename.rsplit('/', 1)[-1]}:{funcname}"
+            top.append((tottime, ncalls, where))
+    top.sort(reverse=True)
+    return {
+        "thread_cpu_ms_per_audio_s_by_group": {
+            k: round(v / audio_s * 1000, 3)
+            for k, v in sorted(groups.items(), key=lambda kv: -kv[1])
+        },
+        "top_functions": [
+            {"function": w, "calls": n, "ms_per_audio_s": round(t / audio_s * 1000, 3)}
+            for t, n, w in top[:20]
+        ],
+    }
+
+
+def worker_tester(
+    variant: str, url: str, frames: list[bytes], period_s: float, profile: bool = False
+) -> dict[str, Any]:
     from bench import harness
 
     built = [harness.make_frame(pcm) for pcm in frames]
     out: dict[str, Any] = {}
+    profilers = _install_profiler(variant)[0] if profile else None
 
     async def script(t: harness.BenchTester) -> None:
         if variant == "ext":
@@ -132,6 +213,8 @@ def worker_tester(variant: str, url: str, frames: list[bytes], period_s: float) 
     else:
         addon, props = _paths.NULL_ADDON, {}
     harness.run_tester(addon, props, script, timeout_s=120)
+    if profilers is not None:
+        out["profile"] = _profile_summary(profilers, len(frames) / 100)
     return out
 
 
@@ -143,7 +226,7 @@ def run_worker(args: argparse.Namespace) -> None:
     if args.worker == "ws":
         result = worker_ws(args.url, frames, period_s)
     else:
-        result = worker_tester(args.worker, args.url, frames, period_s)
+        result = worker_tester(args.worker, args.url, frames, period_s, args.profile)
     result.update(variant=args.worker, frames=len(frames), audio_s=len(frames) / 100)
     common.write_worker_output(args.out, result)
 
@@ -221,6 +304,54 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def drive_profile(args: argparse.Namespace) -> dict[str, Any]:
+    machine = common.machine_info(RUNTIME)
+    worker_args = ["--audio-s", str(args.audio_s), "--speed", str(args.speed), "--profile"]
+    if args.speech:
+        worker_args.append("--speech")
+    server_argv = ["stt_server", "--recognizer", "marker", "--port", "0", "--log-level", "WARNING"]
+    runs: dict[str, Any] = {}
+    with common.ServerProcess(server_argv) as server:
+        for variant in ("null", "ext"):
+            runs[variant] = common.run_worker(
+                MODULE, ["--worker", variant, "--url", server.url, *worker_args]
+            )
+    return {
+        "bench": "frame_cost-profile",
+        "machine": machine,
+        "params": {"audio_s": args.audio_s, "speed": args.speed, "speech": args.speech},
+        "runs": runs,
+    }
+
+
+def report_profile(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+    null = runs["null"]["profile"]["thread_cpu_ms_per_audio_s_by_group"]
+    ext = runs["ext"]["profile"]["thread_cpu_ms_per_audio_s_by_group"]
+    rows = [
+        [k, ext.get(k, 0.0), null.get(k, 0.0)]
+        for k in sorted(set(ext) | set(null), key=lambda k: -(ext.get(k, 0.0)))
+    ]
+    rows.append(["total (profiled thread)", sum(ext.values()), sum(null.values())])
+    top = [
+        [f["function"][:70], f["calls"], f["ms_per_audio_s"]]
+        for f in runs["ext"]["profile"]["top_functions"]
+    ]
+    return "\n".join(
+        [
+            "frame_cost --profile: CPU of the extension's loop thread under cProfile "
+            f"(ms per audio second, {result['params']['audio_s']:g} s at "
+            f"{result['params']['speed']:g}x; inflated by the profiler)",
+            common.header_lines(result["machine"]),
+            "",
+            common.table(["where (tottime)", "ext", "null"], rows, digits=1),
+            "",
+            "top functions of the ext run (tottime):",
+            common.table(["function", "calls", "ms/audio s"], top, digits=1),
+        ]
+    )
+
+
 def report(result: dict[str, Any]) -> str:
     s = result["summary"]
     p = result["params"]
@@ -254,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=20.0, help="multiple of real time")
     parser.add_argument("--speech", action="store_true", help="1 s speech / 1 s silence")
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: cProfile the extension's loop thread (null and ext) and show where "
+        "the time goes (profiling inflates every figure; compare rows, not totals)",
+    )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -263,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.reps, args.audio_s = 1, 2.0
+    if args.profile:
+        result = drive_profile(args)
+        path = common.write_result("frame_cost-profile", result)
+        print(report_profile(result))
+        print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+        return 0
     result = drive(args)
     path = common.write_result("frame_cost", result)
     print()

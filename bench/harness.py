@@ -196,3 +196,98 @@ async def sleep_until(due: float) -> None:
     delay = due - time.monotonic()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+class ExtProbe:
+    """Arrival times inside xai_asr_python, observed without changing it.
+
+    Wraps three methods of the extension class in this process only (the
+    wrappers call the originals first thing, so ordering is unchanged):
+    `on_audio_frame` (the n-th call is the n-th frame: the runtime keeps
+    each sender's order), `on_data` (asr_finalize arrivals) and
+    `handle_finalize_end` (when the engine reports a finalize's end).
+    """
+
+    def __init__(self) -> None:
+        self.frame_at: list[float] = []
+        self.finalize_at: list[float] = []
+        self.finalize_end_at: list[float] = []
+
+    def install(self) -> ExtProbe:
+        from ten_packages.extension.xai_asr_python.extension import XAIASRExtension
+
+        probe = self
+        on_audio_frame = XAIASRExtension.on_audio_frame
+        on_data = XAIASRExtension.on_data
+        handle_finalize_end = XAIASRExtension.handle_finalize_end
+
+        async def probed_audio_frame(self: Any, ten_env: Any, audio_frame: Any) -> None:
+            probe.frame_at.append(time.monotonic())
+            await on_audio_frame(self, ten_env, audio_frame)
+
+        async def probed_data(self: Any, ten_env: Any, data: Any) -> None:
+            if data.get_name() == "asr_finalize":
+                probe.finalize_at.append(time.monotonic())
+            await on_data(self, ten_env, data)
+
+        def probed_finalize_end(self: Any, outcome: Any) -> None:
+            probe.finalize_end_at.append(time.monotonic())
+            handle_finalize_end(self, outcome)
+
+        XAIASRExtension.on_audio_frame = probed_audio_frame  # type: ignore[method-assign]
+        XAIASRExtension.on_data = probed_data  # type: ignore[method-assign]
+        XAIASRExtension.handle_finalize_end = probed_finalize_end  # type: ignore[method-assign]
+        return self
+
+
+def observing_server(handshake_delay_ms: int = 0, done_delay_ms: int = 0) -> Any:
+    """bench/_server.py in its own process (a `common.ServerProcess`)."""
+    from bench import common
+
+    return common.ServerProcess(
+        [
+            "bench._server",
+            "--handshake-delay-ms",
+            str(handshake_delay_ms),
+            "--done-delay-ms",
+            str(done_delay_ms),
+        ]
+    )
+
+
+def dump_observations(server: Any) -> list[dict[str, Any]]:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        path = Path(tmp.name)
+    try:
+        answer = server.command(f"dump {path}")
+        if answer != "ok":
+            raise RuntimeError(f"server dump failed: {answer}")
+        return json.loads(path.read_text())
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def turn_schedule(
+    turns: int, speech_frames: int, gap_frames: int
+) -> tuple[list[tuple[bool, int]], set[int]]:
+    """Utterances each followed by silence; the finalize follows each utterance's
+    last speech frame (while the silence keeps flowing). Returns the marker
+    pattern and the indices of the frames after which a finalize is sent."""
+    pattern: list[tuple[bool, int]] = []
+    finalize_after: set[int] = set()
+    position = 0
+    for _ in range(turns):
+        pattern += [(True, speech_frames), (False, gap_frames)]
+        finalize_after.add(position + speech_frames - 1)
+        position += speech_frames + gap_frames
+    return pattern, finalize_after
+
+
+def ws_query() -> str:
+    return (
+        "sample_rate=16000&encoding=pcm&interim_results=true&diarize=false"
+        "&multichannel=false&endpointing=300&language=en"
+    )

@@ -1,0 +1,325 @@
+"""Turn-boundary delay: how long each frame waits in the extension, around finalizes.
+
+    python -m bench.turn_boundary [--reps 3] [--turns 8] [--speed 1] [--quick]
+
+The server (bench/_server.py: the local marker server plus per-frame arrival
+times, in its own process) delays every handshake by 150 ms, standing for a
+real network and TLS. The tester streams marker audio (frame k carries index
+k) at a fixed multiple of real time: utterances, each followed by
+`asr_finalize` right after its last speech frame while silence keeps
+flowing. For every frame:
+
+  delay = server receipt - the extension's on_audio_frame entry
+
+(the extension is observed by wrapping its methods in the worker process;
+it is not changed). The runtime's own hop (tester send -> on_audio_frame) is
+reported separately. Frames whose arrival at the extension falls within
+300 ms after an asr_finalize arrived are "after finalize"; the rest are
+"steady". Variants, each in a fresh process, interleaved per repetition:
+
+  floor        a bare websockets client on one connection, same pacing:
+               tester-free send -> server receipt (loopback + server)
+  prewarm_on   the extension, `prewarm: true`
+  prewarm_off  the extension, `prewarm: false`
+
+Also counted: frames that reached a connection after its audio.done (must
+be 0) and frames sent but never received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from bench import _paths
+
+RUNTIME = _paths.setup()
+
+from bench import common  # noqa: E402
+
+MODULE = "bench.turn_boundary"
+VARIANTS = ("floor", "prewarm_on", "prewarm_off")
+WINDOW_S = 0.3
+GOAL_P99_MS = 5.0
+
+
+# ---------------------------------------------------------------- workers
+
+
+def _arrivals(observations: list[dict[str, Any]]) -> tuple[dict[int, float], int, list[int]]:
+    """First arrival per marker index, duplicates, late (after audio.done) indices."""
+    first: dict[int, float] = {}
+    duplicates = 0
+    late: list[int] = []
+    for conn in observations:
+        for index, at in conn["frames"]:
+            if index in first:
+                duplicates += 1
+                first[index] = min(first[index], at)
+            else:
+                first[index] = at
+        late.extend(conn["late_frames"])
+    return first, duplicates, late
+
+
+async def _floor_client(url: str, frames: list[bytes], period_s: float) -> list[float]:
+    from websockets.asyncio.client import connect
+
+    from bench.harness import ws_query
+
+    sent_at: list[float] = []
+    async with connect(
+        f"{url}?{ws_query()}",
+        additional_headers={"Authorization": "Bearer bench-key"},
+        compression=None,
+        max_queue=64,
+        proxy=None,
+    ) as ws:
+        await asyncio.wait_for(ws.recv(), 10)  # transcript.created
+
+        async def drain() -> None:
+            async for _ in ws:
+                pass
+
+        reader = asyncio.get_running_loop().create_task(drain())
+        pacer = common.Pacer(period_s)
+        for k, frame in enumerate(frames):
+            delay = pacer.due(k) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at.append(time.monotonic())
+            await ws.send(frame)
+        await asyncio.sleep(0.2)  # let the last frames arrive
+        reader.cancel()
+    return sent_at
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import harness
+
+    pattern, finalize_after = harness.turn_schedule(args.turns, args.speech_frames, args.gap_frames)
+    frames = harness.marker_frames(pattern)
+    period_s = 0.01 / args.speed
+    with harness.observing_server(handshake_delay_ms=args.handshake_delay_ms) as server:
+        if args.worker == "floor":
+            sent_at = asyncio.run(_floor_client(server.url, frames, period_s))
+            ext_at, finalize_at, hop = sent_at, [], []
+        else:
+            probe = harness.ExtProbe().install()
+            built = [harness.make_frame(pcm) for pcm in frames]
+            tester_sent: list[float] = []
+
+            async def script(t: harness.BenchTester) -> None:
+                await t.wait_connected()
+                pacer = common.Pacer(period_s)
+                for k, frame in enumerate(built):
+                    delay = pacer.due(k) - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tester_sent.append(time.monotonic())
+                    await t.send_frame(frame)
+                    if k in finalize_after:
+                        await t.send_finalize(f"turn-{k}")
+                await t.send_finalize("end")
+                await t.wait_for(
+                    "asr_finalize_end",
+                    lambda p: p.get("finalize_id") == "end",
+                    timeout=10,
+                )
+
+            props = harness.ext_properties(server.url, prewarm=args.worker == "prewarm_on")
+            harness.run_tester(harness.EXT_ADDON, props, script, timeout_s=600)
+            ext_at, finalize_at = probe.frame_at, probe.finalize_at
+            hop = [e - s for e, s in zip(ext_at, tester_sent, strict=True)]
+        observations = harness.dump_observations(server)
+
+    arrivals, duplicates, late = _arrivals(observations)
+    after: list[float] = []
+    steady: list[float] = []
+    per_turn_max: list[float] = []
+    fin = sorted(finalize_at)
+    window_max: dict[int, float] = {}
+    missing = 0
+    j = 0
+    for k, at in enumerate(ext_at):
+        if k not in arrivals:
+            missing += 1
+            continue
+        delay = arrivals[k] - at
+        while j + 1 < len(fin) and fin[j + 1] <= at:
+            j += 1
+        if fin and fin[j] <= at < fin[j] + WINDOW_S:
+            after.append(delay)
+            window_max[j] = max(window_max.get(j, 0.0), delay)
+        else:
+            steady.append(delay)
+    per_turn_max = [window_max[j] for j in sorted(window_max)]
+    return {
+        "variant": args.worker,
+        "frames": len(frames),
+        "finalizes": len(fin),
+        "connections": len(observations),
+        "delay_after_finalize": common.summary_ms(after),
+        "delay_steady": common.summary_ms(steady),
+        "per_turn_max_after_finalize_ms": [round(v * 1000, 2) for v in per_turn_max],
+        "runtime_hop": common.summary_ms(hop),
+        "late_frames": len(late),
+        "missing_frames": missing,
+        "duplicate_frames": duplicates,
+    }
+
+
+# ---------------------------------------------------------------- driver
+
+
+def drive(args: argparse.Namespace) -> dict[str, Any]:
+    machine = common.machine_info(RUNTIME)
+    worker_args = [
+        "--turns",
+        str(args.turns),
+        "--speech-frames",
+        str(args.speech_frames),
+        "--gap-frames",
+        str(args.gap_frames),
+        "--speed",
+        str(args.speed),
+        "--handshake-delay-ms",
+        str(args.handshake_delay_ms),
+    ]
+    reps: list[dict[str, Any]] = []
+    for rep in range(args.reps):
+        order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
+        runs = {v: common.run_worker(MODULE, ["--worker", v, *worker_args]) for v in order}
+        reps.append({"order": list(order), "runs": runs})
+        on = runs["prewarm_on"]["delay_after_finalize"]
+        print(
+            f"rep {rep + 1}/{args.reps}: prewarm on: after-finalize p99 {on['p99_ms']:.1f} ms, "
+            f"steady p99 {runs['prewarm_on']['delay_steady']['p99_ms']:.1f} ms; "
+            f"floor p99 {runs['floor']['delay_steady']['p99_ms']:.1f} ms",
+            flush=True,
+        )
+
+    def med(variant: str, section: str, key: str) -> float:
+        return common.median(r["runs"][variant][section][key] for r in reps)
+
+    summary: dict[str, Any] = {}
+    for v in VARIANTS:
+        summary[v] = {
+            "after_finalize_p50_ms": med(v, "delay_after_finalize", "p50_ms"),
+            "after_finalize_p99_ms": med(v, "delay_after_finalize", "p99_ms"),
+            "steady_p50_ms": med(v, "delay_steady", "p50_ms"),
+            "steady_p99_ms": med(v, "delay_steady", "p99_ms"),
+            "runtime_hop_p50_ms": med(v, "runtime_hop", "p50_ms"),
+            "runtime_hop_p99_ms": med(v, "runtime_hop", "p99_ms"),
+            "late_frames": sum(r["runs"][v]["late_frames"] for r in reps),
+            "missing_frames": sum(r["runs"][v]["missing_frames"] for r in reps),
+            "connections": common.median(r["runs"][v]["connections"] for r in reps),
+        }
+    on = summary["prewarm_on"]
+    summary["goal_p99_ms"] = GOAL_P99_MS
+    summary["goal_met"] = (
+        on["after_finalize_p99_ms"] < GOAL_P99_MS
+        and on["steady_p99_ms"] < GOAL_P99_MS
+        and on["late_frames"] == 0
+    )
+    summary["late_frames_zero"] = all(summary[v]["late_frames"] == 0 for v in VARIANTS[1:])
+    return {
+        "bench": "turn_boundary",
+        "machine": machine,
+        "params": {
+            "reps": args.reps,
+            "turns": args.turns,
+            "speech_frames": args.speech_frames,
+            "gap_frames": args.gap_frames,
+            "speed": args.speed,
+            "handshake_delay_ms": args.handshake_delay_ms,
+            "window_after_finalize_ms": WINDOW_S * 1000,
+            "variants": list(VARIANTS),
+        },
+        "summary": summary,
+        "reps": reps,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    s, p = result["summary"], result["params"]
+    rows = []
+    for v in VARIANTS:
+        x = s[v]
+        after = [x["after_finalize_p50_ms"], x["after_finalize_p99_ms"]]
+        if v == "floor":
+            after = [None, None]
+        rows.append(
+            [
+                v,
+                *after,
+                x["steady_p50_ms"],
+                x["steady_p99_ms"],
+                None if v == "floor" else x["runtime_hop_p99_ms"],
+                None if v == "floor" else x["late_frames"],
+                x["missing_frames"],
+            ]
+        )
+    return "\n".join(
+        [
+            f"turn_boundary: {p['turns']} turns of {p['speech_frames'] * 10} ms speech + "
+            f"{p['gap_frames'] * 10} ms silence at {p['speed']:g}x, finalize after each "
+            f"utterance, handshake delay {p['handshake_delay_ms']} ms, {p['reps']} reps "
+            "(medians of per-rep percentiles; delay = server receipt - on_audio_frame)",
+            common.header_lines(result["machine"]),
+            "",
+            common.table(
+                [
+                    "variant",
+                    "after-fin p50",
+                    "after-fin p99",
+                    "steady p50",
+                    "steady p99",
+                    "hop p99",
+                    "late",
+                    "missing",
+                ],
+                rows,
+                digits=2,
+            ),
+            "(ms; after-fin = frames reaching the extension within "
+            f"{p['window_after_finalize_ms']:g} ms after an asr_finalize; hop = tester send -> "
+            "on_audio_frame; late = frames that reached a connection after its audio.done)",
+            f"goal with prewarm: p99 < {GOAL_P99_MS:g} ms: "
+            f"{'MET' if s['goal_met'] else 'MISSED'}; late frames zero: "
+            f"{'yes' if s['late_frames_zero'] else 'NO'}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.turn_boundary", description=__doc__)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--speech-frames", type=int, default=100, help="10 ms frames per utterance")
+    parser.add_argument("--gap-frames", type=int, default=100, help="silence frames after it")
+    parser.add_argument("--speed", type=float, default=1.0, help="multiple of real time")
+    parser.add_argument("--handshake-delay-ms", type=int, default=150)
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        common.write_worker_output(args.out, worker(args))
+        return 0
+    if args.quick:
+        args.reps, args.turns, args.speech_frames, args.gap_frames = 1, 2, 20, 40
+        args.speed = 2.0
+    result = drive(args)
+    path = common.write_result("turn_boundary", result)
+    print()
+    print(report(result))
+    print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
