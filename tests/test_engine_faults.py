@@ -226,6 +226,14 @@ async def test_mid_stream_failure_reconnects_without_losing_audio(
         await push_until_failure(session, recorder, server, speech(20, 0))
         # Audio keeps coming during the outage: buffered, then flushed in order.
         push_all(session, marker([(True, 40), (False, 5)], 20))
+        await recorder.wait_for(
+            lambda: len(server.connections) >= 2 and len(server.connection(2).marker_indices) == 45,
+            3,
+            "the flush",
+        )
+        await server.connection(1).wait_ended(2)
+        # The replaced connection's late close changed nothing: no extra reconnect.
+        assert len(server.connections) == 2 and recorder.state is ConnState.CONNECTED
         session.finalize("f")
         await recorder.wait_finalized(1, 5)
         [error] = recorder.errors  # one failure, one error (an error then a close is one)

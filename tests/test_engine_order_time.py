@@ -409,6 +409,8 @@ async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconn
         await recorder.wait_finalized(3, 5)
 
         assert received_indices(server) == list(range(190))
+        # No stale close of a replaced connection started an extra reconnect.
+        assert len(server.connections) == 8
         assert [o.status for o in recorder.finalize_ends] == ["done"] * 3
         assert [e.kind for e in recorder.errors] == [
             "abnormal_close",
