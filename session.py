@@ -36,9 +36,21 @@ the one that takes new audio. Draining connections do not affect it.
 - A finalize with prewarm hands over: CONNECTED -> CONNECTING -> CONNECTED
   (the old connection drains in the background; no DISCONNECTED is
   reported, because new audio always has a connection on its way).
-- A failed attempt: CONNECTING -> DISCONNECTED, then CONNECTING after the
-  backoff. So the transitions are always legal (`is_legal_transition`) and
-  never from a state to itself.
+- A failure: CONNECTING or CONNECTED -> DISCONNECTED, then CONNECTING after
+  the backoff. An idle close or a finalize with prewarm off:
+  CONNECTED -> DISCONNECTED (1000), then CONNECTING when audio arrives.
+  So the transitions are always legal (`is_legal_transition`) and never from
+  a state to itself.
+
+A draining connection that fails (error event, close before done, no done
+by the deadline) is reported as a NON_FATAL error with `retry_in_s` None:
+nothing is retried for it, the next connection is already there; its
+finalize ends "failed" or "timeout" and its interim text is made final.
+
+What no client can guarantee: the protocol has no acknowledgements, so audio
+the kernel accepted for a socket that the server then drops unread (a
+server-side close or abort, back-pressure that never ends) is lost. A frame
+whose send *fails* is never lost: it goes back to the head of the buffer.
 
 Timing. `clock` measures (deadlines, health, latencies); `sleep` and `rng`
 drive only the reconnect backoff (reconnect_manager.py), so a test can
