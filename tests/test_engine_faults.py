@@ -550,3 +550,18 @@ async def test_a_burst_is_given_its_playing_time_before_a_stall() -> None:
         assert recorder.errors[0].kind == "stall"
         assert 1.0 <= waited < 2.0
         await session.stop()
+
+
+async def test_proxy_settings_in_the_environment_are_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # websockets would otherwise route through this (refusing) proxy.
+    for name in ("all_proxy", "ws_proxy", "http_proxy", "ALL_PROXY", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setenv("NO_PROXY", "")
+    async with marker_server() as server:
+        session, recorder = started(server)
+        await run_turn(session, recorder, 0, "f")
+        assert recorder.errors == [] and recorder.finalize_ends[0].status == "done"
+        await session.stop()
