@@ -1,0 +1,480 @@
+"""Scale: real-time sessions one core carries with p99 frame-forward delay < 20 ms.
+
+    python -m bench.scale [--reps 2] [--start 10] [--duration-s 6] [--quick]
+
+Uses the session engine (`StreamingSession`, session.py) directly, many
+sessions on one event loop in one process, rather than many extension
+instances in a graph: with no native runtime here, a graph would run on the
+pure-Python stand-in, whose per-message cost is not the native runtime's and
+is already measured by bench/frame_cost.py (variant `null`). The engine is
+what this project owns, and what would carry every session in production.
+
+The worker pins itself to CPU 0 (os.sched_setaffinity); the local server
+(`python -m stt_server --recognizer marker`, a fresh process per step) is
+pinned to CPU 1 so it does not eat the measured core. Every session streams
+real-time 10 ms marker frames (phases spread over the 10 ms period): 2 s of
+speech, then `finalize` while 1 s of silence keeps flowing (turn phases are
+staggered too), with `prewarm` on and no handshake delay.
+
+  frame-forward delay = the engine's on_audio_sent (the WebSocket send of
+  that frame returned) - the frame's real-time due time
+
+so a late scheduler, a busy loop and a blocked send all count. Frames still
+unsent at the end of the window count with their age then. Variants per
+step, each in a fresh process, interleaved: `engine` and `ws` (N bare
+websockets clients on the same schedule, one connection each, no turns: the
+floor). The search doubles N from --start while the engine's p99 (median
+over --reps) stays under 20 ms, then bisects between the last pass and the
+first failure. Memory: RSS per streaming session at the capacity found, and
+per session with a full outage buffer (60 s, the default `buffer_max_ms`,
+pushed while never connected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import heapq
+import os
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from bench import _paths
+
+RUNTIME = _paths.setup()
+
+from bench import common  # noqa: E402
+
+MODULE = "bench.scale"
+GOAL_P99_MS = 20.0
+WORKER_CPU = 0
+SERVER_CPU = 1
+SPEECH_FRAMES = 200
+GAP_FRAMES = 100
+WARMUP_S = 1.0
+AFTER_FINALIZE_S = 0.3
+
+
+def _cycle() -> list[bytes]:
+    from bench import harness
+
+    return harness.marker_frames([(True, SPEECH_FRAMES), (False, GAP_FRAMES)])
+
+
+class _Listener:
+    """Times each sent frame against its due time (frames are sent in push order)."""
+
+    def __init__(self, measure: dict[str, Any]) -> None:
+        self.measure = measure
+        self.pending: deque[tuple[float, bool]] = deque()  # (due, after a finalize)
+        self.connected = 0
+        self.errors: list[str] = []
+        self.finalize_status: dict[str, int] = {}
+
+    def on_audio_sent(self, chunk: bytes) -> None:
+        due, after = self.pending.popleft()
+        m = self.measure
+        if m["from"] <= due < m["until"]:
+            delay = time.monotonic() - due
+            m["all"].append(delay)
+            if not after:
+                m["steady"].append(delay)
+
+    def on_connected(self, generation: int, connect_delay_ms: float) -> None:
+        self.connected += 1
+
+    def on_error(self, e: Any) -> None:
+        if not self.measure.get("stopping"):
+            self.errors.append(f"{e.kind}: {e.message} (vendor code {e.vendor_code})")
+
+    def on_finalize_end(self, outcome: Any) -> None:
+        self.finalize_status[outcome.status] = self.finalize_status.get(outcome.status, 0) + 1
+
+    def on_transcript(self, t: Any) -> None:
+        pass
+
+    def on_status(self, current: Any, last: Any, code: int, message: str) -> None:
+        pass
+
+    def on_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
+        self.errors.append(f"dropped {dropped_ms:.0f} ms")
+
+
+async def _engine(n: int, url: str, duration_s: float) -> dict[str, Any]:
+    from ten_packages.extension.xai_asr_python.session import SessionSettings, StreamingSession
+
+    cycle = _cycle()
+    period = len(cycle)
+    gc.collect()
+    rss_before = common.rss_bytes()
+    measure: dict[str, Any] = {"from": float("inf"), "until": float("inf"), "all": [], "steady": []}
+    settings = SessionSettings(url=url, api_key="bench-key", prewarm=True)
+    listeners = [_Listener(measure) for _ in range(n)]
+    sessions = [StreamingSession(settings, lis) for lis in listeners]
+    for s in sessions:
+        s.start()
+    deadline = time.monotonic() + 30
+    while any(lis.connected == 0 for lis in listeners):
+        if time.monotonic() > deadline:
+            raise RuntimeError("sessions did not connect within 30 s")
+        await asyncio.sleep(0.01)
+    t0 = time.monotonic() + 0.05
+    measure["from"] = t0 + WARMUP_S
+    measure["until"] = t0 + WARMUP_S + duration_s
+    offsets = [(i * 7919) % period for i in range(n)]  # staggered turns
+    heap = [(t0 + 0.01 * i / n, i, 0) for i in range(n)]
+    heapq.heapify(heap)
+    last_finalize = [-1.0] * n
+    cpu0 = wall0 = 0.0
+    started = False
+    end = measure["until"]
+    while heap and heap[0][0] < end:
+        due, i, k = heap[0]
+        now = time.monotonic()
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        if not started and due >= measure["from"]:
+            started, cpu0, wall0 = True, time.process_time(), time.monotonic()
+        heapq.heapreplace(heap, (due + 0.01, i, k + 1))
+        position = (k + offsets[i]) % period
+        listeners[i].pending.append((due, due - last_finalize[i] < AFTER_FINALIZE_S))
+        sessions[i].push_audio(bytes(bytearray(cycle[position])))  # a fresh buffer, as live
+        if position == SPEECH_FRAMES - 1:
+            sessions[i].finalize(f"s{i}-{k}")
+            last_finalize[i] = due
+    now = time.monotonic()
+    cpu, wall = time.process_time() - cpu0, now - wall0
+    # Frames of the window still waiting count with their age now (censored).
+    unsent = 0
+    for lis in listeners:
+        for due, after in lis.pending:
+            if measure["from"] <= due < measure["until"]:
+                unsent += 1
+                measure["all"].append(now - due)
+                if not after:
+                    measure["steady"].append(now - due)
+    gc.collect()
+    rss_after = common.rss_bytes()
+    measure["until"] = float("-inf")  # stop recording
+    measure["stopping"] = True  # stop() aborts sockets: not a failure of the run
+    await asyncio.gather(*(s.stop() for s in sessions))
+    statuses: dict[str, int] = {}
+    for lis in listeners:
+        for k2, v in lis.finalize_status.items():
+            statuses[k2] = statuses.get(k2, 0) + v
+    errors = [e for lis in listeners for e in lis.errors]
+    return {
+        "delay_all": common.summary_ms(measure["all"]),
+        "delay_steady": common.summary_ms(measure["steady"]),
+        "unsent_at_end": unsent,
+        "cpu_util": cpu / wall if wall > 0 else None,
+        "finalize_status": statuses,
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "rss_per_session_mb": (rss_after - rss_before) / n / 2**20,
+    }
+
+
+async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    from bench.harness import ws_query
+
+    cycle = _cycle()
+    period = len(cycle)
+    conns = []
+    readers = []
+
+    async def drain(ws: Any) -> None:
+        async for _ in ws:
+            pass
+
+    for _ in range(n):
+        ws = await connect(
+            f"{url}?{ws_query()}",
+            additional_headers={"Authorization": "Bearer bench-key"},
+            compression=None,
+            max_queue=64,
+            proxy=None,
+        )
+        await asyncio.wait_for(ws.recv(), 10)
+        conns.append(ws)
+        readers.append(asyncio.get_running_loop().create_task(drain(ws)))
+    delays: list[float] = []
+    t0 = time.monotonic() + 0.05
+    start, end = t0 + WARMUP_S, t0 + WARMUP_S + duration_s
+    offsets = [(i * 7919) % period for i in range(n)]
+    heap = [(t0 + 0.01 * i / n, i, 0) for i in range(n)]
+    heapq.heapify(heap)
+    cpu0 = wall0 = 0.0
+    started = False
+    while heap and heap[0][0] < end:
+        due, i, k = heap[0]
+        now = time.monotonic()
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        if not started and due >= start:
+            started, cpu0, wall0 = True, time.process_time(), time.monotonic()
+        heapq.heapreplace(heap, (due + 0.01, i, k + 1))
+        await conns[i].send(bytes(bytearray(cycle[(k + offsets[i]) % period])))
+        if due >= start:
+            delays.append(time.monotonic() - due)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    for r in readers:
+        r.cancel()
+    await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+    return {
+        "delay_all": common.summary_ms(delays),
+        "delay_steady": common.summary_ms(delays),
+        "unsent_at_end": 0,
+        "cpu_util": cpu / wall if wall > 0 else None,
+        "errors": 0,
+    }
+
+
+async def _outage(n: int, buffer_ms: int) -> dict[str, Any]:
+    """Sessions that never connect: each buffer fills to buffer_max_ms (and drops beyond)."""
+    from ten_packages.extension.xai_asr_python.session import SessionSettings, StreamingSession
+
+    cycle = _cycle()
+    gc.collect()
+    rss_before = common.rss_bytes()
+    settings = SessionSettings(
+        url="ws://127.0.0.1:9/v1/stt", api_key="bench-key", buffer_max_ms=buffer_ms
+    )
+    listeners = [_Listener({"from": 0.0, "until": 0.0, "all": [], "steady": []}) for _ in range(n)]
+    sessions = [StreamingSession(settings, lis) for lis in listeners]
+    frames = buffer_ms // 10 + 100  # a full buffer, plus a second of drops
+    for s in sessions:
+        for k in range(frames):
+            s.push_audio(bytes(bytearray(cycle[k % len(cycle)])))
+    gc.collect()
+    rss_after = common.rss_bytes()
+    raw = buffer_ms / 1000 * 32000
+    per_session = (rss_after - rss_before) / n
+    await asyncio.gather(*(s.stop() for s in sessions))
+    return {
+        "sessions": n,
+        "buffer_max_ms": buffer_ms,
+        "rss_per_session_mb": per_session / 2**20,
+        "raw_audio_mb": raw / 2**20,
+        "overhead_factor": per_session / raw,
+        "queued_ms": float(sessions[0]._buffer.queued_ms) if sessions else 0.0,
+    }
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    pinned = common.pin_to_cpu(WORKER_CPU) if args.pin else False
+    if args.worker == "engine":
+        out = asyncio.run(_engine(args.sessions, args.url, args.duration_s))
+    elif args.worker == "ws":
+        out = asyncio.run(_ws(args.sessions, args.url, args.duration_s))
+    else:
+        out = asyncio.run(_outage(args.sessions, args.buffer_ms))
+    out.update(variant=args.worker, sessions=args.sessions, pinned=pinned)
+    return out
+
+
+# ---------------------------------------------------------------- driver
+
+
+def drive(args: argparse.Namespace) -> dict[str, Any]:
+    machine = common.machine_info(RUNTIME)
+    pin = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False
+    server_cpu = SERVER_CPU if pin else None
+    steps: dict[int, dict[str, Any]] = {}
+
+    def measure(n: int) -> bool:
+        reps = []
+        for rep in range(args.reps):
+            order = ("ws", "engine") if rep % 2 == 0 else ("engine", "ws")
+            runs: dict[str, Any] = {}
+            for v in order:
+                server_argv = ["stt_server", "--recognizer", "marker", "--log-level", "WARNING"]
+                with common.ServerProcess(server_argv, cpu=server_cpu) as server:
+                    cpu_before = server.cpu_seconds() or 0.0
+                    started = time.monotonic()
+                    wargs = ["--worker", v, "--sessions", str(n), "--url", server.url]
+                    wargs += ["--duration-s", str(args.duration_s)]
+                    if pin:
+                        wargs.append("--pin")
+                    runs[v] = common.run_worker(MODULE, wargs)
+                    elapsed = time.monotonic() - started
+                    runs[v]["server_cpu_util"] = (
+                        (server.cpu_seconds() or 0.0) - cpu_before
+                    ) / elapsed
+            reps.append(runs)
+        eng = [r["engine"] for r in reps]
+        step = {
+            "sessions": n,
+            "engine_p99_ms": common.median(r["delay_all"]["p99_ms"] for r in eng),
+            "engine_p50_ms": common.median(r["delay_all"]["p50_ms"] for r in eng),
+            "engine_steady_p99_ms": common.median(r["delay_steady"]["p99_ms"] for r in eng),
+            "engine_cpu_util": common.median(r["cpu_util"] for r in eng),
+            "engine_errors": sum(r["errors"] for r in eng),
+            "engine_unsent": sum(r["unsent_at_end"] for r in eng),
+            "engine_rss_per_session_mb": common.median(r["rss_per_session_mb"] for r in eng),
+            "ws_p99_ms": common.median(r["ws"]["delay_all"]["p99_ms"] for r in reps),
+            "ws_cpu_util": common.median(r["ws"]["cpu_util"] for r in reps),
+            "cpu_ratio_engine_over_ws": common.median(
+                r["engine"]["cpu_util"] / r["ws"]["cpu_util"] for r in reps
+            ),
+            "server_cpu_util": common.median(r["engine"]["server_cpu_util"] for r in reps),
+            "reps": reps,
+        }
+        step["pass"] = step["engine_p99_ms"] < GOAL_P99_MS and step["engine_errors"] == 0
+        steps[n] = step
+        print(
+            f"N={n}: engine p99 {step['engine_p99_ms']:.1f} ms (steady "
+            f"{step['engine_steady_p99_ms']:.1f}), cpu {step['engine_cpu_util']:.0%}; "
+            f"ws p99 {step['ws_p99_ms']:.1f} ms, cpu {step['ws_cpu_util']:.0%}; "
+            f"server cpu {step['server_cpu_util']:.0%} -> {'pass' if step['pass'] else 'FAIL'}",
+            flush=True,
+        )
+        return bool(step["pass"])
+
+    best, fail = 0, None
+    n = args.start
+    while n <= args.max_sessions:
+        if measure(n):
+            best = n
+            n *= 2
+        else:
+            fail = n
+            break
+    bisections = 0
+    while (
+        fail is not None and best and fail - best > max(2, best // 10) and bisections < args.bisect
+    ):
+        mid = (best + fail) // 2
+        if measure(mid):
+            best = mid
+        else:
+            fail = mid
+        bisections += 1
+    outage = common.run_worker(
+        MODULE,
+        ["--worker", "outage", "--sessions", str(args.outage_sessions), "--buffer-ms", "60000"],
+    )
+    stream_mem = steps[best]["engine_rss_per_session_mb"] if best else None
+    return {
+        "bench": "scale",
+        "machine": machine,
+        "params": {
+            "reps": args.reps,
+            "start": args.start,
+            "duration_s": args.duration_s,
+            "warmup_s": WARMUP_S,
+            "turn": f"{SPEECH_FRAMES * 10} ms speech, finalize, {GAP_FRAMES * 10} ms silence",
+            "pinned": pin,
+            "worker_cpu": WORKER_CPU if pin else None,
+            "server_cpu": server_cpu,
+            "mode": "StreamingSession x N in one process (no TEN runtime)",
+        },
+        "summary": {
+            "max_sessions_p99_under_20ms": best,
+            "first_failing": fail,
+            "rss_per_streaming_session_mb": stream_mem,
+            "outage": outage,
+        },
+        "steps": [steps[k] for k in sorted(steps)],
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    s, p = result["summary"], result["params"]
+    rows = [
+        [
+            st["sessions"],
+            st["engine_p50_ms"],
+            st["engine_p99_ms"],
+            st["engine_steady_p99_ms"],
+            st["engine_cpu_util"] * 100,
+            st["ws_p99_ms"],
+            st["ws_cpu_util"] * 100,
+            st["cpu_ratio_engine_over_ws"],
+            st["server_cpu_util"] * 100,
+            "pass" if st["pass"] else "FAIL",
+        ]
+        for st in result["steps"]
+    ]
+    o = s["outage"]
+    mem = s["rss_per_streaming_session_mb"]
+    return "\n".join(
+        [
+            f"scale: StreamingSession x N on one event loop, one core "
+            f"({'pinned to CPU 0, server on CPU 1' if p['pinned'] else 'not pinned'}); real-time "
+            f"10 ms frames, turns of {p['turn']}; {p['duration_s']:g} s windows, "
+            f"{p['reps']} reps per step (medians)",
+            common.header_lines(result["machine"]),
+            "",
+            common.table(
+                [
+                    "N",
+                    "p50 ms",
+                    "p99 ms",
+                    "steady p99",
+                    "cpu %",
+                    "ws p99",
+                    "ws cpu %",
+                    "cpu eng/ws",
+                    "server cpu %",
+                    "p99<20",
+                ],
+                rows,
+                digits=1,
+            ),
+            "(delay = frame's real-time due time -> its WebSocket send returned; steady = "
+            "not within 300 ms after that session's finalize; ws = bare websockets floor)",
+            f"max sessions with p99 < {GOAL_P99_MS:g} ms: {s['max_sessions_p99_under_20ms']} "
+            f"(first failing: {s['first_failing']})",
+            (
+                f"memory: {mem:.2f} MB RSS per streaming session "
+                f"(at N={s['max_sessions_p99_under_20ms']})"
+                if mem is not None
+                else "memory: -"
+            ),
+            f"full outage buffer ({o['buffer_max_ms'] / 1000:g} s): "
+            f"{o['rss_per_session_mb']:.2f} MB per session ({o['overhead_factor']:.2f}x the "
+            f"{o['raw_audio_mb']:.2f} MB of raw audio; {o['sessions']} sessions)",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--start", type=int, default=10, help="first N (doubled while passing)")
+    parser.add_argument("--max-sessions", type=int, default=2000)
+    parser.add_argument("--bisect", type=int, default=3, help="bisection steps after the ramp")
+    parser.add_argument("--duration-s", type=float, default=6.0, help="measured window per run")
+    parser.add_argument("--outage-sessions", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--worker", choices=("engine", "ws", "outage"), help=argparse.SUPPRESS)
+    parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--buffer-ms", type=int, default=60000, help=argparse.SUPPRESS)
+    parser.add_argument("--pin", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        common.write_worker_output(args.out, worker(args))
+        return 0
+    if args.quick:
+        args.reps, args.start, args.max_sessions, args.bisect = 1, 4, 4, 0
+        args.duration_s, args.outage_sessions = 1.0, 2
+    result = drive(args)
+    path = common.write_result("scale", result)
+    print()
+    print(report(result))
+    print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
