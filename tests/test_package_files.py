@@ -55,3 +55,31 @@ def test_api_key_comes_from_the_environment() -> None:
     props = _load(REPO_ROOT / "property.json")
     assert isinstance(props, dict)
     assert props["params"]["api_key"] == "${env:XAI_API_KEY|}"
+
+
+def test_example_graph_validates_as_an_app_property_json() -> None:
+    graph = _load(REPO_ROOT / "examples" / "transcribe_graph.json")
+    assert validation_errors(graph, "property") == []
+
+
+def test_example_extensions_validate_against_ten_schemas() -> None:
+    packages = sorted((REPO_ROOT / "examples" / "ten_packages" / "extension").iterdir())
+    assert packages
+    for package in packages:
+        assert validation_errors(_load(package / "manifest.json"), "manifest") == [], package
+        assert validation_errors(_load(package / "property.json"), "property") == [], package
+
+
+def test_example_graph_uses_only_declared_addons() -> None:
+    graph = _load(REPO_ROOT / "examples" / "transcribe_graph.json")
+    assert isinstance(graph, dict)
+    nodes = graph["ten"]["predefined_graphs"][0]["graph"]["nodes"]
+    examples = REPO_ROOT / "examples" / "ten_packages" / "extension"
+    for node in nodes:
+        addon = node["addon"]
+        manifest = (
+            REPO_ROOT / "manifest.json"
+            if addon == "xai_asr_python"
+            else (examples / addon / "manifest.json")
+        )
+        assert _load(manifest)["name"] == addon  # type: ignore[index]
