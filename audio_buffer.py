@@ -26,9 +26,10 @@ from .timeline import AudioFormat
 
 # Speech is "loud enough": the server's VAD uses -40 dBFS too.
 SPEECH_THRESHOLD_DBFS = -40.0
-# Loudness is estimated on at most this many samples per frame (a strided
-# subsample): plenty for a level, cheap for a 48 kHz stereo frame.
-_LEVEL_SAMPLES = 800
+# Loudness is estimated on at most this many samples per frame, taken as a few
+# contiguous windows spread over the frame (a stride could alias a tone away).
+_LEVEL_WINDOWS = 8
+_LEVEL_WINDOW = 100
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,14 @@ def level_dbfs(data: bytes, encoding: str) -> float:
     count = len(values)
     if count == 0:
         return -math.inf
-    step = max(1, count // _LEVEL_SAMPLES)
-    picked = values[::step]
-    power = sum(v * v for v in picked) / len(picked)
+    if count <= _LEVEL_WINDOWS * _LEVEL_WINDOW:
+        windows = [values]
+    else:
+        last = count - _LEVEL_WINDOW
+        starts = (k * last // (_LEVEL_WINDOWS - 1) for k in range(_LEVEL_WINDOWS))
+        windows = [values[i : i + _LEVEL_WINDOW] for i in starts]
+    picked = sum(len(w) for w in windows)
+    power = sum(v * v for w in windows for v in w) / picked
     if power <= 0:
         return -math.inf
     return 10 * math.log10(power / (32768.0 * 32768.0))

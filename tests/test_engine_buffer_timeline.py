@@ -175,3 +175,18 @@ def test_no_audio_sent_maps_to_the_base() -> None:
     timeline = ConnectionTimeline(16000, base_user_ms=Fraction(7000))
     assert timeline.offset_ms == 7000
     assert timeline.span(0.0, 0.5) == (7000, 0)
+
+
+def test_speech_detection_cannot_alias_a_tone_away() -> None:
+    # A 2 kHz tone at 48 kHz stereo: a strided subsample could land on its zero crossings.
+    fmt = AudioFormat(48000, "pcm", 2)
+    frames = fmt.sample_rate // 10
+    samples = []
+    for n in range(frames):
+        value = round(8000 * math.sin(2 * math.pi * 2000 * n / fmt.sample_rate))
+        samples += [value, value]
+    data = struct.pack(f"<{len(samples)}h", *samples)
+    assert is_speech(data, "pcm")
+    assert level_dbfs(data, "pcm") == pytest.approx(
+        20 * math.log10(8000 / 32768 / math.sqrt(2)), abs=0.5
+    )
