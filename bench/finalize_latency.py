@@ -250,7 +250,7 @@ def report(result: dict[str, Any]) -> str:
     ]
     return "\n".join(
         [
-            f"finalize_latency: {p['turns']} turns ({p['speech_frames'] * 10} ms speech + "
+            f"finalize_latency: {p['turns']} turns ({p['speech_frames'] * 10} ms utterance + "
             f"{p['gap_frames'] * 10} ms silence) at {p['speed']:g}x, server done_delay "
             f"{p['done_delay_ms']} ms, {p['reps']} reps (medians of per-rep percentiles)",
             common.header_lines(result["machine"]),

@@ -42,19 +42,21 @@ GOAL_OWN_SHARE = 1.0
 
 
 def pattern(audio_s: float, speech: bool) -> list[tuple[bool, int]]:
+    from bench.harness import utterance
+
     frames = max(1, round(audio_s * 100))
     if not speech:
         return [(False, frames)]
-    # 1 s of speech, 1 s of silence, repeated: the marker recogniser emits one
-    # word per speech frame, far more words than real speech has.
+    # 1 s utterances (a word every 250 ms) and 1 s of silence, repeated.
     out: list[tuple[bool, int]] = []
     left = frames
     while left > 0:
-        for is_speech in (True, False):
-            n = min(100, left)
-            if n:
-                out.append((is_speech, n))
-                left -= n
+        n = min(100, left)
+        out += utterance(n)
+        left -= n
+        if left > 0:
+            out.append((False, min(100, left)))
+            left -= min(100, left)
     return out
 
 
@@ -357,7 +359,7 @@ def report(result: dict[str, Any]) -> str:
     p = result["params"]
     rows = [[v, s["cpu_ms_per_audio_s"][v], s["achieved_speed"][v]] for v in VARIANTS]
     lines = [
-        f"frame_cost: {p['audio_s']:g} s of {'speech/silence' if p['speech'] else 'silence'} "
+        f"frame_cost: {p['audio_s']:g} s of {'utterance/silence' if p['speech'] else 'silence'} "
         f"marker audio in 10 ms frames at {p['speed']:g}x, {p['reps']} reps (medians)",
         common.header_lines(result["machine"]),
         "",
@@ -383,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--audio-s", type=float, default=60.0)
     parser.add_argument("--speed", type=float, default=20.0, help="multiple of real time")
-    parser.add_argument("--speech", action="store_true", help="1 s speech / 1 s silence")
+    parser.add_argument(
+        "--speech", action="store_true", help="1 s utterances (4 words/s) / 1 s silence"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument(
         "--profile",

@@ -270,17 +270,35 @@ def dump_observations(server: Any) -> list[dict[str, Any]]:
         path.unlink(missing_ok=True)
 
 
+# The marker recogniser makes one word of every speech-flagged frame. Flagging
+# every frame of an utterance would make 100 words a second (partials of up to
+# 250 words); the benches flag one frame in WORD_EVERY (4 words a second, about
+# the rate of conversational speech) so that results have realistic sizes.
+WORD_EVERY = 25
+
+
+def utterance(frames: int, word_every: int = WORD_EVERY) -> list[tuple[bool, int]]:
+    """An utterance of `frames` 10 ms frames: a word (speech frame) every `word_every`."""
+    pattern: list[tuple[bool, int]] = []
+    for start in range(0, frames, word_every):
+        pattern.append((True, 1))
+        rest = min(word_every, frames - start) - 1
+        if rest:
+            pattern.append((False, rest))
+    return pattern
+
+
 def turn_schedule(
     turns: int, speech_frames: int, gap_frames: int
 ) -> tuple[list[tuple[bool, int]], set[int]]:
     """Utterances each followed by silence; the finalize follows each utterance's
-    last speech frame (while the silence keeps flowing). Returns the marker
-    pattern and the indices of the frames after which a finalize is sent."""
+    last frame (while the silence keeps flowing). Returns the marker pattern and
+    the indices of the frames after which a finalize is sent."""
     pattern: list[tuple[bool, int]] = []
     finalize_after: set[int] = set()
     position = 0
     for _ in range(turns):
-        pattern += [(True, speech_frames), (False, gap_frames)]
+        pattern += [*utterance(speech_frames), (False, gap_frames)]
         finalize_after.add(position + speech_frames - 1)
         position += speech_frames + gap_frames
     return pattern, finalize_after

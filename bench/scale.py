@@ -12,9 +12,10 @@ what this project owns, and what would carry every session in production.
 The worker pins itself to CPU 0 (os.sched_setaffinity); the local server
 (`python -m stt_server --recognizer marker`, a fresh process per step) is
 pinned to CPU 1 so it does not eat the measured core. Every session streams
-real-time 10 ms marker frames (phases spread over the 10 ms period): 2 s of
-speech, then `finalize` while 1 s of silence keeps flowing (turn phases are
-staggered too), with `prewarm` on and no handshake delay.
+real-time 10 ms marker frames (phases spread over the 10 ms period): a 2 s
+utterance (a word every 250 ms: bench/harness.py WORD_EVERY), then
+`finalize` while 1 s of silence keeps flowing (turn phases are staggered
+too), with `prewarm` on and no handshake delay.
 
   frame-forward delay = the engine's on_audio_sent (the WebSocket send of
   that frame returned) - the frame's real-time due time
@@ -61,7 +62,7 @@ AFTER_FINALIZE_S = 0.3
 def _cycle() -> list[bytes]:
     from bench import harness
 
-    return harness.marker_frames([(True, SPEECH_FRAMES), (False, GAP_FRAMES)])
+    return harness.marker_frames([*harness.utterance(SPEECH_FRAMES), (False, GAP_FRAMES)])
 
 
 class _Listener:
@@ -370,7 +371,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "start": args.start,
             "duration_s": args.duration_s,
             "warmup_s": WARMUP_S,
-            "turn": f"{SPEECH_FRAMES * 10} ms speech, finalize, {GAP_FRAMES * 10} ms silence",
+            "turn": f"{SPEECH_FRAMES * 10} ms utterance (4 words/s), finalize, "
+            f"{GAP_FRAMES * 10} ms silence",
             "pinned": pin,
             "worker_cpu": WORKER_CPU if pin else None,
             "server_cpu": server_cpu,

@@ -265,7 +265,7 @@ def report(result: dict[str, Any]) -> str:
         )
     return "\n".join(
         [
-            f"turn_boundary: {p['turns']} turns of {p['speech_frames'] * 10} ms speech + "
+            f"turn_boundary: {p['turns']} turns of {p['speech_frames'] * 10} ms utterance + "
             f"{p['gap_frames'] * 10} ms silence at {p['speed']:g}x, finalize after each "
             f"utterance, handshake delay {p['handshake_delay_ms']} ms, {p['reps']} reps "
             "(medians of per-rep percentiles; delay = server receipt - on_audio_frame)",
