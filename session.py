@@ -111,6 +111,8 @@ STOP_TASK_TIMEOUT_S = 0.5
 SEND_FAILURE_SETTLE_S = 1.0
 # The watchdog never polls faster than this.
 WATCHDOG_MIN_SLEEP_S = 0.01
+# The sender lets other tasks run at least this often during a long flush.
+PUMP_YIELD_EVERY_S = 0.005
 
 
 class ConnState(str, enum.Enum):
@@ -723,6 +725,7 @@ class StreamingSession:
     async def _pump(self, live: _Live) -> str:
         """The one sender. Returns "handoff", "idle", "ended" or "send_failed"."""
         rec = live.rec
+        yielded_at = time.monotonic()
         while True:
             if live.ended.is_set() or rec.tracker.failure is not None or self._stopped:
                 return "ended"
@@ -732,6 +735,7 @@ class StreamingSession:
                     return await self._close_idle(live)
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                yielded_at = time.monotonic()
                 continue
             live.idle = False
             if isinstance(item, FinalizeMarker):
@@ -760,6 +764,12 @@ class StreamingSession:
             finally:
                 live.sending_since = None
             self._after_send(live, item)
+            # A send into a fast socket completes without suspending: a long flush
+            # yields now and then, so it cannot starve the readers, the timers and the
+            # handshake of the next connection.
+            if time.monotonic() - yielded_at >= PUMP_YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                yielded_at = time.monotonic()
 
     def _after_send(self, live: _Live, frame: AudioFrame) -> None:
         now = self._clock()

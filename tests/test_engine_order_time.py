@@ -447,3 +447,33 @@ async def test_generation_numbers_grow_and_results_name_their_connection() -> No
         assert [g for g, _ in recorder.of("connected")][:3] == [1, 2, 3]
         assert session.stats.generation >= 3
         await asyncio.wait_for(session.stop(), 1)
+
+
+async def test_two_minutes_pushed_at_once_with_a_finalize_every_20_s() -> None:
+    """A flood far faster than real time: no error, no reconnect storm, nothing lost."""
+    pattern = [(True, 300), (False, 40)] * 5 + [(True, 250), (False, 50)]  # 20 s
+    turns = 6
+    async with marker_server() as server:
+        recorder = Recorder()
+        session = StreamingSession(
+            fast_settings(server.url, finalize_timeout_s=5, buffer_max_ms=300_000), recorder
+        )
+        session.start()
+        sent: list[int] = []
+        spoken: list[int] = []
+        for turn in range(turns):
+            index = turn * 100_000
+            push_all(session, marker(pattern, index))
+            session.finalize(f"f{turn}")
+            for is_speech, count in pattern:
+                sent += range(index, index + count)
+                if is_speech:
+                    spoken += range(index, index + count)
+                index += count
+        await recorder.wait_finalized(turns, 20)
+        assert [o.status for o in recorder.finalize_ends] == ["done"] * turns
+        assert recorder.errors == [] and recorder.of("dropped") == []
+        assert received_indices(server) == sent
+        assert recorder.final_indices() == spoken
+        assert len(server.connections) <= turns + 1
+        await session.stop()
