@@ -269,6 +269,51 @@ def rss_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def run_delay_s() -> float | None:
+    """Time this thread has spent runnable but waiting for a CPU (Linux schedstat).
+
+    On a shared machine this is the time other processes took from us: a
+    latency figure measured while it grows is the machine's, not the code's.
+    """
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class GcPauses:
+    """Records garbage-collector pauses (generation, seconds) while active."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self._gc = gc
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+        self.active = False
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.active:
+            self.pauses.append((int(info["generation"]), time.perf_counter() - self._started))
+
+    def __enter__(self) -> GcPauses:
+        self._gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "count": len(self.pauses),
+            "max_ms": round(max((p for _, p in self.pauses), default=0.0) * 1000, 2),
+            "gen2_count": sum(1 for g, _ in self.pauses if g == 2),
+            "total_ms": round(sum(p for _, p in self.pauses) * 1000, 2),
+        }
+
+
 class Pacer:
     """Due times of a fixed-rate stream: frame k is due at start + k * period."""
 

@@ -129,9 +129,10 @@ async def _engine(n: int, url: str, duration_s: float) -> dict[str, Any]:
     heap = [(t0 + 0.01 * i / n, i, 0) for i in range(n)]
     heapq.heapify(heap)
     last_finalize = [-1.0] * n
-    cpu0 = wall0 = 0.0
+    cpu0 = wall0 = wait0 = 0.0
     started = False
     end = measure["until"]
+    gc_pauses = common.GcPauses().__enter__()
     while heap and heap[0][0] < end:
         due, i, k = heap[0]
         now = time.monotonic()
@@ -140,6 +141,8 @@ async def _engine(n: int, url: str, duration_s: float) -> dict[str, Any]:
             continue
         if not started and due >= measure["from"]:
             started, cpu0, wall0 = True, time.process_time(), time.monotonic()
+            wait0 = common.run_delay_s() or 0.0
+            gc_pauses.active = True
         heapq.heapreplace(heap, (due + 0.01, i, k + 1))
         position = (k + offsets[i]) % period
         listeners[i].pending.append((due, due - last_finalize[i] < AFTER_FINALIZE_S))
@@ -149,6 +152,9 @@ async def _engine(n: int, url: str, duration_s: float) -> dict[str, Any]:
             last_finalize[i] = due
     now = time.monotonic()
     cpu, wall = time.process_time() - cpu0, now - wall0
+    waited = (common.run_delay_s() or 0.0) - wait0
+    gc_pauses.active = False
+    gc_pauses.__exit__()
     # Frames of the window still waiting count with their age now (censored).
     unsent = 0
     for lis in listeners:
@@ -173,6 +179,8 @@ async def _engine(n: int, url: str, duration_s: float) -> dict[str, Any]:
         "delay_steady": common.summary_ms(measure["steady"]),
         "unsent_at_end": unsent,
         "cpu_util": cpu / wall if wall > 0 else None,
+        "runqueue_wait_share": waited / wall if wall > 0 else None,
+        "gc": gc_pauses.summary(),
         "finalize_status": statuses,
         "errors": len(errors),
         "first_errors": errors[:5],
@@ -211,7 +219,7 @@ async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
     offsets = [(i * 7919) % period for i in range(n)]
     heap = [(t0 + 0.01 * i / n, i, 0) for i in range(n)]
     heapq.heapify(heap)
-    cpu0 = wall0 = 0.0
+    cpu0 = wall0 = wait0 = 0.0
     started = False
     while heap and heap[0][0] < end:
         due, i, k = heap[0]
@@ -221,11 +229,13 @@ async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
             continue
         if not started and due >= start:
             started, cpu0, wall0 = True, time.process_time(), time.monotonic()
+            wait0 = common.run_delay_s() or 0.0
         heapq.heapreplace(heap, (due + 0.01, i, k + 1))
         await conns[i].send(bytes(bytearray(cycle[(k + offsets[i]) % period])))
         if due >= start:
             delays.append(time.monotonic() - due)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    waited = (common.run_delay_s() or 0.0) - wait0
     for r in readers:
         r.cancel()
     await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
@@ -234,6 +244,7 @@ async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
         "delay_steady": common.summary_ms(delays),
         "unsent_at_end": 0,
         "cpu_util": cpu / wall if wall > 0 else None,
+        "runqueue_wait_share": waited / wall if wall > 0 else None,
         "errors": 0,
     }
 
@@ -326,13 +337,19 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
                 r["engine"]["cpu_util"] / r["ws"]["cpu_util"] for r in reps
             ),
             "server_cpu_util": common.median(r["engine"]["server_cpu_util"] for r in reps),
+            "engine_runqueue_wait_share": common.median(
+                r["engine"]["runqueue_wait_share"] or 0.0 for r in reps
+            ),
+            "engine_gc_max_ms": max(r["engine"]["gc"]["max_ms"] for r in reps),
             "reps": reps,
         }
         step["pass"] = step["engine_p99_ms"] < GOAL_P99_MS and step["engine_errors"] == 0
         steps[n] = step
         print(
             f"N={n}: engine p99 {step['engine_p99_ms']:.1f} ms (steady "
-            f"{step['engine_steady_p99_ms']:.1f}), cpu {step['engine_cpu_util']:.0%}; "
+            f"{step['engine_steady_p99_ms']:.1f}), cpu {step['engine_cpu_util']:.0%}, "
+            f"waited {step['engine_runqueue_wait_share']:.0%}, "
+            f"gc max {step['engine_gc_max_ms']:.0f} ms; "
             f"ws p99 {step['ws_p99_ms']:.1f} ms, cpu {step['ws_cpu_util']:.0%}; "
             f"server cpu {step['server_cpu_util']:.0%} -> {'pass' if step['pass'] else 'FAIL'}",
             flush=True,
@@ -401,6 +418,8 @@ def report(result: dict[str, Any]) -> str:
             st["ws_cpu_util"] * 100,
             st["cpu_ratio_engine_over_ws"],
             st["server_cpu_util"] * 100,
+            st["engine_runqueue_wait_share"] * 100,
+            st["engine_gc_max_ms"],
             "pass" if st["pass"] else "FAIL",
         ]
         for st in result["steps"]
@@ -426,13 +445,18 @@ def report(result: dict[str, Any]) -> str:
                     "ws cpu %",
                     "cpu eng/ws",
                     "server cpu %",
+                    "waited %",
+                    "gc max ms",
                     "p99<20",
                 ],
                 rows,
                 digits=1,
             ),
             "(delay = frame's real-time due time -> its WebSocket send returned; steady = "
-            "not within 300 ms after that session's finalize; ws = bare websockets floor)",
+            "not within 300 ms after that session's finalize; ws = bare websockets floor; "
+            "waited = share of the window the engine process was runnable but another process "
+            "had the core (schedstat): high values mean the machine, not the code; gc max = "
+            "longest garbage-collector pause in the window)",
             f"max sessions with p99 < {GOAL_P99_MS:g} ms: {s['max_sessions_p99_under_20ms']} "
             f"(first failing: {s['first_failing']})",
             (
