@@ -499,7 +499,10 @@ class StreamingSession:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=STOP_TASK_TIMEOUT_S)
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TASK_TIMEOUT_S)
+            if pending:
+                names = ", ".join(sorted(t.get_name() for t in pending))
+                self._log.error("stop: tasks still running after cancel: %s", names)
         if recs:
             await asyncio.gather(*(rec.wait_closed(0.1) for rec in recs))
         # Turns end in order: the draining ones, oldest first, then the current one.
