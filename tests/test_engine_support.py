@@ -30,7 +30,7 @@ from xai_asr_python.session import (
 FRAME_MS = 10
 POLL_S = 0.01
 BYTES_PER_FRAME_16K = 320
-ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
 @dataclass
@@ -203,7 +203,9 @@ def engine_leftovers(baseline: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]
         code = getattr(coro, "cr_code", None)
         filename = code.co_filename if code is not None else ""
         name = getattr(code, "co_name", "")
-        if filename.startswith(ENGINE_DIR + os.sep) and os.sep + "tests" + os.sep not in filename:
+        # The engine's modules sit flat at the package root; anything deeper (a
+        # virtualenv inside the checkout, as CI makes one) is not the engine.
+        if filename and os.path.dirname(os.path.realpath(filename)) == ENGINE_DIR:
             leftovers.append(task)
         elif task.get_name().startswith("xai-session:") or name == "keepalive":
             leftovers.append(task)
