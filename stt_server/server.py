@@ -108,6 +108,7 @@ class STTServer:
         self._default_fault: Fault | None = None
         self._arrivals: dict[int, asyncio.Event] = {}
         self._pending: dict[ServerConnection, ConnectionRecord] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
         self._runners: set[_ConnectionRunner] = set()
         self._server: Server | None = None
         self._stopping = asyncio.Event()
@@ -158,6 +159,10 @@ class STTServer:
             log.warning("connections did not close in time; aborting them")
             for runner in list(self._runners):
                 runner.abort("server stopping")
+        watchers = list(self._watchers)
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         for record in self.connections:
             if not record.ended.is_set():
                 record.end = record.end or "stopped"
@@ -211,6 +216,7 @@ class STTServer:
             fault=fault,
         )
         self.connections.append(record)
+        self._watch_handshake(connection, record)
         record.arrived.set()
         self._arrivals.setdefault(number, asyncio.Event()).set()
         log.debug("connection %d: upgrade request for %s", number, path)
@@ -221,6 +227,8 @@ class STTServer:
             )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), fault.handshake_delay_ms / 1000)
+        if record.ended.is_set():
+            return None  # the client left while we delayed; nothing to answer
         if self._stopping.is_set():
             return self._refuse(connection, record, 503, "Server is shutting down.")
         if path != STT_PATH:
@@ -261,8 +269,33 @@ class STTServer:
         log.info("connection %d: refused %d: %s", record.number, status, text)
         return response
 
+    def _watch_handshake(self, connection: ServerConnection, record: ConnectionRecord) -> None:
+        """End the record of a client that leaves before its connection is handled.
+
+        websockets runs the handler only after a successful upgrade; a client
+        that drops TCP during the handshake (or while a fault delays it) would
+        otherwise leave a record that never ends.
+        """
+
+        async def watch() -> None:
+            await connection.wait_closed()
+            # Let a handler that was about to start claim the connection first.
+            await asyncio.sleep(0)
+            if connection in self._pending or (record.config is None and not record.ended.is_set()):
+                self._pending.pop(connection, None)
+                if not record.ended.is_set():
+                    record.end, record.closed_by, record.close_code = "lost", "client", 1006
+                    log.info("connection %d: client left during the handshake", record.number)
+                    record.ended.set()
+
+        task = asyncio.get_running_loop().create_task(watch())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
     async def _handle(self, connection: ServerConnection) -> None:
-        record = self._pending.pop(connection)
+        record = self._pending.pop(connection, None)
+        if record is None:
+            return  # the client left before the handler started (see _watch_handshake)
         runner = _ConnectionRunner(self, connection, record)
         self._runners.add(runner)
         try:

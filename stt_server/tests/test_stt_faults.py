@@ -414,3 +414,25 @@ async def test_a_server_close_completes_while_the_client_is_still_streaming(
     record = await marker_server.wait_for_connection(1)
     await record.wait_ended(timeout=WAIT)
     assert record.end == "closed" and record.closed_by == "server"
+
+
+async def test_a_client_that_leaves_mid_handshake_ends_its_record(
+    marker_server: STTServer,
+) -> None:
+    # The upgrade request arrives, then the client drops TCP before any answer.
+    marker_server.set_fault(1, Fault(handshake_delay_ms=2000))
+    host, port = marker_server.host, marker_server.port
+    _reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        (
+            f"GET /v1/stt HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    record = await marker_server.wait_for_connection(1)
+    writer.close()
+    await writer.wait_closed()
+    await record.wait_ended(timeout=1.0)  # well before the 2 s delay is over
+    assert record.end == "lost" and not record.opened
