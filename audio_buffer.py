@@ -10,6 +10,10 @@ shifts the samples that follow.
 Every frame knows where it starts in the user's stream (dropped audio
 included): that is what makes the session timeline exact across reconnects
 and drops.
+
+`ReplayWindow` keeps, for the connection that takes new audio, the frames it
+was sent after its acknowledged point (the end of its latest final result):
+if that connection fails, they go back to the head of the buffer.
 """
 
 from __future__ import annotations
@@ -38,6 +42,27 @@ class AudioFrame:
     start_ms: Fraction  # position of the first byte in the user's stream
     duration_ms: Fraction
     speech: bool  # loud enough to count as speech (for the stall watchdog)
+    replayed: bool = False  # sent once on a connection that failed; queued again
+
+
+def frame_tail(frame: AudioFrame, offset_ms: Fraction, fmt: AudioFormat) -> AudioFrame | None:
+    """The part of `frame` from `offset_ms` after its start, cut on a whole sample (rounded
+    up, so nothing before `offset_ms` is kept); None when nothing is left."""
+    if offset_ms <= 0:
+        return frame
+    samples = math.ceil(offset_ms * fmt.sample_rate / 1000)
+    cut = samples * fmt.bytes_per_frame
+    if cut >= len(frame.data):
+        return None
+    data = frame.data[cut:]
+    skipped = fmt.duration_ms(cut)
+    return AudioFrame(
+        data=data,
+        start_ms=frame.start_ms + skipped,
+        duration_ms=frame.duration_ms - skipped,
+        speech=is_speech(data, fmt.encoding),
+        replayed=frame.replayed,
+    )
 
 
 @dataclass(frozen=True)
@@ -203,6 +228,14 @@ class AudioBuffer:
         if isinstance(item, AudioFrame):
             self._queued_ms += item.duration_ms
 
+    def requeue(self, frames: list[AudioFrame]) -> DropReport | None:
+        """Put back frames sent on a connection that failed: first, in order, before
+        anything newer. The bound applies as to new audio (the oldest goes first)."""
+        for frame in reversed(frames):
+            self._items.appendleft(frame)
+            self._queued_ms += frame.duration_ms
+        return self._enforce_bound()
+
     def remove_marker(self, finalize_id: str) -> bool:
         for item in self._items:
             if isinstance(item, FinalizeMarker) and item.finalize_id == finalize_id:
@@ -231,3 +264,83 @@ class AudioBuffer:
         self.total_dropped_ms += dropped
         self.dropped_frames += frames
         return DropReport(float(dropped), float(self.total_dropped_ms), frames)
+
+
+class ReplayWindow:
+    """The frames sent on one connection after its acknowledged point, at most `max_ms`.
+
+    The protocol has no acknowledgements, but a final result is one: everything
+    up to its end is transcribed for good. Whatever the connection was sent
+    after the latest final is kept here (the newest `max_ms` of it), so that if
+    the connection fails it can be sent again to the next one. Times are on the
+    connection's own timeline (ms of audio sent on it), exact rationals.
+    """
+
+    def __init__(self, fmt: AudioFormat, max_ms: int) -> None:
+        self._fmt = fmt
+        self.max_ms = max_ms
+        self._items: deque[tuple[AudioFrame, Fraction]] = deque()  # (frame, connection start)
+        self._kept_ms = Fraction(0)
+        self._end_ms = Fraction(0)  # connection time just after the last frame sent
+        self.acked_ms = Fraction(0)  # connection time transcribed for good
+        self.trimmed_ms = Fraction(0)  # un-acknowledged audio that fell out of the window
+
+    @property
+    def kept_ms(self) -> Fraction:
+        return self._kept_ms
+
+    @property
+    def start_ms(self) -> Fraction:
+        """Connection time of the first frame kept (the end of what was sent if none)."""
+        return self._items[0][1] if self._items else self._end_ms
+
+    def frames(self) -> list[AudioFrame]:
+        return [frame for frame, _ in self._items]
+
+    def sent(self, frame: AudioFrame) -> Fraction:
+        """`frame` went out on the connection. Returns the audio trimmed out to stay in bound."""
+        start = self._end_ms
+        self._end_ms += frame.duration_ms
+        if self.max_ms <= 0:
+            return Fraction(0)
+        self._items.append((frame, start))
+        self._kept_ms += frame.duration_ms
+        if self._kept_ms <= self.max_ms:
+            return Fraction(0)
+        trimmed = self._cut_before(self._end_ms - self.max_ms)
+        self.trimmed_ms += trimmed
+        return trimmed
+
+    def acknowledge(self, conn_ms: Fraction) -> None:
+        """A final result ends at `conn_ms`: nothing before it will ever be sent again."""
+        conn_ms = min(conn_ms, self._end_ms)
+        if conn_ms <= self.acked_ms:
+            return
+        self.acked_ms = conn_ms
+        self._cut_before(conn_ms)
+
+    def take(self) -> list[AudioFrame]:
+        """Empty the window (the connection failed, or it drains and needs none)."""
+        frames = self.frames()
+        self._items.clear()
+        self._kept_ms = Fraction(0)
+        return frames
+
+    def _cut_before(self, conn_ms: Fraction) -> Fraction:
+        removed = Fraction(0)
+        while self._items:
+            frame, start = self._items[0]
+            if start >= conn_ms:
+                break
+            self._items.popleft()
+            tail = frame_tail(frame, conn_ms - start, self._fmt)
+            if tail is None:
+                removed += frame.duration_ms
+                self._kept_ms -= frame.duration_ms
+                continue
+            cut = frame.duration_ms - tail.duration_ms
+            removed += cut
+            self._kept_ms -= cut
+            self._items.appendleft((tail, start + cut))
+            break
+        return removed

@@ -18,7 +18,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -407,19 +407,34 @@ class ResultAssembler:
                 return []  # nothing new: the done only repeats finalized text
         return done_tokens
 
-    def salvage(self) -> list[VendorResult]:
-        """The connection died before its done: make the interim text of each channel final."""
+    def salvage(self, is_before: Callable[[float], bool] | None = None) -> list[VendorResult]:
+        """The connection died before its done: make the interim text of each channel final.
+
+        With `is_before` (a vendor time -> whether it lies before the audio that will be
+        sent again to the next connection), only the interim words that end before that
+        audio become final; the rest is dropped, since it will be transcribed again.
+        """
         results: list[VendorResult] = []
         for key, turn in self._channels.items():
             pending = turn.pending
             turn.pending = None
             if pending is None or not pending.text:
                 continue
-            tokens = pending.text.split()
+            text = pending.text
+            start_s = pending.start_s
+            end_s = pending.start_s + pending.duration_s
+            words = pending.words
+            if is_before is not None and not is_before(end_s):
+                words = tuple(w for w in words if is_before(w.end_s))
+                if not words:
+                    continue  # nothing of it lies before the replayed audio
+                text = " ".join(w.text for w in words)
+                end_s = words[-1].end_s
+            tokens = text.split()
             turn.finalized.extend(tokens)
-            start = max(pending.start_s, turn.final_end_s)
-            end = max(start, pending.start_s + pending.duration_s)
+            start = max(start_s, turn.final_end_s)
+            end = max(start, end_s)
             turn.final_end_s = end
-            words = _clip_words(pending.words, start)
-            results.append(VendorResult(pending.text, True, False, start, end, words, key))
+            words = _clip_words(words, start)
+            results.append(VendorResult(text, True, False, start, end, words, key))
         return results

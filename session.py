@@ -65,11 +65,11 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Protocol
 
-from .audio_buffer import AudioBuffer, AudioFrame, DropReport, FinalizeMarker
+from .audio_buffer import AudioBuffer, AudioFrame, DropReport, FinalizeMarker, ReplayWindow
 from .protocol import (
     Failure,
     PlannedClose,
@@ -83,8 +83,8 @@ from .protocol import (
     url_for_log,
 )
 from .recognition import ConnectFailed, Recognition, ResultAssembler, SendFailed, VendorResult
-from .reconnect_manager import BackoffPolicy, ReconnectManager
-from .timeline import AudioFormat, ConnectionTimeline
+from .reconnect_manager import BackoffPolicy, ReconnectManager, RetryDecision
+from .timeline import AudioFormat, ConnectionTimeline, round_ms
 
 __all__ = [
     "BackoffPolicy",
@@ -153,6 +153,8 @@ class SessionSettings:
     healthy_after_s: float = 5.0
     stall_timeout_s: float = 15.0
     idle_close_s: float = 30.0
+    # Un-finalized audio kept per current connection to send again if it fails (0: off).
+    replay_max_ms: int = 0  # TEMP while tests are updated: 10_000
 
     def __post_init__(self) -> None:
         bytes_per_sample(self.encoding)  # raises on an unknown encoding
@@ -169,6 +171,8 @@ class SessionSettings:
                 raise ValueError(f"{name} must be positive")
         if self.buffer_max_ms < 0:
             raise ValueError("buffer_max_ms must not be negative")
+        if self.replay_max_ms < 0:
+            raise ValueError("replay_max_ms must not be negative")
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -222,6 +226,7 @@ class SessionSettings:
             "healthy_after_s": self.healthy_after_s,
             "stall_timeout_s": self.stall_timeout_s,
             "idle_close_s": self.idle_close_s,
+            "replay_max_ms": self.replay_max_ms,
         }
 
 
@@ -282,6 +287,12 @@ class SessionStats:
     generation: int
     dropped_frames: int = 0
     failed_attempts: int = 0  # the current failure streak
+    # Audio sent again, after the connection it was first sent on failed before a final
+    # result covered it (counted when it is re-sent).
+    replayed_ms: float = 0.0
+    # Un-finalized audio that fell out of a connection's replay window (older than
+    # replay_max_ms): it was sent once, it just would not be sent again.
+    replay_trimmed_ms: float = 0.0
 
 
 class SessionListener(Protocol):
@@ -320,6 +331,8 @@ class _Live:
     rec: Recognition
     timeline: ConnectionTimeline
     assembler: ResultAssembler
+    # What it was sent after its latest final: sent again if it fails while current.
+    window: ReplayWindow
     opened_at: float
     last_audio_at: float
     # When the first speech frame sent since the last event is heard, in real time: a
@@ -339,6 +352,14 @@ class _Live:
     # Wakes the watchdog when a deadline moves earlier (speech starts flowing).
     poke: asyncio.Event = field(default_factory=asyncio.Event)
     turn_finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # The channels whose finals acknowledge audio (one key, None, unless multichannel).
+    channel_keys: tuple[int | None, ...] = (None,)
+    # Per channel: connection time up to which its finals acknowledge the audio.
+    acked_ms: dict[int | None, Fraction] = field(default_factory=dict)
+    # Multichannel only: per channel, the user time before which its words were already
+    # final on a failed connection whose audio (replayed for another channel) this one
+    # hears again. Its words before that are not delivered twice.
+    floors: dict[int | None, Fraction] = field(default_factory=dict)
 
     @property
     def generation(self) -> int:
@@ -406,6 +427,8 @@ class StreamingSession:
         self._fatal = False
         self._warned: set[str] = set()
         self._gap_since: float | None = None
+        # Word floors for the connection that will take replayed audio (multichannel).
+        self._next_floors: dict[int | None, Fraction] = {}
         # Audio went to the vendor since the last audio.done (on any connection).
         self._turn_has_audio = False
         # stats
@@ -415,6 +438,8 @@ class StreamingSession:
         self._failure_reconnects = 0
         self._last_gap_ms: float | None = None
         self._connections_opened = 0
+        self._replayed_ms = Fraction(0)
+        self._replay_trimmed_ms = Fraction(0)
 
     # ================================================================ public API
 
@@ -534,6 +559,8 @@ class StreamingSession:
             generation=self._generation,
             dropped_frames=self._buffer.dropped_frames,
             failed_attempts=self._reconnect.attempt,
+            replayed_ms=float(self._replayed_ms),
+            replay_trimmed_ms=float(self._replay_trimmed_ms),
         )
 
     # ================================================================ supervisor
@@ -612,9 +639,15 @@ class StreamingSession:
                 rec=rec,
                 timeline=ConnectionTimeline(settings.sample_rate, self._buffer_head_ms()),
                 assembler=ResultAssembler(multichannel=settings.multichannel),
+                window=ReplayWindow(settings.audio_format, settings.replay_max_ms),
                 opened_at=now,
                 last_audio_at=now,
+                channel_keys=(
+                    tuple(range(settings.channels)) if settings.multichannel else (None,)
+                ),
+                floors=self._next_floors,
             )
+            self._next_floors = {}
             self._lives[generation] = live
             self._current = live
             self._connections_opened += 1
@@ -639,11 +672,12 @@ class StreamingSession:
             return live
         return None
 
-    async def _after_failure(self, failure: Failure) -> bool:
+    async def _after_failure(self, failure: Failure, decision: RetryDecision | None = None) -> bool:
         """Report a failed attempt and wait the backoff; False when giving up."""
-        decision = self._reconnect.record_failure(
-            fatal=failure.fatal, retry_after_s=failure.retry_after_s
-        )
+        if decision is None:
+            decision = self._reconnect.record_failure(
+                fatal=failure.fatal, retry_after_s=failure.retry_after_s
+            )
         if decision.give_up:
             if failure.fatal:
                 self._report_error(failure, fatal=True, retry_in_s=None, attempt=decision.attempt)
@@ -694,19 +728,58 @@ class StreamingSession:
         verdict = await self._verdict_of(live, ended_how)
         self._current = None
         self._gap_since = self._clock()
-        self._salvage(live)
-        self._retire(live)
         if isinstance(verdict, PlannedClose):
+            self._salvage(live)
+            self._retire(live)
             self._reconnect.connection_closed()
             self._set_status(ConnState.DISCONNECTED, 1000, f"closed ({verdict.reason})")
             return "planned" if self._settings.prewarm else "lazy"
+        decision = self._reconnect.record_failure(
+            fatal=verdict.fatal, retry_after_s=verdict.retry_after_s
+        )
+        if decision.give_up:
+            self._salvage(live)  # no next connection: its interim text is all there is
+        else:
+            self._replay(live)
+        self._retire(live)
         self._log.warning("gen %d: failed: %s", live.generation, verdict.message)
         self._set_status(
             ConnState.DISCONNECTED, _numeric_code(verdict.vendor_code), verdict.message
         )
-        if not await self._after_failure(verdict):
+        if not await self._after_failure(verdict, decision):
             return "fatal"
         return "failure"
+
+    def _replay(self, live: _Live) -> None:
+        """The current connection failed: what it was sent after its latest final goes
+        back to the head of the buffer, for the next connection to hear first."""
+        replay_from = live.window.start_ms  # connection time
+        frames = live.window.take()
+        # Its interim text over the replayed audio is dropped (the next connection
+        # transcribes that audio again); interim words before it (audio that fell out of
+        # the window) are made final, as they would never be heard again.
+        timeline = live.timeline
+        self._salvage(live, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+        floors = dict(live.floors)
+        for key in live.channel_keys:
+            acked = live.acked_ms.get(key, Fraction(0))
+            if acked > replay_from:
+                # Multichannel: this channel's finals reach further than the replayed
+                # audio starts; its words there must not be delivered twice.
+                floor = timeline.conn_to_user_ms(acked, end=True)
+                floors[key] = max(floor, floors.get(key, floor))
+        self._next_floors = floors
+        if not frames:
+            return
+        replay_ms = sum((f.duration_ms for f in frames), Fraction(0))
+        self._log.warning(
+            "gen %d failed: replaying %.0f ms of un-finalized audio to the next connection",
+            live.generation,
+            replay_ms,
+        )
+        report = self._buffer.requeue([replace(f, replayed=True) for f in frames])
+        if report is not None:
+            self._report_drop(report)
 
     async def _verdict_of(self, live: _Live, ended_how: str) -> PlannedClose | Failure:
         rec = live.rec
@@ -777,6 +850,9 @@ class StreamingSession:
     def _after_send(self, live: _Live, frame: AudioFrame) -> None:
         now = self._clock()
         live.timeline.record_sent(frame.start_ms, frame.duration_ms)
+        self._replay_trimmed_ms += live.window.sent(frame)
+        if frame.replayed:
+            self._replayed_ms += frame.duration_ms
         live.sent_bytes += len(frame.data)
         self._turn_has_audio = True
         live.last_audio_at = now
@@ -852,14 +928,16 @@ class StreamingSession:
         live.audio_since_event_ms = 0.0
         if isinstance(event, TranscriptPartial):
             self._reconnect.connection_healthy()
+            if event.is_final and not live.draining:
+                self._acknowledge(live, event)
             result = live.assembler.on_partial(event)
             if result is not None:
-                self._deliver(live.generation, self._transcript(live, result))
+                self._deliver_result(live, result)
         elif isinstance(event, TranscriptDone):
             self._reconnect.connection_healthy()
             result = live.assembler.on_done(event)
             if result is not None:
-                self._deliver(live.generation, self._transcript(live, result))
+                self._deliver_result(live, result)
             if live.draining and live.rec.tracker.done:
                 self._finish_turn(live, "done")
         elif isinstance(event, VendorError):
@@ -870,6 +948,18 @@ class StreamingSession:
                 self._finish_turn(live, "failed", failure)
             self._close_failed(live)
             self._wakeup.set()
+
+    def _acknowledge(self, live: _Live, event: TranscriptPartial) -> None:
+        """A final result: the audio up to its end is transcribed for good, on its channel.
+        The connection's acknowledged point is the earliest over its channels."""
+        key = event.channel if live.channel_keys != (None,) else None
+        end_ms = min(
+            live.timeline.vendor_to_conn_ms(event.start_s + event.duration_s),
+            live.timeline.sent_ms,  # the vendor cannot have heard more
+        )
+        if end_ms > live.acked_ms.get(key, Fraction(0)):
+            live.acked_ms[key] = end_ms
+        live.window.acknowledge(min(live.acked_ms.get(k, Fraction(0)) for k in live.channel_keys))
 
     def _on_socket_closed(self, live: _Live) -> None:
         verdict = live.rec.finish()
@@ -941,6 +1031,7 @@ class StreamingSession:
         now = self._clock()
         live.draining = True
         live.finalize = f
+        live.window.take()  # a draining connection's audio is never replayed
         if f is not None:
             f.sent_on = live.generation
             if f.timer is not None and f.timer is not asyncio.current_task():
@@ -991,10 +1082,11 @@ class StreamingSession:
         self._blockers.discard(live.generation)
         self._release_held()
 
-    def _salvage(self, live: _Live) -> None:
-        """The connection ends without a done: its interim text becomes final, not lost."""
-        for result in live.assembler.salvage():
-            self._deliver(live.generation, self._transcript(live, result))
+    def _salvage(self, live: _Live, is_before: Callable[[float], bool] | None = None) -> None:
+        """The connection ends without a done: its interim text becomes final, not lost
+        (with `is_before`: only the words before the audio that will be replayed)."""
+        for result in live.assembler.salvage(is_before):
+            self._deliver_result(live, result)
 
     def _retire(self, live: _Live) -> None:
         if self._lives.get(live.generation) is live:
@@ -1045,6 +1137,42 @@ class StreamingSession:
         self._deliver(generation, FinalizeOutcome(f.finalize_id, status, latency_ms))
 
     # ================================================================ delivery
+
+    def _deliver_result(self, live: _Live, result: VendorResult) -> None:
+        transcript = self._transcript(live, result)
+        if live.floors:
+            above = self._above_floor(transcript, live.floors)
+            if above is None:
+                return
+            transcript = above
+        self._deliver(live.generation, transcript)
+
+    @staticmethod
+    def _above_floor(t: Transcript, floors: dict[int | None, Fraction]) -> Transcript | None:
+        """Multichannel replay: only the words of `t` not already final on a failed
+        connection (at or after its channel's floor)."""
+        floor = floors.get(t.channel)
+        if floor is None:
+            return t
+        floor_ms = round_ms(floor)
+        end_ms = t.start_ms + t.duration_ms
+        if t.start_ms >= floor_ms:
+            return t
+        if not t.words:
+            return None if end_ms <= floor_ms else t
+        words = tuple(w for w in t.words if w.start_ms >= floor_ms)
+        if len(words) == len(t.words):
+            return replace(t, start_ms=floor_ms, duration_ms=max(0, end_ms - floor_ms))
+        if not words:
+            return None
+        start_ms = max(floor_ms, min(t.start_ms, words[0].start_ms))
+        return replace(
+            t,
+            text=" ".join(w.text for w in words),
+            words=words,
+            start_ms=start_ms,
+            duration_ms=max(0, end_ms - start_ms),
+        )
 
     def _transcript(self, live: _Live, result: VendorResult) -> Transcript:
         timeline = live.timeline

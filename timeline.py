@@ -106,7 +106,10 @@ class ConnectionTimeline:
         `end=True` maps the end of a span: a time exactly on the boundary
         between two stretches belongs to the earlier one.
         """
-        t = self.vendor_to_conn_ms(vendor_s)
+        return self.conn_to_user_ms(self.vendor_to_conn_ms(vendor_s), end=end)
+
+    def conn_to_user_ms(self, t: Fraction, *, end: bool = False) -> Fraction:
+        """Map a time on this connection's timeline (ms of audio sent on it) to the user's."""
         if not self._segments:
             return self._base_user_ms + t
         chosen = self._segments[0]
