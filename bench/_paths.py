@@ -5,6 +5,8 @@
 benches' null extension), puts the package layout on `sys.path`, picks the
 native `ten_runtime` when it is importable without `runtime/` and the
 pure-Python stand-in otherwise, and returns which one it picked.
+`BENCH_RUNTIME=standin|native` forces one (default `auto`); bench workers
+inherit it, so a whole bench runs on one runtime.
 """
 
 from __future__ import annotations
@@ -57,8 +59,13 @@ def setup() -> str:
         module_file = getattr(sys.modules["ten_runtime"], "__file__", "") or ""
         _runtime = "standin" if str(ROOT / "runtime") in module_file else "native"
         return _runtime
-    if _native_importable():
+    wanted = os.environ.get("BENCH_RUNTIME", "auto")
+    if wanted not in ("auto", "native", "standin"):
+        raise SystemExit(f"BENCH_RUNTIME must be auto, native or standin (got {wanted!r})")
+    if wanted != "standin" and _native_importable():
         _runtime = "native"
+    elif wanted == "native":
+        raise SystemExit("BENCH_RUNTIME=native but the native ten_runtime is not importable")
     else:
         for name in [m for m in sys.modules if m == "ten_runtime" or m.startswith("ten_runtime.")]:
             del sys.modules[name]

@@ -26,7 +26,10 @@ step, each in a fresh process, interleaved: `engine` and `ws` (N bare
 websockets clients on the same schedule, one connection each, no turns: the
 floor). The search doubles N from --start while the engine's p99 (median
 over --reps) stays under 20 ms, then bisects between the last pass and the
-first failure. Memory: RSS per streaming session at the capacity found, and
+first failure. An engine run during which other processes held the pinned
+core more than --max-wait (10%) of the time (Linux schedstat run delay) is
+repeated, at most twice; the JSON keeps the discarded runs. Memory: RSS per
+streaming session at the capacity found, and
 per session with a full outage buffer (60 s, the default `buffer_max_ms`,
 pushed while never connected).
 """
@@ -301,25 +304,45 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     server_cpu = SERVER_CPU if pin else None
     steps: dict[int, dict[str, Any]] = {}
 
+    def run_one(v: str, n: int) -> dict[str, Any]:
+        server_argv = ["stt_server", "--recognizer", "marker", "--log-level", "WARNING"]
+        with common.ServerProcess(server_argv, cpu=server_cpu) as server:
+            cpu_before = server.cpu_seconds() or 0.0
+            started = time.monotonic()
+            wargs = ["--worker", v, "--sessions", str(n), "--url", server.url]
+            wargs += ["--duration-s", str(args.duration_s)]
+            if pin:
+                wargs.append("--pin")
+            run = common.run_worker(MODULE, wargs)
+            elapsed = time.monotonic() - started
+            run["server_cpu_util"] = ((server.cpu_seconds() or 0.0) - cpu_before) / elapsed
+        return run
+
+    discarded: list[dict[str, Any]] = []
+
     def measure(n: int) -> bool:
         reps = []
         for rep in range(args.reps):
             order = ("ws", "engine") if rep % 2 == 0 else ("engine", "ws")
             runs: dict[str, Any] = {}
             for v in order:
-                server_argv = ["stt_server", "--recognizer", "marker", "--log-level", "WARNING"]
-                with common.ServerProcess(server_argv, cpu=server_cpu) as server:
-                    cpu_before = server.cpu_seconds() or 0.0
-                    started = time.monotonic()
-                    wargs = ["--worker", v, "--sessions", str(n), "--url", server.url]
-                    wargs += ["--duration-s", str(args.duration_s)]
-                    if pin:
-                        wargs.append("--pin")
-                    runs[v] = common.run_worker(MODULE, wargs)
-                    elapsed = time.monotonic() - started
-                    runs[v]["server_cpu_util"] = (
-                        (server.cpu_seconds() or 0.0) - cpu_before
-                    ) / elapsed
+                runs[v] = run_one(v, n)
+                # A run during which other processes held the pinned core for long
+                # measures the machine: repeat it (at most twice), keep the record.
+                retries = 0
+                while (
+                    v == "engine"
+                    and (runs[v]["runqueue_wait_share"] or 0.0) > args.max_wait
+                    and retries < 2
+                ):
+                    discarded.append(runs[v])
+                    print(
+                        f"  N={n}: engine run discarded: the core was taken by other "
+                        f"processes {runs[v]['runqueue_wait_share']:.0%} of the time",
+                        flush=True,
+                    )
+                    runs[v] = run_one(v, n)
+                    retries += 1
             reps.append(runs)
         eng = [r["engine"] for r in reps]
         step = {
@@ -394,6 +417,7 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "worker_cpu": WORKER_CPU if pin else None,
             "server_cpu": server_cpu,
             "mode": "StreamingSession x N in one process (no TEN runtime)",
+            "max_runqueue_wait": args.max_wait,
         },
         "summary": {
             "max_sessions_p99_under_20ms": best,
@@ -402,6 +426,7 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "outage": outage,
         },
         "steps": [steps[k] for k in sorted(steps)],
+        "discarded_runs": discarded,
     }
 
 
@@ -480,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bisect", type=int, default=3, help="bisection steps after the ramp")
     parser.add_argument("--duration-s", type=float, default=6.0, help="measured window per run")
     parser.add_argument("--outage-sessions", type=int, default=20)
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=0.10,
+        help="repeat an engine run (at most twice) whose run-queue wait share exceeds this",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--worker", choices=("engine", "ws", "outage"), help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
