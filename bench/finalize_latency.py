@@ -99,6 +99,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     frames = harness.marker_frames(pattern)
     period_s = 0.01 / args.speed
     stage: dict[str, list[float]] = {}
+    ahead: dict[str, int] = {}
     with harness.observing_server(done_delay_ms=args.done_delay_ms) as server:
         if args.worker == "floor":
             per_turn = args.speech_frames + args.gap_frames
@@ -133,7 +134,17 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                     ended[fid] = m.at
 
             props = harness.ext_properties(server.url, prewarm=True)
-            harness.run_tester(harness.EXT_ADDON, props, script, timeout_s=600)
+            tester = harness.run_tester(harness.EXT_ADDON, props, script, timeout_s=600)
+            # What the extension sent in the 10 ms before each asr_finalize_end: the
+            # messages it queued ahead of it in its outbox.
+            for end_at in ended.values():
+                names = tuple(
+                    m.name
+                    for m in tester.received
+                    if end_at - 0.010 <= m.at < end_at and m.name != "asr_finalize_end"
+                )
+                key = " + ".join(names) or "(none)"
+                ahead[key] = ahead.get(key, 0) + 1
             observations = harness.dump_observations(server)
             srv = _server_times(observations)
             order = sorted(sent, key=sent.__getitem__)
@@ -160,6 +171,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "overhead": common.summary_ms(overhead),
         "overhead_ms": [round(v * 1000, 3) for v in overhead],
         "stages": {k: common.summary_ms(v) for k, v in stage.items()},
+        "sent_just_before_finalize_end": ahead if args.worker == "ext" else {},
     }
 
 
@@ -212,6 +224,11 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
         k: common.median(r["runs"]["ext"]["stages"][k]["p99_ms"] for r in reps)
         for k in reps[0]["runs"]["ext"]["stages"]
     }
+    ahead: dict[str, int] = {}
+    for r in reps:
+        for k, v in r["runs"]["ext"]["sent_just_before_finalize_end"].items():
+            ahead[k] = ahead.get(k, 0) + v
+    summary["ext_sent_just_before_finalize_end"] = ahead
     summary["goal_p99_ms"] = GOAL_P99_MS
     summary["goal_met"] = summary["ext"]["overhead_p99_ms"] < GOAL_P99_MS
     return {
@@ -273,6 +290,13 @@ def report(result: dict[str, Any]) -> str:
             "",
             "ext breakdown (ms):",
             common.table(["stage", "p50", "p99"], stages, digits=2),
+            "messages the tester got in the 10 ms before each asr_finalize_end: "
+            + "; ".join(
+                f"{k} (x{v})"
+                for k, v in sorted(
+                    s["ext_sent_just_before_finalize_end"].items(), key=lambda kv: -kv[1]
+                )
+            ),
             f"goal: overhead p99 < {GOAL_P99_MS:g} ms: {'MET' if s['goal_met'] else 'MISSED'}",
         ]
     )
