@@ -9,7 +9,11 @@ Ownership (one owner per piece of state):
 - a `Recognition` (recognition.py) is ONE connection and is never reused;
 - the supervisor task is the only sender: frames go buffer -> socket in
   arrival order, a finalize marker takes its place in that order, and a
-  frame whose send fails goes back to the head of the buffer.
+  frame whose send fails goes back to the head of the buffer;
+- each frame has one owner at a time: the buffer (not sent yet, or its send
+  failed), the current connection's replay window (sent, not yet covered by
+  a final result), or no one (transcribed for good, trimmed from the
+  window, or sent to a connection that went on to drain).
 
 Connections. The *current* connection is the one new audio goes to. After a
 finalize (`audio.done`) it becomes *draining*: it gets no more audio, has
@@ -44,13 +48,38 @@ the one that takes new audio. Draining connections do not affect it.
 
 A draining connection that fails (error event, close before done, no done
 by the deadline) is reported as a NON_FATAL error with `retry_in_s` None:
-nothing is retried for it, the next connection is already there; its
-finalize ends "failed" or "timeout" and its interim text is made final.
+nothing is retried or replayed for it, the next connection is already there;
+its finalize ends "failed" or "timeout" and its interim text is made final.
 
-What no client can guarantee: the protocol has no acknowledgements, so audio
-the kernel accepted for a socket that the server then drops unread (a
-server-side close or abort, back-pressure that never ends) is lost. A frame
-whose send *fails* is never lost: it goes back to the head of the buffer.
+Replay. The protocol has no acknowledgements, but final results are: the
+audio up to the end of a connection's latest `is_final` result is
+transcribed for good. The current connection keeps in its replay window
+(audio_buffer.ReplayWindow) what it was sent after that point, the newest
+`replay_max_ms` of it (what falls out counts as `replay_trimmed_ms`; long
+silences produce no finals). When the current connection fails (any
+failure verdict: error event, close without done, lost TCP, failed send,
+stall), its window goes back to the head of the buffer, before any newer
+audio and any finalize still waiting, so the next connection hears it
+first; that connection's timeline starts at the first replayed frame, so
+times stay exact. The failed connection's interim text over the replayed
+audio is dropped (it will be transcribed again; emitting it would duplicate
+it), its interim words before the replayed audio are made final. When that
+failure is the last attempt (fatal), nothing is replayed and the interim
+text is made final instead. In multichannel mode the acknowledged point is
+the earliest over the channels, and a channel's words before its own latest
+final are not delivered again when the audio is replayed for another one.
+
+So a failure of the current connection loses no word and duplicates none
+within the replay window. Still not guaranteed: un-finalized audio older
+than `replay_max_ms` (keep it above `stall_timeout_s`, since a silent stall
+is found out only after that much speech without an answer; with the
+defaults, 10 s and 15 s, up to 5 s of such a stall is not replayed); the
+audio of a draining connection (after `audio.done`) that fails, including
+a dead connection found out only after a finalize sent `audio.done` to it:
+its turn is over and the next connection already has newer audio, so its
+finalize ends "failed" or "timeout" and its interim text is made final;
+replayed audio the outage buffer drops (`buffer_max_ms`, reported like any
+drop); and whatever is still buffered when the session gives up.
 
 Timing. `clock` measures (deadlines, health, latencies); `sleep` and `rng`
 drive only the reconnect backoff (reconnect_manager.py), so a test can
@@ -154,7 +183,7 @@ class SessionSettings:
     stall_timeout_s: float = 15.0
     idle_close_s: float = 30.0
     # Un-finalized audio kept per current connection to send again if it fails (0: off).
-    replay_max_ms: int = 0  # TEMP while tests are updated: 10_000
+    replay_max_ms: int = 10_000
 
     def __post_init__(self) -> None:
         bytes_per_sample(self.encoding)  # raises on an unknown encoding

@@ -1,10 +1,10 @@
 """Every fault the local server can inject, each ending in its documented state within a bound.
 
-Audio that crosses a failure is pushed in step with the fault: the test waits
-until the failure has been noticed before it pushes more, so nothing is in
-flight when the server drops a connection (the protocol has no
-acknowledgements; bytes the kernel took for a socket that then dies unread
-cannot be recovered by any client).
+Audio that crosses a failure is pushed in step with the fault here: the test
+waits until the failure has been noticed before it pushes more, so what each
+connection got is known exactly. What the failed connection was sent but never
+finalized is replayed to the next one. test_engine_replay.py pushes
+continuously through the same faults, with audio in flight when they strike.
 """
 
 from __future__ import annotations
@@ -224,10 +224,11 @@ async def test_mid_stream_failure_reconnects_without_losing_audio(
         server.set_fault(1, fault)
         session, recorder = started(server)
         await push_until_failure(session, recorder, server, speech(20, 0))
-        # Audio keeps coming during the outage: buffered, then flushed in order.
+        # Audio keeps coming during the outage: buffered, then flushed in order, after
+        # the failed connection's un-finalized audio (frames 0-19), replayed.
         push_all(session, marker([(True, 40), (False, 5)], 20))
         await recorder.wait_for(
-            lambda: len(server.connections) >= 2 and len(server.connection(2).marker_indices) == 45,
+            lambda: len(server.connections) >= 2 and len(server.connection(2).marker_indices) == 65,
             3,
             "the flush",
         )
@@ -240,11 +241,13 @@ async def test_mid_stream_failure_reconnects_without_losing_audio(
         assert error.kind == kind and error.vendor_code == code and not error.fatal
         if kind == "vendor_error":
             assert error.vendor_message == "Cannot continue request"
-        assert received_indices(server) == list(range(65))
+        assert server.connection(1).marker_indices == list(range(20))
+        assert server.connection(2).marker_indices == list(range(65))
         assert recorder.finalize_ends[0].status == "done"
-        # The new connection transcribes everything it was given.
-        assert recorder.final_indices()[-40:] == list(range(20, 60))
+        # Every word once: the failed connection finalized none, the new one all of them.
+        assert recorder.final_indices() == list(range(60))
         assert session.stats.failure_reconnects == 1
+        assert session.stats.replayed_ms == 200
         recorder.assert_legal_statuses()
         statuses = [(s[1].value, s[0].value) for s in recorder.statuses]
         assert statuses[:5] == [
@@ -416,7 +419,8 @@ async def test_permanent_back_pressure_is_a_stall_and_the_session_recovers() -> 
         server.set_fault(1, Fault(stop_reading_after_bytes=TRIGGER))
         session, recorder = started(server, stall_timeout_s=0.5)
         await recorder.wait_state(ConnState.CONNECTED, 3)
-        # Far more than the socket buffers take, so a send blocks.
+        # 30 s of speech into a socket nobody reads (loopback buffers may take it all):
+        # no event comes back while speech flows, or a send blocks; either is a stall.
         push_all(session, speech(3000, 0))
         await recorder.wait_for(lambda: bool(recorder.errors), 4, "the stall")
         [error] = recorder.errors
@@ -428,11 +432,15 @@ async def test_permanent_back_pressure_is_a_stall_and_the_session_recovers() -> 
         session.finalize("f")
         await recorder.wait_finalized(1, 5)
         indices = received_indices(server)
-        # Nothing twice and nothing out of order; the frames the kernel had taken for
-        # the unread socket are the only gap.
+        # Nothing twice and nothing out of order. The kernel took the whole 30 s for the
+        # unread socket: its newest 10 s (replay_max_ms) were replayed to connection 2,
+        # the older un-finalized audio is the only gap, and the stats account for it.
         assert indices == sorted(set(indices))
         assert indices[-60:] == list(range(3000, 3060))
         assert server.connection(2).marker_indices[0] > server.connection(1).marker_indices[-1]
+        assert session.stats.replayed_ms == 10_000
+        assert session.stats.replay_trimmed_ms >= 20_000
+        assert server.connection(2).marker_indices[:1000] == list(range(2000, 3000))
         await session.stop()
 
 
@@ -503,17 +511,37 @@ async def test_settings_are_plain_data() -> None:
 
 
 async def test_finalize_after_its_turn_died_with_the_connection_is_failed() -> None:
+    """Without replay (replay_max_ms=0, the old behaviour) the turn's audio died with its
+    connection: the finalize has nothing left to finalize and says so."""
     async with marker_server() as server:
         server.set_fault(1, Fault(close=Close(code=1011, after_bytes=TRIGGER)))
-        session, recorder = started(server)
+        session, recorder = started(server, replay_max_ms=0)
         await push_until_failure(session, recorder, server, speech(20, 0))
         session.finalize("f")  # nothing of the turn is left to send
         await recorder.wait_finalized(1, 2)
         assert recorder.finalize_ends[0].status == "failed"
         assert recorder.finalize_ends[0].latency_ms < 500
+        assert session.stats.replayed_ms == 0
         # A later turn is a normal one.
         await run_turn(session, recorder, 100, "g")
         assert recorder.finalize_ends[1].status == "done"
+        await session.stop()
+
+
+async def test_finalize_after_its_connection_died_finalizes_the_replayed_turn() -> None:
+    """With replay the turn did not die with its connection: its audio went to the next
+    one, where the finalize finalizes it."""
+    async with marker_server() as server:
+        server.set_fault(1, Fault(close=Close(code=1011, after_bytes=TRIGGER)))
+        session, recorder = started(server)
+        await push_until_failure(session, recorder, server, speech(20, 0))
+        session.finalize("f")
+        await recorder.wait_finalized(1, 2)
+        assert recorder.finalize_ends[0].status == "done"
+        assert recorder.final_indices() == list(range(20))
+        assert server.connection(2).marker_indices == list(range(20))
+        assert server.connection(2).audio_done_received
+        assert session.stats.replayed_ms == 200
         await session.stop()
 
 

@@ -8,13 +8,13 @@ connection heard it, and however much audio was dropped before it.
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import numpy as np
 import pytest
 from test_engine_support import (
     BYTES_PER_FRAME_16K,
     Recorder,
+    assert_words_exact,
     fast_settings,
     marker,
     marker_server,
@@ -26,28 +26,13 @@ from test_engine_support import (
 
 from stt_server import Close, ErrorEvent, Fault, g711
 from xai_asr_python.reconnect_manager import BackoffPolicy
-from xai_asr_python.session import ConnState, StreamingSession, Transcript
+from xai_asr_python.session import ConnState, StreamingSession
 
 CONNECTED, CONNECTING, DISCONNECTED = (
     ConnState.CONNECTED,
     ConnState.CONNECTING,
     ConnState.DISCONNECTED,
 )
-
-
-def assert_words_exact(finals: list[Transcript], channel_offset: int = 0) -> None:
-    """Every final word of marker frame i starts at i * 10 ms and lasts 10 ms."""
-    assert finals
-    for t in finals:
-        for word in t.words:
-            index = int(word.text) - channel_offset
-            assert (word.start_ms, word.duration_ms) == (index * 10, 10), (t, word)
-        if t.words:
-            assert t.start_ms <= t.words[0].start_ms
-            assert t.start_ms + t.duration_ms >= t.words[-1].start_ms + 10
-    for earlier, later in itertools.pairwise(finals):
-        if earlier.channel == later.channel:
-            assert earlier.start_ms + earlier.duration_ms <= later.start_ms, (earlier, later)
 
 
 def status_pairs(recorder: Recorder) -> list[tuple[ConnState, ConnState]]:
@@ -198,16 +183,24 @@ async def test_timestamps_are_exact_across_planned_and_failed_reconnects_and_dro
         await recorder.wait_for(lambda: bool(recorder.errors), 3, "the failure")
         assert recorder.state is DISCONNECTED
         assert recorder.of("dropped") == []
-        # During the outage: 500 ms into a 300 ms buffer; frames 45-64 are dropped.
+        # Connection 2's un-finalized frames 25-44 went back to the buffer (200 ms of its
+        # 300 ms). During the outage 500 ms more arrive: the oldest audio goes first, the
+        # replayed frames 25-44, then new frames 45-64.
         push_all(session, marker([(True, 30), (False, 20)], 45))
         session.finalize("t2")
         await recorder.wait_finalized(2, 5)
-        assert recorder.of("dropped") == [(100.0, 100.0), (100.0, 200.0)]
-        assert session.stats.dropped_ms == 200
+        assert recorder.of("dropped") == [
+            (100.0, 100.0),
+            (100.0, 200.0),
+            (100.0, 300.0),
+            (100.0, 400.0),
+        ]
+        assert session.stats.dropped_ms == 400
         assert received_indices(server) == [*range(45), *range(65, 95)]
         assert recorder.final_indices() == [*range(20), *range(65, 75)]
         assert_words_exact(recorder.finals)
         assert session.stats.failure_reconnects == 1 and session.stats.planned_reconnects == 1
+        assert session.stats.replayed_ms == 0  # all of it was dropped before it could go
         await session.stop()
 
 
@@ -408,7 +401,13 @@ async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconn
         session.finalize("c")
         await recorder.wait_finalized(3, 5)
 
-        assert received_indices(server) == list(range(190))
+        # Each connection got each frame at most once, in order; the un-finalized audio
+        # of each failed connection went again to the next one, which got it first.
+        for record in server.connections:
+            assert record.marker_indices == sorted(set(record.marker_indices))
+        assert sorted(set(received_indices(server))) == list(range(190))
+        assert server.connection(4).marker_indices == list(range(50, 110))
+        assert server.connection(8).marker_indices == list(range(110, 190))
         # No stale close of a replaced connection started an extra reconnect.
         assert len(server.connections) == 8
         assert [o.status for o in recorder.finalize_ends] == ["done"] * 3
@@ -420,15 +419,26 @@ async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconn
             "abnormal_close",
         ]
         assert not any(e.fatal for e in recorder.errors)
-        finals = recorder.final_indices()
-        assert finals == sorted(set(finals))  # nothing twice, nothing out of order
-        assert set(range(150, 180)) <= set(finals) and set(range(40)) <= set(finals)
+        # Every spoken frame is a final word exactly once, in order, at its exact time.
+        assert recorder.final_indices() == [*range(40), *range(50, 100), *range(110, 180)]
         assert_words_exact(recorder.finals)
-        # What went out is exactly what the server got (the dump would be exact).
-        assert bytes(recorder.sent) == b"".join(bytes(r.audio) for r in server.connections)
+        # Each connection got what went out on it: all of it when it was not dropped,
+        # a prefix of it when it was (the rest was in flight, and replayed).
+        sent = recorder.sent_by_generation()
+        for record in server.connections:
+            got = bytes(record.audio)
+            if record.number in (1, 4, 8):
+                assert got == sent[record.number]
+            else:
+                assert sent.get(record.number, b"").startswith(got)
         stats = session.stats
-        assert stats.bytes_sent == len(recorder.sent) == 190 * frame
-        assert stats.audio_ms_sent == 1900
+        assert stats.bytes_sent == len(recorder.sent)
+        assert stats.audio_ms_sent == stats.bytes_sent / frame * 10
+        # Re-sent at least: 50-69 to connection 4; 110-119 to 6 and to 7 (each got 10
+        # frames before its fault, replayed ones first); 110-129 to 8. How much more
+        # depends on when the faults struck the audio in flight.
+        assert stats.replayed_ms >= 600
+        assert stats.audio_ms_sent == 1900 + stats.replayed_ms
         assert stats.failure_reconnects == 4  # after 2, 3, 5, 6, 7 -> opened 4, 6, 7, 8
         recorder.assert_legal_statuses()
         await session.stop()

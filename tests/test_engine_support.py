@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -97,6 +98,20 @@ class Recorder:
         statuses = self.statuses
         return statuses[-1][0] if statuses else ConnState.DISCONNECTED
 
+    def sent_by_generation(self) -> dict[int, bytes]:
+        """The audio sent on each connection: sends go to the current connection only,
+        which is the one most recently connected."""
+        sent: dict[int, bytearray] = {}
+        generation = 0
+        offset = 0
+        for kind, value in self.events:
+            if kind == "connected":
+                generation = value[0]
+            elif kind == "sent":
+                sent.setdefault(generation, bytearray()).extend(self.sent[offset : offset + value])
+                offset += value
+        return {g: bytes(data) for g, data in sent.items()}
+
     def final_words(self) -> list[str]:
         return [word for t in self.finals for word in t.text.split()]
 
@@ -131,6 +146,21 @@ class Recorder:
             assert previous is last, (previous, last)
             assert is_legal_transition(previous, current), (previous, current)
             last = current
+
+
+def assert_words_exact(finals: list[Transcript], channel_offset: int = 0) -> None:
+    """Every final word of marker frame i starts at i * 10 ms and lasts 10 ms."""
+    assert finals
+    for t in finals:
+        for word in t.words:
+            index = int(word.text) - channel_offset
+            assert (word.start_ms, word.duration_ms) == (index * 10, 10), (t, word)
+        if t.words:
+            assert t.start_ms <= t.words[0].start_ms
+            assert t.start_ms + t.duration_ms >= t.words[-1].start_ms + 10
+    for earlier, later in itertools.pairwise(finals):
+        if earlier.channel == later.channel:
+            assert earlier.start_ms + earlier.duration_ms <= later.start_ms, (earlier, later)
 
 
 def fast_settings(url: str, **overrides: Any) -> SessionSettings:
