@@ -306,6 +306,77 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def pieces(n: int = 20000) -> dict[str, float | None]:
+    """Unprofiled cost of the pieces of the extension's per-frame path, in us per
+    10 ms frame (timeit in this process; engine internals, so a piece that no
+    longer exists shows as None)."""
+    import json as json_module
+    import timeit
+    from fractions import Fraction
+
+    from bench import harness
+
+    silence = harness.marker_frames([(False, 1)])[0]
+    out: dict[str, float | None] = {}
+
+    def measure(name: str, setup: Any) -> None:
+        try:
+            fn = setup()
+            fn()
+            out[name] = round(timeit.timeit(fn, number=n) / n * 1e6, 2)
+        except Exception:
+            out[name] = None
+
+    def level() -> Any:
+        from ten_packages.extension.xai_asr_python import audio_buffer
+
+        return lambda: audio_buffer.level_dbfs(silence, "pcm")
+
+    def buffer_push_pop() -> Any:
+        from ten_packages.extension.xai_asr_python.audio_buffer import AudioBuffer
+        from ten_packages.extension.xai_asr_python.timeline import AudioFormat
+
+        buf = AudioBuffer(AudioFormat(16000, "pcm", 1), 60_000)
+
+        def go() -> None:
+            buf.push(silence)
+            buf.pop()
+
+        return go
+
+    def timeline_record() -> Any:
+        from ten_packages.extension.xai_asr_python.timeline import ConnectionTimeline
+
+        timeline = ConnectionTimeline(16000, Fraction(0))
+        state = {"at": Fraction(0)}
+
+        def go() -> None:
+            timeline.record_sent(state["at"], Fraction(10))
+            state["at"] += 10
+
+        return go
+
+    def metadata_read() -> Any:
+        frame = harness.make_frame(silence)
+
+        def go() -> None:
+            text, _ = frame.get_property_to_json("metadata")
+            json_module.loads(text)
+
+        return go
+
+    def buffer_copy() -> Any:
+        frame = harness.make_frame(silence)
+        return lambda: bytes(frame.get_buf())
+
+    measure("level_dbfs (speech flag)", level)
+    measure("AudioBuffer.push + pop (incl. level)", buffer_push_pop)
+    measure("ConnectionTimeline.record_sent", timeline_record)
+    measure("metadata: get_property_to_json + json.loads", metadata_read)
+    measure("bytes(get_buf())", buffer_copy)
+    return out
+
+
 def drive_profile(args: argparse.Namespace) -> dict[str, Any]:
     machine = common.machine_info(RUNTIME)
     worker_args = ["--audio-s", str(args.audio_s), "--speed", str(args.speed), "--profile"]
@@ -323,6 +394,7 @@ def drive_profile(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "params": {"audio_s": args.audio_s, "speed": args.speed, "speech": args.speech},
         "runs": runs,
+        "pieces_us_per_frame": pieces(),
     }
 
 
@@ -350,6 +422,14 @@ def report_profile(result: dict[str, Any]) -> str:
             "",
             "top functions of the ext run (tottime):",
             common.table(["function", "calls", "ms/audio s"], top, digits=1),
+            "",
+            "pieces of the per-frame path, unprofiled (timeit, us per 10 ms frame; "
+            "1 us/frame = 0.1 ms/audio s):",
+            common.table(
+                ["piece", "us/frame"],
+                [[k, v] for k, v in result["pieces_us_per_frame"].items()],
+                digits=1,
+            ),
         ]
     )
 
