@@ -273,74 +273,95 @@ class ReplayWindow:
     up to its end is transcribed for good. Whatever the connection was sent
     after the latest final is kept here (the newest `max_ms` of it), so that if
     the connection fails it can be sent again to the next one. Times are on the
-    connection's own timeline (ms of audio sent on it), exact rationals.
+    connection's own timeline (ms of audio sent on it); inside, positions are
+    whole samples (integers: this runs once per frame sent).
     """
 
     def __init__(self, fmt: AudioFormat, max_ms: int) -> None:
         self._fmt = fmt
         self.max_ms = max_ms
-        self._items: deque[tuple[AudioFrame, Fraction]] = deque()  # (frame, connection start)
-        self._kept_ms = Fraction(0)
-        self._end_ms = Fraction(0)  # connection time just after the last frame sent
-        self.acked_ms = Fraction(0)  # connection time transcribed for good
-        self.trimmed_ms = Fraction(0)  # un-acknowledged audio that fell out of the window
+        self._max_samples = math.floor(Fraction(max_ms * fmt.sample_rate, 1000))
+        self._items: deque[tuple[AudioFrame, int]] = deque()  # (frame, connection sample)
+        self._kept = 0  # samples kept
+        self._end = 0  # connection sample just after the last frame sent
+        self._acked = 0  # connection sample up to which the audio is transcribed for good
+        self._trimmed = 0  # un-acknowledged samples that fell out of the window
+
+    def _ms(self, samples: int) -> Fraction:
+        return Fraction(samples * 1000, self._fmt.sample_rate)
 
     @property
     def kept_ms(self) -> Fraction:
-        return self._kept_ms
+        return self._ms(self._kept)
+
+    @property
+    def acked_ms(self) -> Fraction:
+        return self._ms(self._acked)
+
+    @property
+    def trimmed_ms(self) -> Fraction:
+        return self._ms(self._trimmed)
 
     @property
     def start_ms(self) -> Fraction:
         """Connection time of the first frame kept (the end of what was sent if none)."""
-        return self._items[0][1] if self._items else self._end_ms
+        return self._ms(self._items[0][1] if self._items else self._end)
 
     def frames(self) -> list[AudioFrame]:
         return [frame for frame, _ in self._items]
 
     def sent(self, frame: AudioFrame) -> Fraction:
         """`frame` went out on the connection. Returns the audio trimmed out to stay in bound."""
-        start = self._end_ms
-        self._end_ms += frame.duration_ms
+        start = self._end
+        samples = len(frame.data) // self._fmt.bytes_per_frame
+        self._end += samples
         if self.max_ms <= 0:
-            return Fraction(0)
+            return _NO_MS
         self._items.append((frame, start))
-        self._kept_ms += frame.duration_ms
-        if self._kept_ms <= self.max_ms:
-            return Fraction(0)
-        trimmed = self._cut_before(self._end_ms - self.max_ms)
-        self.trimmed_ms += trimmed
-        return trimmed
+        self._kept += samples
+        if self._kept <= self._max_samples:
+            return _NO_MS
+        trimmed = self._cut_before(self._end - self._max_samples)
+        self._trimmed += trimmed
+        return self._ms(trimmed)
 
     def acknowledge(self, conn_ms: Fraction) -> None:
         """A final result ends at `conn_ms`: nothing before it will ever be sent again."""
-        conn_ms = min(conn_ms, self._end_ms)
-        if conn_ms <= self.acked_ms:
+        point = min(math.ceil(conn_ms * self._fmt.sample_rate / 1000), self._end)
+        if point <= self._acked:
             return
-        self.acked_ms = conn_ms
-        self._cut_before(conn_ms)
+        self._acked = point
+        self._cut_before(point)
 
     def take(self) -> list[AudioFrame]:
         """Empty the window (the connection failed, or it drains and needs none)."""
         frames = self.frames()
         self._items.clear()
-        self._kept_ms = Fraction(0)
+        self._kept = 0
         return frames
 
-    def _cut_before(self, conn_ms: Fraction) -> Fraction:
-        removed = Fraction(0)
+    def _cut_before(self, point: int) -> int:
+        """Drop the audio before connection sample `point`; returns the samples dropped."""
+        removed = 0
+        unit = self._fmt.bytes_per_frame
         while self._items:
             frame, start = self._items[0]
-            if start >= conn_ms:
+            if start >= point:
                 break
             self._items.popleft()
-            tail = frame_tail(frame, conn_ms - start, self._fmt)
-            if tail is None:
-                removed += frame.duration_ms
-                self._kept_ms -= frame.duration_ms
+            samples = len(frame.data) // unit
+            cut = point - start
+            if cut >= samples:
+                removed += samples
+                self._kept -= samples
                 continue
-            cut = frame.duration_ms - tail.duration_ms
+            tail = frame_tail(frame, self._ms(cut), self._fmt)
+            assert tail is not None
             removed += cut
-            self._kept_ms -= cut
+            self._kept -= cut
             self._items.appendleft((tail, start + cut))
             break
         return removed
+
+
+_NO_MS = Fraction(0)

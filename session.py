@@ -879,7 +879,9 @@ class StreamingSession:
     def _after_send(self, live: _Live, frame: AudioFrame) -> None:
         now = self._clock()
         live.timeline.record_sent(frame.start_ms, frame.duration_ms)
-        self._replay_trimmed_ms += live.window.sent(frame)
+        trimmed = live.window.sent(frame)
+        if trimmed:
+            self._replay_trimmed_ms += trimmed
         if frame.replayed:
             self._replayed_ms += frame.duration_ms
         live.sent_bytes += len(frame.data)
