@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -667,3 +668,7 @@ def test_matrix_covers_every_fault() -> None:
     ids = [c.id for c in CELLS]
     assert len(ids) == len(set(ids))
     assert {c.phase for c in CELLS} == {"handshake", "streaming", "finalize", "planned"}
+    # The README's table lists every cell.
+    readme = (Path(__file__).resolve().parent / "README.md").read_text()
+    missing = [c.id for c in CELLS if f"`test_fault_cell[{c.id}]`" not in readme]
+    assert not missing, f"cells missing from integration_tests/README.md: {missing}"
