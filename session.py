@@ -788,7 +788,10 @@ class StreamingSession:
         # transcribes that audio again); interim words before it (audio that fell out of
         # the window) are made final, as they would never be heard again.
         timeline = live.timeline
-        self._salvage(live, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+        if frames:
+            self._salvage(live, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+        else:
+            self._salvage(live)  # nothing will be heard again: all of it, as before
         floors = dict(live.floors)
         for key in live.channel_keys:
             acked = live.acked_ms.get(key, Fraction(0))
