@@ -153,6 +153,9 @@ class XAIASRConfig(BaseModel):
     params: XAIParams
     # This project's knobs. Audio kept while disconnected, in ms of audio.
     buffer_max_ms: StrictInt = Field(default=60_000, ge=0, le=600_000)
+    # Un-finalized audio re-sent to the next connection after a failure; 0 disables.
+    # Above stall_timeout_ms, so a silent stall found out late is still replayed whole.
+    replay_max_ms: StrictInt = Field(default=20_000, ge=0, le=600_000)
     prewarm: StrictBool = True
     connect_timeout_ms: StrictInt = Field(default=10_000, ge=100, le=120_000)
     reconnect_base_delay_ms: StrictInt = Field(default=500, ge=0, le=60_000)

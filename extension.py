@@ -82,6 +82,7 @@ def settings_from_config(config: XAIASRConfig) -> SessionSettings:
         multichannel=params.multichannel,
         finalize_timeout_s=config.finalize_timeout_ms / 1000,
         buffer_max_ms=config.buffer_max_ms,
+        replay_max_ms=config.replay_max_ms,
         prewarm=config.prewarm,
         connect_timeout_s=config.connect_timeout_ms / 1000,
         backoff=BackoffPolicy(
@@ -498,6 +499,7 @@ class XAIASRExtension(AsyncExtension):
                     "failure_reconnects": stats.failure_reconnects,
                     "last_reconnect_gap_ms": stats.last_reconnect_gap_ms,
                     "dropped_audio_ms": round(stats.dropped_ms),
+                    "replayed_audio_ms": round(stats.replayed_ms),
                     "connections_opened": stats.connections_opened,
                 },
             }
