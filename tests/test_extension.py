@@ -471,3 +471,27 @@ def test_bad_property_values_give_a_fatal_error_naming_the_field(
 
     run_asr_test(props, script)
     assert srv.connections == []
+
+
+@pytest.mark.parametrize("fault", ["abort", 1011])
+def test_no_word_is_lost_or_duplicated_when_the_connection_dies_mid_stream(srv, fault) -> None:
+    # The audio keeps coming while the connection dies: what the server accepted
+    # but never finalized is replayed to the next connection, nothing twice.
+    srv.set_fault(1, Fault(close=Close(code=fault, after_bytes=120 * 320)))
+    props = load_config("fast_faults", params={"base_url": srv.url})
+    pcm = marker.generate([(True, 150), (False, 40), (True, 100), (False, 40)])
+
+    async def script(t: AsrTester) -> None:
+        await t.send_audio(pcm)
+        await t.send_finalize("f1")
+        await t.wait_for("asr_finalize_end", timeout=8)
+
+    tester = run_asr_test(props, script)
+    words = [
+        int(w["word"]) for r in tester.messages("asr_result") if r["final"] for w in r["words"]
+    ]
+    spoken = list(range(150)) + list(range(190, 290))
+    assert words == spoken
+    assert len(tester.messages("error")) == 1
+    metrics = [m["metrics"] for m in tester.messages("metrics") if "vendor_metrics" in m["metrics"]]
+    assert metrics and metrics[-1]["vendor_metrics"]["replayed_audio_ms"] > 0
