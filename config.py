@@ -230,7 +230,10 @@ def _first_error(
     value = _lookup(source, loc)
     if loc and loc[-1] not in _SECRET_FIELDS and value is not _MISSING and err["type"] != "missing":
         reason = f"{reason} (got {json.dumps(value)[:80]})"
-    return ConfigError(field, reason)
+    # The echoed value may hold the key (pasted into the wrong field): the
+    # configuration was rejected, but its key is still a secret.
+    key = _lookup(source, ["params", "api_key"])
+    return ConfigError(field, redact(reason, key if isinstance(key, str) else None))
 
 
 _MISSING = object()

@@ -245,6 +245,8 @@ class XAIASRExtension(AsyncExtension):
         status, detail = StatusCode.OK, "ok"
         if name == "update_configs":
             status, detail = self._update_configs(cmd)
+        else:
+            self._log(LogLevel.WARN, f"cmd {name!r} is not one this extension handles: answered OK")
         result = CmdResult.create(status, cmd)
         result.set_property_string("detail", detail)
         # Every cmd gets exactly one final result, so no sender waits for a path timeout.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -29,6 +28,9 @@ _PREVIEW_CHARS = 120
 _VENDOR_TEXT_CHARS = 300
 
 ENCODING_BYTES_PER_SAMPLE: dict[str, int] = {"pcm": 2, "mulaw": 1, "alaw": 1}
+
+# The largest time (seconds) accepted from the vendor; larger reads as missing.
+MAX_VENDOR_SECONDS = 86_400.0
 
 
 def bytes_per_sample(encoding: str) -> int:
@@ -186,7 +188,9 @@ class _Fields:
         value = self._obj.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
-            if math.isfinite(number) and number >= 0:
+            # A connection lasts hours at most: a time past a day is garbage, and
+            # sums of such times (start + duration) must stay finite.
+            if 0 <= number <= MAX_VENDOR_SECONDS:
                 return number
         self.defaulted.append(name)
         return None

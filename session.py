@@ -73,7 +73,7 @@ So a failure of the current connection loses no word and duplicates none
 within the replay window. Still not guaranteed: un-finalized audio older
 than `replay_max_ms` (keep it above `stall_timeout_s`, since a silent stall
 is found out only after that much speech without an answer; with the
-defaults, 10 s and 15 s, up to 5 s of such a stall is not replayed); the
+defaults, 20 s and 15 s, all of it is); the
 audio of a draining connection (after `audio.done`) that fails, including
 a dead connection found out only after a finalize sent `audio.done` to it:
 its turn is over and the next connection already has newer audio, so its
@@ -183,7 +183,7 @@ class SessionSettings:
     stall_timeout_s: float = 15.0
     idle_close_s: float = 30.0
     # Un-finalized audio kept per current connection to send again if it fails (0: off).
-    replay_max_ms: int = 10_000
+    replay_max_ms: int = 20_000  # above stall_timeout_s: a silent stall is replayed whole
 
     def __post_init__(self) -> None:
         bytes_per_sample(self.encoding)  # raises on an unknown encoding

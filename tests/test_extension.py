@@ -483,6 +483,10 @@ def test_no_word_is_lost_or_duplicated_when_the_connection_dies_mid_stream(srv, 
 
     async def script(t: AsrTester) -> None:
         await t.send_audio(pcm)
+        # Finalize once the failure is known, so it strikes the connection that
+        # takes new audio (a finalize racing ahead of the failure makes it a
+        # draining connection's failure instead: see session.py, "Replay").
+        await t.wait_for("error", timeout=5)
         await t.send_finalize("f1")
         await t.wait_for("asr_finalize_end", timeout=8)
 
