@@ -151,20 +151,6 @@ def assert_exactly_once(sent_indices: list[int], records: list[Any]) -> None:
     assert all(r.marker_errors == 0 for r in records), [r.marker_errors for r in records]
 
 
-def assert_at_least_once(sent_indices: list[int], records: list[Any]) -> None:
-    """Every index sent arrived at least once; in non-decreasing order over the
-    connections (in connection order); never twice on one connection."""
-    per = received_per_connection(records)
-    for number, indices in enumerate(per, 1):
-        assert len(indices) == len(set(indices)), f"connection {number} got a frame twice"
-    flat = [i for p in per for i in p]
-    assert flat == sorted(flat), f"frames out of order across connections: {per}"
-    missing = sorted(set(sent_indices) - set(flat))
-    assert not missing, f"frames never received by the server: {missing[:40]} ({len(missing)})"
-    assert set(flat) <= set(sent_indices), "the server received frames that were never sent"
-    assert all(r.marker_errors == 0 for r in records), [r.marker_errors for r in records]
-
-
 # ---------------------------------------------------------------------- results
 
 
@@ -345,18 +331,6 @@ def run_it(
         f"run() returned {took:.2f} s after stop_test (bound {stop_bound_s})"
     )
     return tester
-
-
-async def wait_server(
-    srv: ServerThread, predicate: Callable[[], bool], timeout: float, what: str
-) -> None:
-    """Poll a condition on the server's records (they change without an event
-    the tester could await), bounded."""
-    deadline = time.monotonic() + timeout
-    while not srv.run_sync(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------------- sockets
