@@ -281,6 +281,27 @@ def run_delay_s() -> float | None:
         return None
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user+system) per live thread of this process, by thread name (Linux)."""
+    import threading
+
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid, name in names.items():
+        try:
+            text = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except (OSError, TypeError):
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def thread_cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
+
+
 class GcPauses:
     """Records garbage-collector pauses (generation, seconds) while active."""
 

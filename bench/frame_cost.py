@@ -86,6 +86,7 @@ async def _ws_client(url: str, frames: list[bytes], period_s: float) -> dict[str
                         done.set_result(None)
 
         read_task = asyncio.get_running_loop().create_task(reader())
+        threads0 = common.thread_cpu_s()
         cpu0, wall0 = time.process_time(), time.monotonic()
         pacer = common.Pacer(period_s)
         for k, frame in enumerate(frames):
@@ -97,8 +98,9 @@ async def _ws_client(url: str, frames: list[bytes], period_s: float) -> dict[str
         await ws.send('{"type":"audio.done"}')
         await asyncio.wait_for(done, 30)
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        threads = common.thread_cpu_delta(threads0, common.thread_cpu_s())
         read_task.cancel()
-    return {"cpu_s": cpu, "wall_s": wall, "send_wall_s": sent_wall}
+    return {"cpu_s": cpu, "wall_s": wall, "send_wall_s": sent_wall, "thread_cpu_s": threads}
 
 
 def worker_ws(url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
@@ -195,6 +197,7 @@ def worker_tester(
     async def script(t: harness.BenchTester) -> None:
         if variant == "ext":
             await t.wait_connected()
+        threads0 = common.thread_cpu_s()
         cpu0, wall0 = time.process_time(), time.monotonic()
         pacer = common.Pacer(period_s)
         for k, frame in enumerate(built):
@@ -208,6 +211,7 @@ def worker_tester(
         await t.wait_for("asr_finalize_end", timeout=30, start=mark)
         out["cpu_s"] = time.process_time() - cpu0
         out["wall_s"] = time.monotonic() - wall0
+        out["thread_cpu_s"] = common.thread_cpu_delta(threads0, common.thread_cpu_s())
         out["results"] = t.count("asr_result")
 
     if variant == "ext":
@@ -234,6 +238,16 @@ def run_worker(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- driver
+
+
+def _thread_medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Median CPU ms per audio second of each thread (the threads alive at the end)."""
+    names = sorted({name for run in runs for name in run.get("thread_cpu_s", {})})
+    out = {}
+    for name in names:
+        values = [run["thread_cpu_s"].get(name, 0.0) / run["audio_s"] * 1000 for run in runs]
+        out[name] = round(common.median(values), 2)
+    return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.05}
 
 
 def drive(args: argparse.Namespace) -> dict[str, Any]:
@@ -285,6 +299,9 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
         "ext_over_ws": med("ext_over_ws"),
         "null_over_ws": med("null_over_ws"),
         "own_share": med("own_share"),
+        "thread_cpu_ms_per_audio_s": {
+            v: _thread_medians([r["runs"][v] for r in reps]) for v in VARIANTS
+        },
         "own_share_range": [min(r["own_share"] for r in reps), max(r["own_share"] for r in reps)],
         "goal_own_share_max": GOAL_OWN_SHARE,
     }
@@ -452,6 +469,12 @@ def report(result: dict[str, Any]) -> str:
                 ["null / ws (runtime)", s["null_over_ws"]],
                 ["(ext - null) / ws (own share)", s["own_share"]],
             ],
+        ),
+        "CPU ms / audio s by thread (median; threads alive at the end of the window): "
+        + "; ".join(
+            f"{v}: "
+            + ", ".join(f"{k} {x:.1f}" for k, x in s["thread_cpu_ms_per_audio_s"][v].items())
+            for v in VARIANTS
         ),
         f"own share range over reps: {s['own_share_range'][0]:.2f} .. "
         f"{s['own_share_range'][1]:.2f}; goal <= {GOAL_OWN_SHARE:g}: "

@@ -107,7 +107,23 @@ class _Listener:
         self.errors.append(f"dropped {dropped_ms:.0f} ms")
 
 
-async def _engine(n: int, url: str, duration_s: float) -> dict[str, Any]:
+def _overrides(settings: list[str]) -> dict[str, Any]:
+    """--setting KEY=VALUE (SessionSettings fields; values parsed as JSON, else strings)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, _, raw = item.partition("=")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+async def _engine(
+    n: int, url: str, duration_s: float, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from ten_packages.extension.xai_asr_python.session import SessionSettings, StreamingSession
 
     cycle = _cycle()
@@ -115,7 +131,7 @@ async def _engine(n: int, url: str, duration_s: float) -> dict[str, Any]:
     gc.collect()
     rss_before = common.rss_bytes()
     measure: dict[str, Any] = {"from": float("inf"), "until": float("inf"), "all": [], "steady": []}
-    settings = SessionSettings(url=url, api_key="bench-key", prewarm=True)
+    settings = SessionSettings(url=url, api_key="bench-key", prewarm=True, **(overrides or {}))
     listeners = [_Listener(measure) for _ in range(n)]
     sessions = [StreamingSession(settings, lis) for lis in listeners]
     for s in sessions:
@@ -286,7 +302,9 @@ async def _outage(n: int, buffer_ms: int) -> dict[str, Any]:
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     pinned = common.pin_to_cpu(WORKER_CPU) if args.pin else False
     if args.worker == "engine":
-        out = asyncio.run(_engine(args.sessions, args.url, args.duration_s))
+        out = asyncio.run(
+            _engine(args.sessions, args.url, args.duration_s, _overrides(args.setting))
+        )
     elif args.worker == "ws":
         out = asyncio.run(_ws(args.sessions, args.url, args.duration_s))
     else:
@@ -311,6 +329,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             started = time.monotonic()
             wargs = ["--worker", v, "--sessions", str(n), "--url", server.url]
             wargs += ["--duration-s", str(args.duration_s)]
+            for item in args.setting:
+                wargs += ["--setting", item]
             if pin:
                 wargs.append("--pin")
             run = common.run_worker(MODULE, wargs)
@@ -420,6 +440,7 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu": server_cpu,
             "mode": "StreamingSession x N in one process (no TEN runtime)",
             "max_runqueue_wait": args.max_wait,
+            "engine_settings": _overrides(args.setting),
         },
         "summary": {
             "max_sessions_p99_under_20ms": best,
@@ -561,6 +582,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.10,
         help="repeat an engine run (at most twice) whose run-queue wait share exceeds this",
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a SessionSettings field for the engine (e.g. replay_max_ms=0)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--worker", choices=("engine", "ws", "outage"), help=argparse.SUPPRESS)
