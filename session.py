@@ -11,9 +11,10 @@ Ownership (one owner per piece of state):
   arrival order, a finalize marker takes its place in that order, and a
   frame whose send fails goes back to the head of the buffer;
 - each frame has one owner at a time: the buffer (not sent yet, or its send
-  failed), the current connection's replay window (sent, not yet covered by
-  a final result), or no one (transcribed for good, trimmed from the
-  window, or sent to a connection that went on to drain).
+  failed), a connection's replay window (sent, not yet covered by a final
+  result; a draining connection keeps its window until its turn ends), a
+  repair connection (see Replay), or no one (transcribed for good, or
+  trimmed from the window).
 
 Connections. The *current* connection is the one new audio goes to. After a
 finalize (`audio.done`) it becomes *draining*: it gets no more audio, has
@@ -46,10 +47,13 @@ the one that takes new audio. Draining connections do not affect it.
   So the transitions are always legal (`is_legal_transition`) and never from
   a state to itself.
 
-A draining connection that fails (error event, close before done, no done
-by the deadline) is reported as a NON_FATAL error with `retry_in_s` None:
-nothing is retried or replayed for it, the next connection is already there;
-its finalize ends "failed" or "timeout" and its interim text is made final.
+A draining connection that fails (error event, close before done, lost TCP)
+or has no done by the deadline is reported as a NON_FATAL error with
+`retry_in_s` None: it is not retried and not part of the backoff streak (the
+next connection is already there). A failure before the deadline is
+repaired when replay is on (see Replay); otherwise, and when no done came by
+the deadline, its finalize ends "failed" or "timeout" and its interim text is
+made final.
 
 Replay. The protocol has no acknowledgements, but final results are: the
 audio up to the end of a connection's latest `is_final` result is
@@ -69,17 +73,46 @@ text is made final instead. In multichannel mode the acknowledged point is
 the earliest over the channels, and a channel's words before its own latest
 final are not delivered again when the audio is replayed for another one.
 
+Repair. A draining connection keeps its window too (its finals during the
+drain still acknowledge audio). When it fails before its `transcript.done`
+(error event, close without done, lost TCP, including a failure that was
+already in flight when `audio.done` went out right behind the last frames),
+replay is on and the finalize's deadline has not passed, its turn is
+repaired: a separate, short-lived *repair* connection (a new Recognition
+with its own generation number; not the current connection, it takes no new
+audio and never affects `on_status`, `on_connected`, `on_audio_sent` or the
+backoff streak) is opened, sent the window, then `audio.done`, and waited on
+for `transcript.done`, all by the original finalize's deadline. Its results
+are kept until that done and then become the turn's results, delivered in
+the failed connection's place in the order (results of newer connections
+stay held until then): its timeline starts at the first replayed frame, so
+times stay exact; the failed connection's interim text over the replayed
+audio is dropped, its interim words before it are made final; the finalize
+ends "done" with `FinalizeOutcome.repaired` True. Transcripts of a repair
+carry the repair connection's generation. The failure of the draining
+connection is reported when it happens (NON_FATAL); if the repair cannot be
+had (refused, even with 401/403: it stays NON_FATAL, the current connection
+decides about FATAL), fails, or misses the deadline, that is one more
+NON_FATAL error ("repair connection (gen N) failed: ..."), and the turn ends
+as before: the failed connection's interim text is made final and the
+finalize ends "failed" ("timeout" once the deadline has passed). A repair's
+results are all or nothing: none of them is delivered unless its done came.
+stop() cancels a repair like any other task (the turn ends "stopped", the
+failed connection's interim text made final).
+
 So a failure of the current connection loses no word and duplicates none
-within the replay window. Still not guaranteed: un-finalized audio older
-than `replay_max_ms` (keep it above `stall_timeout_s`, since a silent stall
-is found out only after that much speech without an answer; with the
-defaults, 20 s and 15 s, all of it is); the
-audio of a draining connection (after `audio.done`) that fails, including
-a dead connection found out only after a finalize sent `audio.done` to it:
-its turn is over and the next connection already has newer audio, so its
-finalize ends "failed" or "timeout" and its interim text is made final;
-replayed audio the outage buffer drops (`buffer_max_ms`, reported like any
-drop); and whatever is still buffered when the session gives up.
+within the replay window, and neither does a draining connection's failure
+that a repair can answer in time. Still not guaranteed: un-finalized audio
+older than `replay_max_ms` (keep it above `stall_timeout_s`, since a silent
+stall is found out only after that much speech without an answer; with the
+defaults, 20 s and 15 s, all of it is); a draining connection that gives no
+`transcript.done` by the deadline without failing first (nothing can be
+repaired after the deadline: "timeout", interim text made final); a repair
+that does not finish by the deadline (it needs a handshake and the whole
+window to be recognised again, so a very short `finalize_timeout_s` may not
+leave time) or fails; replayed audio the outage buffer drops
+(`buffer_max_ms`, reported like any drop); and whatever is still buffered
+when the session gives up.
 
 Timing. `clock` measures (deadlines, health, latencies); `sleep` and `rng`
 drive only the reconnect backoff (reconnect_manager.py), so a test can
@@ -294,13 +327,18 @@ class SessionError:
 @dataclass(frozen=True)
 class FinalizeOutcome:
     finalize_id: str
-    # "done": transcript.done arrived (or the turn had no audio to finalize);
+    # "done": transcript.done arrived (or the turn had no audio to finalize), on the
+    #   turn's connection or, when that one failed while draining, on a repair one;
     # "timeout": audio.done was sent but no transcript.done came in time;
     # "no_connection": no connection could take the finalize in time;
-    # "failed": the connection died (error event, close) before transcript.done;
+    # "failed": the connection died (error event, close) before transcript.done and
+    #   no repair connection could transcribe its audio again in time;
     # "stopped": stop() was called first.
     status: str
     latency_ms: float
+    # True when the turn's connection failed while draining and a repair connection
+    # transcribed its un-finalized audio again (status "done").
+    repaired: bool = False
 
 
 @dataclass(frozen=True)
@@ -317,7 +355,8 @@ class SessionStats:
     dropped_frames: int = 0
     failed_attempts: int = 0  # the current failure streak
     # Audio sent again, after the connection it was first sent on failed before a final
-    # result covered it (counted when it is re-sent).
+    # result covered it (counted when it is re-sent: to the next connection, or to a
+    # repair connection when a draining connection failed).
     replayed_ms: float = 0.0
     # Un-finalized audio that fell out of a connection's replay window (older than
     # replay_max_ms): it was sent once, it just would not be sent again.
@@ -389,10 +428,20 @@ class _Live:
     # final on a failed connection whose audio (replayed for another channel) this one
     # hears again. Its words before that are not delivered twice.
     floors: dict[int | None, Fraction] = field(default_factory=dict)
+    # A draining connection that failed: a repair connection is at work on its turn.
+    repairing: bool = False
+    # A repair connection: the draining connection whose turn it repairs. Its results
+    # are delivered in that turn's place.
+    repair_of: _Live | None = None
 
     @property
     def generation(self) -> int:
         return self.rec.generation
+
+    @property
+    def turn_generation(self) -> int:
+        """The generation whose place in the delivery order this connection's results take."""
+        return self.repair_of.generation if self.repair_of is not None else self.generation
 
 
 _Delivery = Transcript | FinalizeOutcome
@@ -444,6 +493,7 @@ class StreamingSession:
         self._lives: dict[int, _Live] = {}
         self._current: _Live | None = None
         self._connecting: Recognition | None = None
+        self._repair_recs: set[Recognition] = set()  # repair connections still open
         self._finalizes: dict[str, _Finalize] = {}  # in issue order
         self._finalize_seq = 0
         self._blockers: set[int] = set()  # draining generations whose turn is not finished
@@ -545,6 +595,7 @@ class StreamingSession:
         recs = [live.rec for live in self._lives.values()]
         if self._connecting is not None:
             recs.append(self._connecting)
+        recs.extend(self._repair_recs)
         # Sockets first: nothing more goes out and nothing waits on the network.
         for rec in recs:
             rec.abort()
@@ -792,15 +843,7 @@ class StreamingSession:
             self._salvage(live, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
         else:
             self._salvage(live)  # nothing will be heard again: all of it, as before
-        floors = dict(live.floors)
-        for key in live.channel_keys:
-            acked = live.acked_ms.get(key, Fraction(0))
-            if acked > replay_from:
-                # Multichannel: this channel's finals reach further than the replayed
-                # audio starts; its words there must not be delivered twice.
-                floor = timeline.conn_to_user_ms(acked, end=True)
-                floors[key] = max(floor, floors.get(key, floor))
-        self._next_floors = floors
+        self._next_floors = self._floors(live, replay_from)
         if not frames:
             return
         replay_ms = sum((f.duration_ms for f in frames), Fraction(0))
@@ -812,6 +855,20 @@ class StreamingSession:
         report = self._buffer.requeue([replace(f, replayed=True) for f in frames])
         if report is not None:
             self._report_drop(report)
+
+    @staticmethod
+    def _floors(live: _Live, replay_from: Fraction) -> dict[int | None, Fraction]:
+        """Word floors for the connection that hears `live`'s audio from `replay_from`
+        (connection time) again."""
+        floors = dict(live.floors)
+        for key in live.channel_keys:
+            acked = live.acked_ms.get(key, Fraction(0))
+            if acked > replay_from:
+                # Multichannel: this channel's finals reach further than the replayed
+                # audio starts; its words there must not be delivered twice.
+                floor = live.timeline.conn_to_user_ms(acked, end=True)
+                floors[key] = max(floor, floors.get(key, floor))
+        return floors
 
     async def _verdict_of(self, live: _Live, ended_how: str) -> PlannedClose | Failure:
         rec = live.rec
@@ -952,9 +1009,10 @@ class StreamingSession:
     def _on_event(self, live: _Live, event: ServerEvent) -> None:
         if self._lives.get(live.generation) is not live:
             return  # a retired connection: it can no longer touch the session
-        if live.turn_finished.is_set():
+        if live.turn_finished.is_set() or live.repairing:
             # Its turn is over (done, timeout or failure) and newer results may already
-            # be out: anything more from it would break the order.
+            # be out, or it failed and a repair connection has its turn: anything more
+            # from it would break the order.
             self._log.debug("gen %d: %s after its turn ended; ignored", live.generation, event)
             return
         live.speech_since = None
@@ -962,7 +1020,7 @@ class StreamingSession:
         live.audio_since_event_ms = 0.0
         if isinstance(event, TranscriptPartial):
             self._reconnect.connection_healthy()
-            if event.is_final and not live.draining:
+            if event.is_final:
                 self._acknowledge(live, event)
             result = live.assembler.on_partial(event)
             if result is not None:
@@ -979,7 +1037,7 @@ class StreamingSession:
             assert failure is not None
             self._log.warning("gen %d: vendor error: %s", live.generation, failure.message)
             if live.draining:
-                self._finish_turn(live, "failed", failure)
+                self._drain_failed(live, failure)
             self._close_failed(live)
             self._wakeup.set()
 
@@ -1002,7 +1060,7 @@ class StreamingSession:
         if live.draining:
             if not live.turn_finished.is_set():
                 failure = verdict if isinstance(verdict, Failure) else None
-                self._finish_turn(live, "failed", failure)
+                self._drain_failed(live, failure)
         else:
             self._wakeup.set()  # the pump decides what the close means
 
@@ -1065,7 +1123,8 @@ class StreamingSession:
         now = self._clock()
         live.draining = True
         live.finalize = f
-        live.window.take()  # a draining connection's audio is never replayed
+        # The window stays: if this connection fails before transcript.done, a repair
+        # connection is sent what it holds (see _drain_failed).
         if f is not None:
             f.sent_on = live.generation
             if f.timer is not None and f.timer is not asyncio.current_task():
@@ -1085,7 +1144,11 @@ class StreamingSession:
         try:
             if not live.turn_finished.is_set():
                 remaining = live.drain_deadline - self._clock()
-                if not await _wait_event(live.turn_finished, remaining):
+                finished = await _wait_event(live.turn_finished, remaining)
+                if not finished and live.repairing:
+                    # The repair ends the turn itself, within the same deadline.
+                    await live.turn_finished.wait()
+                elif not finished:
                     timeout_s = self._settings.finalize_timeout_s
                     failure = Failure(
                         kind="finalize_timeout",
@@ -1102,7 +1165,14 @@ class StreamingSession:
             if not self._stopped:
                 self._retire(live)
 
-    def _finish_turn(self, live: _Live, status: str, failure: Failure | None = None) -> None:
+    def _finish_turn(
+        self,
+        live: _Live,
+        status: str,
+        failure: Failure | None = None,
+        *,
+        repaired: bool = False,
+    ) -> None:
         """A draining connection's turn is over: done, timeout, failed or stopped."""
         if live.turn_finished.is_set():
             return
@@ -1112,9 +1182,186 @@ class StreamingSession:
         if failure is not None:
             self._report_error(failure, fatal=False, retry_in_s=None)
         if live.finalize is not None:
-            self._end_finalize(live.finalize, status, live.generation)
+            self._end_finalize(live.finalize, status, live.generation, repaired=repaired)
         self._blockers.discard(live.generation)
         self._release_held()
+
+    # ================================================================ repair
+
+    def _drain_failed(self, live: _Live, failure: Failure | None) -> None:
+        """A draining connection failed before its transcript.done. Its un-finalized audio
+        goes to a repair connection if there is time; else its turn ends "failed"."""
+        if live.turn_finished.is_set() or live.repairing:
+            return
+        if (
+            self._settings.replay_max_ms <= 0
+            or self._stopped
+            or not live.window.frames()
+            or self._clock() >= live.drain_deadline
+        ):
+            self._finish_turn(live, "failed", failure)
+            return
+        live.repairing = True
+        if failure is not None:
+            # Reported now, like any draining failure; the finalize ends with the repair.
+            self._report_error(failure, fatal=False, retry_in_s=None)
+        replay_from = live.window.start_ms
+        floors = self._floors(live, replay_from)
+        frames = live.window.take()
+        self._spawn(self._repair(live, frames, replay_from, floors), f"repair-{live.generation}")
+
+    async def _repair(
+        self,
+        failed: _Live,
+        frames: list[AudioFrame],
+        replay_from: Fraction,
+        floors: dict[int | None, Fraction],
+    ) -> None:
+        """Open a short-lived connection, send it `frames` and audio.done, and wait for its
+        transcript.done, all by the failed turn's deadline. Its results become the turn's."""
+        settings = self._settings
+        deadline = failed.drain_deadline
+        self._generation += 1
+        generation = self._generation
+        replay_ms = sum((f.duration_ms for f in frames), Fraction(0))
+        self._log.warning(
+            "gen %d failed while draining: repairing its turn on gen %d (%.0f ms of audio)",
+            failed.generation,
+            generation,
+            replay_ms,
+        )
+        rec = Recognition(
+            generation,
+            settings.connect_url(),
+            settings.api_key,
+            connect_timeout_s=max(0.001, min(settings.connect_timeout_s, deadline - self._clock())),
+            expected_dones=settings.expected_dones,
+            logger=self._log,
+        )
+        self._repair_recs.add(rec)
+        repair = _Live(
+            rec=rec,
+            timeline=ConnectionTimeline(settings.sample_rate, frames[0].start_ms),
+            assembler=ResultAssembler(multichannel=settings.multichannel),
+            window=ReplayWindow(settings.audio_format, 0),
+            opened_at=self._clock(),
+            last_audio_at=self._clock(),
+            channel_keys=failed.channel_keys,
+            floors=floors,
+            draining=True,
+            repair_of=failed,
+        )
+        results: list[VendorResult] = []
+        failure: Failure | None = None
+        status = "failed"
+        reader: asyncio.Task[None] | None = None
+        try:
+            try:
+                await rec.open()
+            except ConnectFailed as exc:
+                failure = exc.failure
+            if failure is None:
+                reader = self._spawn(
+                    self._read_repair(repair, results), f"repair-reader-{generation}"
+                )
+                try:
+                    await asyncio.wait_for(
+                        self._send_repair(repair, frames), max(0.0, deadline - self._clock())
+                    )
+                except SendFailed:
+                    pass  # the reader tells why
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass  # the deadline: found out below
+                await _wait_event(repair.turn_finished, deadline - self._clock())
+                if rec.tracker.done and rec.tracker.failure is None:
+                    status = "done"
+                elif rec.tracker.failure is not None:
+                    failure = rec.tracker.failure
+                elif repair.turn_finished.is_set():
+                    verdict = rec.finish()
+                    failure = (
+                        verdict
+                        if isinstance(verdict, Failure)
+                        else Failure(kind="abnormal_close", message="closed before transcript.done")
+                    )
+                else:
+                    status = "timeout"
+                    failure = Failure(
+                        kind="finalize_timeout",
+                        message="no transcript.done within the finalize timeout "
+                        f"({settings.finalize_timeout_s:g} s)",
+                    )
+            if self._stopped:
+                return
+            if status == "done":
+                # The failed connection's interim text over the repaired audio is dropped;
+                # its words before that audio (fallen out of the window) are made final.
+                timeline = failed.timeline
+                self._salvage(failed, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+                for result in results:
+                    if result.final:
+                        self._deliver_result(repair, result)
+                self._finish_turn(failed, "done", repaired=True)
+                self._log.info("gen %d: turn repaired on gen %d", failed.generation, generation)
+            else:
+                assert failure is not None
+                if self._clock() >= deadline:
+                    status = "timeout"
+                self._report_error(
+                    failure,
+                    fatal=False,
+                    retry_in_s=None,
+                    message=f"repair connection (gen {generation}) failed: {failure.message}",
+                )
+                self._finish_turn(failed, status)
+        finally:
+            try:
+                if not self._stopped:
+                    if not failed.turn_finished.is_set():
+                        self._finish_turn(failed, "failed")  # a bug above: never an open turn
+                    if status == "done":
+                        # The server closes after transcript.done; we close what it has not.
+                        await rec.close("drained", timeout_s=FAILURE_CLOSE_TIMEOUT_S)
+                    else:
+                        rec.abort()
+            finally:
+                if reader is not None and not reader.done():
+                    reader.cancel()
+                self._repair_recs.discard(rec)
+
+    async def _send_repair(self, repair: _Live, frames: list[AudioFrame]) -> None:
+        rec = repair.rec
+        for frame in frames:
+            if repair.turn_finished.is_set():
+                return
+            await rec.send_audio(frame.data)
+            repair.timeline.record_sent(frame.start_ms, frame.duration_ms)
+            self._replayed_ms += frame.duration_ms
+        await rec.send_audio_done()
+
+    async def _read_repair(self, repair: _Live, results: list[VendorResult]) -> None:
+        """The repair connection's results, kept until its transcript.done (all or none)."""
+        rec = repair.rec
+        try:
+            async for event in rec.events():
+                if isinstance(event, TranscriptPartial):
+                    result = repair.assembler.on_partial(event)
+                elif isinstance(event, TranscriptDone):
+                    result = repair.assembler.on_done(event)
+                else:
+                    result = None
+                if result is not None:
+                    results.append(result)
+                if rec.tracker.done or rec.tracker.failure is not None:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._log.exception("gen %d: repair reader failed", repair.generation)
+            rec.fail(Failure(kind="internal", message=f"reader failed: {exc!r}"))
+        finally:
+            repair.ended.set()
+            repair.turn_finished.set()
 
     def _salvage(self, live: _Live, is_before: Callable[[float], bool] | None = None) -> None:
         """The connection ends without a done: its interim text becomes final, not lost
@@ -1159,7 +1406,9 @@ class StreamingSession:
         if f is not None:
             self._end_finalize(f, status, generation)
 
-    def _end_finalize(self, f: _Finalize, status: str, generation: int) -> None:
+    def _end_finalize(
+        self, f: _Finalize, status: str, generation: int, *, repaired: bool = False
+    ) -> None:
         if f.ended:
             self._finalizes.pop(f.token, None)
             return
@@ -1168,7 +1417,7 @@ class StreamingSession:
             f.timer.cancel()
         self._finalizes.pop(f.token, None)
         latency_ms = (self._clock() - f.issued_at) * 1000
-        self._deliver(generation, FinalizeOutcome(f.finalize_id, status, latency_ms))
+        self._deliver(generation, FinalizeOutcome(f.finalize_id, status, latency_ms, repaired))
 
     # ================================================================ delivery
 
@@ -1179,7 +1428,7 @@ class StreamingSession:
             if above is None:
                 return
             transcript = above
-        self._deliver(live.generation, transcript)
+        self._deliver(live.turn_generation, transcript)
 
     @staticmethod
     def _above_floor(t: Transcript, floors: dict[int | None, Fraction]) -> Transcript | None:

@@ -287,9 +287,11 @@ async def test_a_healthy_connection_resets_the_attempt_counter() -> None:
 
 
 async def test_vendor_error_during_drain_ends_the_finalize_as_failed() -> None:
+    """Without replay (replay_max_ms=0) there is no repair connection: the old fallback.
+    With replay the turn is repaired (test_engine_repair.py)."""
     async with marker_server() as server:
         server.set_fault(1, Fault(error_event=ErrorEvent(code=500, on_audio_done=True)))
-        session, recorder = started(server)
+        session, recorder = started(server, replay_max_ms=0)
         await run_turn(session, recorder, 0, "t1", frames=60)
         assert recorder.finalize_ends[0].status == "failed"
         [error] = recorder.errors
@@ -343,9 +345,10 @@ async def test_done_without_close_is_planned_and_we_close_the_socket() -> None:
 
 
 async def test_close_before_done_fails_the_finalize_but_keeps_the_text() -> None:
+    """Without replay: no repair connection (with replay: test_engine_repair.py)."""
     async with marker_server() as server:
         server.set_fault(1, Fault(close_before_done=True))
-        session, recorder = started(server)
+        session, recorder = started(server, replay_max_ms=0)
         await run_turn(session, recorder, 0, "t1", frames=60)
         assert recorder.finalize_ends[0].status == "failed"
         [error] = recorder.errors
@@ -417,7 +420,7 @@ async def test_temporary_back_pressure_loses_nothing_and_never_blocks_the_caller
 async def test_permanent_back_pressure_is_a_stall_and_the_session_recovers() -> None:
     async with marker_server() as server:
         server.set_fault(1, Fault(stop_reading_after_bytes=TRIGGER))
-        session, recorder = started(server, stall_timeout_s=0.5)
+        session, recorder = started(server, stall_timeout_s=0.5, replay_max_ms=10_000)
         await recorder.wait_state(ConnState.CONNECTED, 3)
         # 30 s of speech into a socket nobody reads (loopback buffers may take it all):
         # no event comes back while speech flows, or a send blocks; either is a stall.
