@@ -19,13 +19,15 @@ ADDON = "xai_asr_python"
 
 
 class Probe(AsyncExtensionTester):
-    async def on_start(self, ten_env: AsyncTenEnvTester) -> None:
-        # The extension got as far as starting: say so and stop.
-        ten_env.stop_test()
+    """Stops at the extension's first data message (it then has been configured,
+    initialised and started: with nothing listening at the URL it reports its
+    connection status at once). Stopping any earlier could end the run before
+    the extension's configure step, where the schema check happens."""
 
     async def on_data(self, ten_env: AsyncTenEnvTester, data: Data) -> None:
         text, _ = data.get_property_to_json(None)
         print(f"DATA {data.get_name()} {text}", flush=True)
+        ten_env.stop_test()
 
 
 def main() -> int:
