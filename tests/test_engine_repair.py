@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from test_engine_support import (
     BYTES_PER_FRAME_16K,
@@ -222,3 +223,31 @@ async def test_stop_during_a_repair_is_prompt_and_leaves_nothing() -> None:
 def test_finalize_outcome_repaired_defaults_to_false() -> None:
     """Additive: an outcome built the old way is not a repaired one."""
     assert FinalizeOutcome("f", "done", 1.0).repaired is False
+
+
+async def test_multichannel_repair_duplicates_no_word_of_a_channel_already_final() -> None:
+    """Two channels: the silent one has no final, so the whole turn is repaired, and the
+    speaking channel's words already final on the failed connection are not delivered
+    again."""
+    frames = sum(count for _, count in TURN)
+    left = np.frombuffer(marker(TURN), dtype="<i2")
+    right = np.frombuffer(marker([(False, frames)], 1000), dtype="<i2")
+    stereo = np.empty(left.size * 2, dtype="<i2")
+    stereo[0::2], stereo[1::2] = left, right
+    async with marker_server() as server:
+        server.set_fault(1, Fault(close_before_done=True))
+        session, recorder = started(
+            server, multichannel=True, channels=2, prewarm=False, finalize_timeout_s=1.0
+        )
+        await recorder.wait_state(ConnState.CONNECTED, 3)
+        push_all(session, stereo.tobytes(), chunk_bytes=6400)
+        session.finalize("t1")
+        await recorder.wait_finalized(1, 3)
+        [outcome] = recorder.finalize_ends
+        assert (outcome.status, outcome.repaired) == ("done", True)
+        assert server.connection(2).marker_indices == list(range(frames))
+        left_finals = [t for t in recorder.finals if t.channel == 0]
+        assert [int(w) for t in left_finals for w in t.text.split()] == SPOKEN_1
+        assert_words_exact(left_finals)
+        assert not [t for t in recorder.finals if t.channel == 1 and t.text]
+        await session.stop()
