@@ -608,6 +608,18 @@ class StreamingSession:
             if pending:
                 names = ", ".join(sorted(t.get_name() for t in pending))
                 self._log.error("stop: tasks still running after cancel: %s", names)
+        # A task that swallowed its cancel (wait_for on Python < 3.12) may have
+        # opened a socket meanwhile: sweep again, so nothing outlives stop().
+        late = [live.rec for live in self._lives.values() if live.rec not in recs]
+        if self._connecting is not None and self._connecting not in recs:
+            late.append(self._connecting)
+        late.extend(rec for rec in self._repair_recs if rec not in recs)
+        for rec in late:
+            rec.abort()
+        recs.extend(late)
+        stragglers = [t for t in self._tasks if t is not me and not t.done()]
+        for task in stragglers:
+            task.cancel()
         if recs:
             await asyncio.gather(*(rec.wait_closed(0.1) for rec in recs))
         # Turns end in order: the draining ones, oldest first, then the current one.
@@ -714,6 +726,11 @@ class StreamingSession:
                 reason = "failure"
                 continue
             self._connecting = None
+            if self._stopped:
+                # On Python < 3.12 wait_for() can swallow a cancel that lands as
+                # the handshake completes: the supervisor then runs on after stop().
+                rec.abort()
+                return None
             now = self._clock()
             live = _Live(
                 rec=rec,
