@@ -136,6 +136,7 @@ class XAIASRExtension(AsyncExtension):
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]] | None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metadata: dict[str, Any] = {}
+        self._frame_metadata_json = ""
         self._finalizes: dict[str, _PendingFinalize] = {}
         self._finalize_order: deque[str] = deque()
         self._finalize_seq = 0
@@ -217,7 +218,9 @@ class XAIASRExtension(AsyncExtension):
         except SystemError:
             chunk = b""
         metadata_json, err = audio_frame.get_property_to_json("metadata")
-        if err is None and metadata_json:
+        # Graphs send the same metadata with every frame: parse it only when it changes.
+        if err is None and metadata_json and metadata_json != self._frame_metadata_json:
+            self._frame_metadata_json = metadata_json
             self._remember_metadata(metadata_json, source="pcm_frame")
         if not chunk:
             self._warn_once("empty_frame", "received an empty pcm_frame; ignored")
@@ -260,6 +263,7 @@ class XAIASRExtension(AsyncExtension):
         metadata_json, err = data.get_property_to_json("metadata")
         if err is None and metadata_json:
             self._remember_metadata(metadata_json, source="asr_finalize")
+            self._frame_metadata_json = ""  # the next frame's metadata is the latest again
         self._finalize_seq += 1
         key = f"{self._finalize_seq}:{finalize_id}"
         pending = _PendingFinalize(finalize_id, dict(self._metadata), time.monotonic())
