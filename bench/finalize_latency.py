@@ -55,19 +55,11 @@ def _server_times(observations: list[dict[str, Any]]) -> list[tuple[float, float
 async def _floor_client(
     url: str, turns: list[list[bytes]], period_s: float
 ) -> list[tuple[float, float]]:
-    from websockets.asyncio.client import connect
-
-    from bench.harness import ws_query
+    from bench.harness import ws_connect
 
     times: list[tuple[float, float]] = []
     for frames in turns:
-        async with connect(
-            f"{url}?{ws_query()}",
-            additional_headers={"Authorization": "Bearer bench-key"},
-            compression=None,
-            max_queue=64,
-            proxy=None,
-        ) as ws:
+        async with ws_connect(url) as ws:
             await asyncio.wait_for(ws.recv(), 10)  # transcript.created
             done = asyncio.get_running_loop().create_future()
 

@@ -64,17 +64,9 @@ def pattern(audio_s: float, speech: bool) -> list[tuple[bool, int]]:
 
 
 async def _ws_client(url: str, frames: list[bytes], period_s: float) -> dict[str, Any]:
-    from websockets.asyncio.client import connect
+    from bench.harness import ws_connect
 
-    from bench.harness import ws_query
-
-    async with connect(
-        f"{url}?{ws_query()}",
-        additional_headers={"Authorization": "Bearer bench-key"},
-        compression=None,
-        max_queue=64,
-        proxy=None,
-    ) as ws:
+    async with ws_connect(url) as ws:
         created = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert created.get("type") == "transcript.created", created
         done = asyncio.get_running_loop().create_future()

@@ -304,6 +304,26 @@ def turn_schedule(
     return pattern, finalize_after
 
 
+def ws_connect(url: str) -> Any:
+    """A bare websockets client connection to the local server (the benches' floor),
+    configured as the engine configures its own: no compression, max_queue 64, no
+    proxy from the environment (the `proxy` argument exists from websockets 15)."""
+    import inspect
+
+    from websockets.asyncio.client import connect
+
+    kwargs: dict[str, Any] = {}
+    if "proxy" in inspect.signature(connect.__init__).parameters:
+        kwargs["proxy"] = None
+    return connect(
+        f"{url}?{ws_query()}",
+        additional_headers={"Authorization": "Bearer bench-key"},
+        compression=None,
+        max_queue=64,
+        **kwargs,
+    )
+
+
 def ws_query() -> str:
     return (
         "sample_rate=16000&encoding=pcm&interim_results=true&diarize=false"

@@ -208,9 +208,7 @@ async def _engine(
 
 
 async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
-    from websockets.asyncio.client import connect
-
-    from bench.harness import ws_query
+    from bench.harness import ws_connect
 
     cycle = _cycle()
     period = len(cycle)
@@ -222,13 +220,7 @@ async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
             pass
 
     for _ in range(n):
-        ws = await connect(
-            f"{url}?{ws_query()}",
-            additional_headers={"Authorization": "Bearer bench-key"},
-            compression=None,
-            max_queue=64,
-            proxy=None,
-        )
+        ws = await ws_connect(url)
         await asyncio.wait_for(ws.recv(), 10)
         conns.append(ws)
         readers.append(asyncio.get_running_loop().create_task(drain(ws)))

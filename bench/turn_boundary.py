@@ -66,18 +66,10 @@ def _arrivals(observations: list[dict[str, Any]]) -> tuple[dict[int, float], int
 
 
 async def _floor_client(url: str, frames: list[bytes], period_s: float) -> list[float]:
-    from websockets.asyncio.client import connect
-
-    from bench.harness import ws_query
+    from bench.harness import ws_connect
 
     sent_at: list[float] = []
-    async with connect(
-        f"{url}?{ws_query()}",
-        additional_headers={"Authorization": "Bearer bench-key"},
-        compression=None,
-        max_queue=64,
-        proxy=None,
-    ) as ws:
+    async with ws_connect(url) as ws:
         await asyncio.wait_for(ws.recv(), 10)  # transcript.created
 
         async def drain() -> None:
