@@ -565,7 +565,9 @@ def check_errors(cell: Cell, tester: ItTester) -> None:
         assert e["module"] == "asr" and e["vendor_info"]["vendor"] == "xai", e
         assert e["message"], e
         assert KEY not in str(e), "the API key leaked into an error"
-        assert e["metadata"].get("session_id") == SESSION_ID, e
+        # The session id is echoed once the extension has seen it; a failure at
+        # connect time can come before the first frame's metadata.
+        assert e["metadata"].get("session_id") in (SESSION_ID, None), e
     if cell.outcome == "clean":
         assert errors == [], errors
         return
