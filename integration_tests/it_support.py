@@ -40,6 +40,11 @@ AUDIO_DIR = Path(__file__).resolve().parent.parent / "stt_server" / "audio"
 
 ItScript = Callable[["ItTester"], Awaitable[None]]
 
+# The fast-fault settings every marker test runs with, and the promise the
+# extension makes: asr_finalize_end within finalize_timeout_ms + 1 s.
+FAST_CONFIG = load_config("fast_faults")
+FINALIZE_BOUND_S = FAST_CONFIG["finalize_timeout_ms"] / 1000 + 1.0
+
 
 # ---------------------------------------------------------------------- servers
 

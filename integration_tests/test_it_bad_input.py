@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from it_support import (
     FATAL,
+    FINALIZE_BOUND_S,
     FRAME_BYTES,
     SESSION_ID,
     ItTester,
@@ -66,7 +67,6 @@ from xai_asr_python.timeline import ConnectionTimeline
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bad-input-0123456789"
-FINALIZE_BOUND_S = 2.0
 
 
 def warnings_in(output: str, *fragments: str) -> list[str]:

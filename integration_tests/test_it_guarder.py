@@ -16,6 +16,7 @@ from asr_harness import load_config
 from it_support import (
     AUDIO_DIR,
     FATAL,
+    FINALIZE_BOUND_S,
     FRAME_BYTES,
     NON_FATAL,
     SESSION_ID,
@@ -37,9 +38,6 @@ from it_support import (
 )
 
 from stt_server import ErrorEvent, Fault
-
-FINALIZE_BOUND_S = 1.0 + 1.0  # finalize_timeout_ms of the fast config + 1 s
-
 
 # ---------------------------------------------------------------------- connection
 
