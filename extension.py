@@ -398,15 +398,16 @@ class XAIASRExtension(AsyncExtension):
             pending.safety_timer.cancel()
         if status != "done":
             self._log(LogLevel.WARN, f"finalize {pending.finalize_id!r} ended: {status}")
-        if self._config is not None and self._session is not None and not self._stopping:
-            # Report what was sent up to the end of the turn, so the figure a
-            # graph sees at a turn boundary is current, not a period old.
-            if self._bytes_sent != self._bytes_reported:
-                self._emit_send_metrics()
         self._enqueue(
             "asr_finalize_end",
             {"finalize_id": pending.finalize_id, "metadata": pending.metadata},
         )
+        if self._config is not None and self._session is not None and not self._stopping:
+            # Report what was sent up to the end of the turn, so the figure a
+            # graph sees at a turn boundary is current, not a period old; after
+            # the answer, which a user is waiting for and the metrics are not.
+            if self._bytes_sent != self._bytes_reported:
+                self._emit_send_metrics()
         # Forget answered finalizes from the front; order is arrival order.
         while self._finalize_order and self._finalizes[self._finalize_order[0]].answered:
             del self._finalizes[self._finalize_order.popleft()]

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -290,6 +292,13 @@ class Recognition:
     def abort(self) -> None:
         """Drop the TCP connection at once (stop, failure): no waiting for the server."""
         if self._ws is not None:
+            with contextlib.suppress(Exception):
+                sock = self._ws.transport.get_extra_info("socket")
+                if sock is not None:
+                    # Linger 0: close() resets the connection. Otherwise the kernel
+                    # keeps flushing unsent audio (and our FIN) to a peer that may
+                    # not be reading, and the dead socket lingers in FIN_WAIT1.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             with contextlib.suppress(Exception):
                 self._ws.transport.abort()
 

@@ -489,6 +489,7 @@ def test_no_word_is_lost_or_duplicated_when_the_connection_dies_mid_stream(srv, 
         await t.wait_for("error", timeout=5)
         await t.send_finalize("f1")
         await t.wait_for("asr_finalize_end", timeout=8)
+        await t.wait_for("metrics", lambda m: "vendor_metrics" in m["metrics"], timeout=3)
 
     tester = run_asr_test(props, script)
     words = [
