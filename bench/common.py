@@ -113,6 +113,14 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def publish(name: str, result: dict[str, Any], text: str) -> None:
+    """Write `result` as JSON, then print the report and where the JSON went."""
+    path = write_result(name, result)
+    print()
+    print(text)
+    print(f"\nJSON: {path.relative_to(ROOT)}")
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None

@@ -313,10 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         args.reps, args.turns, args.speech_frames, args.gap_frames = 1, 3, 10, 20
         args.speed = 2.0
     result = drive(args)
-    path = common.write_result("finalize_latency", result)
-    print()
-    print(report(result))
-    print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+    common.publish("finalize_latency", result, report(result))
     return 0
 
 

@@ -501,15 +501,10 @@ def main(argv: list[str] | None = None) -> int:
         args.reps, args.audio_s = 1, 2.0
     if args.profile:
         result = drive_profile(args)
-        path = common.write_result("frame_cost-profile", result)
-        print(report_profile(result))
-        print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+        common.publish("frame_cost-profile", result, report_profile(result))
         return 0
     result = drive(args)
-    path = common.write_result("frame_cost", result)
-    print()
-    print(report(result))
-    print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+    common.publish("frame_cost", result, report(result))
     return 0
 
 

@@ -597,10 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         args.reps, args.start, args.max_sessions, args.bisect = 1, 4, 4, 0
         args.duration_s, args.outage_sessions = 1.0, 2
     result = drive(args)
-    path = common.write_result("scale", result)
-    print()
-    print(report(result))
-    print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+    common.publish("scale", result, report(result))
     return 0
 
 

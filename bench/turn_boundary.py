@@ -306,10 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         args.reps, args.turns, args.speech_frames, args.gap_frames = 1, 2, 20, 40
         args.speed = 2.0
     result = drive(args)
-    path = common.write_result("turn_boundary", result)
-    print()
-    print(report(result))
-    print(f"\nJSON: {path.relative_to(_paths.ROOT)}")
+    common.publish("turn_boundary", result, report(result))
     return 0
 
 
