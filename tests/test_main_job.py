@@ -31,7 +31,9 @@ def test_bundled_sample_is_transcribed_with_no_key() -> None:
         assert word in text, done.stdout
     finals = [line for line in done.stdout.splitlines() if line.startswith("[")]
     assert len(finals) >= 2  # one line per final, with its start time
-    assert "final(s)" in done.stdout.splitlines()[-1]  # the summary closes the run
+    summary = done.stdout.splitlines()[-1]  # the summary closes the run
+    assert "final(s)" in summary
+    assert summary.startswith("-- 7.9 s of audio"), summary  # demo.wav is 7.9 s long
     assert "Traceback" not in done.stderr
 
 

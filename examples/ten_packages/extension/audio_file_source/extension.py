@@ -73,7 +73,10 @@ class AudioFileSource(AsyncExtension):
                 if delay > 0:
                     await asyncio.sleep(delay)
         finalize = Data.create("asr_finalize")
+        # The finalize's metadata comes back on asr_finalize_end: it tells the
+        # end of the graph how much audio this turn had.
+        turn_metadata = {**json.loads(metadata), "audio_ms": len(pcm) * 1000 // (rate * 2)}
         finalize.set_property_from_json(
-            None, json.dumps({"finalize_id": finalize_id, "metadata": json.loads(metadata)})
+            None, json.dumps({"finalize_id": finalize_id, "metadata": turn_metadata})
         )
         await ten_env.send_data(finalize)

@@ -77,8 +77,12 @@ class TranscriptPrinter(AsyncExtension):
             self._on_metrics(payload.get("metrics", {}))
         elif name == "connection_status_changed":
             self._on_status(payload)
-        elif name == "asr_finalize_end" and self._stop_on_finalize_end:
-            await self._finish(ten_env)
+        elif name == "asr_finalize_end":
+            audio_ms = (payload.get("metadata") or {}).get("audio_ms")
+            if isinstance(audio_ms, int):
+                self._audio_ms = max(self._audio_ms, audio_ms)
+            if self._stop_on_finalize_end:
+                await self._finish(ten_env)
 
     def _on_result(self, r: dict[str, Any]) -> None:
         if self._json:
@@ -141,7 +145,7 @@ class TranscriptPrinter(AsyncExtension):
         return {
             "finals": len(self._finals),
             "text": " ".join(self._finals),
-            "audio_ms": self._metrics.get("actual_send", self._audio_ms),
+            "audio_ms": max(self._audio_ms, self._metrics.get("actual_send", 0)),
             "ttfw_ms": self._metrics.get("ttfw"),
             "ttlw_ms": self._metrics.get("ttlw"),
             "connections": self._connects,
