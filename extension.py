@@ -134,6 +134,7 @@ class XAIASRExtension(AsyncExtension):
         self._config_error: ConfigError | None = None
         self._session: StreamingSession | None = None
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]] | None] | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metadata: dict[str, Any] = {}
         self._frame_metadata_json = ""
@@ -155,7 +156,7 @@ class XAIASRExtension(AsyncExtension):
         # delivers frames queued until then *before* on_start is called.
         self._env = ten_env
         self._outbox = asyncio.Queue()
-        self._spawn(self._run_outbox(ten_env), "outbox")
+        self._outbox_task = self._spawn(self._run_outbox(ten_env), "outbox")
         properties, _ = await ten_env.get_property_to_json("")
         try:
             self._config = parse_config(properties or "{}")
@@ -200,9 +201,8 @@ class XAIASRExtension(AsyncExtension):
         self._close_dump()
         if self._outbox is not None:
             self._outbox.put_nowait(None)
-            outbox_tasks = [t for t in self._tasks if t.get_name().endswith(":outbox")]
-            if outbox_tasks:
-                await asyncio.wait(outbox_tasks, timeout=OUTBOX_DRAIN_TIMEOUT_S)
+            if self._outbox_task is not None:
+                await asyncio.wait([self._outbox_task], timeout=OUTBOX_DRAIN_TIMEOUT_S)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -540,10 +540,11 @@ class XAIASRExtension(AsyncExtension):
 
     # ------------------------------------------------------------------ helpers
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
