@@ -8,8 +8,10 @@ mid-sample lends its tail to the next chunk), so dropping whole frames never
 shifts the samples that follow.
 
 Every frame knows where it starts in the user's stream (dropped audio
-included): that is what makes the session timeline exact across reconnects
-and drops.
+included), in ticks (timeline.py): that is what makes the session timeline
+exact across reconnects and drops. This runs for every 10 ms frame, so the
+bookkeeping is integer arithmetic and a frame's speech level is computed only
+if somebody asks for it.
 
 `ReplayWindow` keeps, for the connection that takes new audio, the frames it
 was sent after its acknowledged point (the end of its latest final result):
@@ -26,23 +28,69 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .timeline import AudioFormat
+from .timeline import TICKS_PER_MS, AudioFormat, ticks_to_ms
 
 # Speech is "loud enough": the server's VAD uses -40 dBFS too.
 SPEECH_THRESHOLD_DBFS = -40.0
+# High bytes of the little-endian 16-bit samples -256..255: all below the threshold's
+# amplitude (32768 * 10 ** (-40 / 20), about 328).
+_QUIET_HIGH_BYTES = b"\x00\xff"
+assert 256 < 32768 * 10 ** (SPEECH_THRESHOLD_DBFS / 20)
 # Loudness is estimated on at most this many samples per frame, taken as a few
 # contiguous windows spread over the frame (a stride could alias a tone away).
 _LEVEL_WINDOWS = 8
 _LEVEL_WINDOW = 100
 
 
-@dataclass(frozen=True)
 class AudioFrame:
-    data: bytes
-    start_ms: Fraction  # position of the first byte in the user's stream
-    duration_ms: Fraction
-    speech: bool  # loud enough to count as speech (for the stall watchdog)
-    replayed: bool = False  # sent once on a connection that failed; queued again
+    """A whole-sample chunk of the user's stream. Positions are ticks (timeline.py)."""
+
+    __slots__ = ("_speech", "data", "encoding", "length", "replayed", "start")
+
+    def __init__(
+        self,
+        data: bytes,
+        start: int,
+        length: int,
+        encoding: str = "pcm",
+        replayed: bool = False,  # sent once on a connection that failed; queued again
+    ) -> None:
+        self.data = data
+        self.start = start  # tick of the first sample in the user's stream
+        self.length = length  # ticks
+        self.encoding = encoding
+        self.replayed = replayed
+        self._speech: bool | None = None
+
+    @property
+    def start_ms(self) -> Fraction:
+        return ticks_to_ms(self.start)
+
+    @property
+    def duration_ms(self) -> Fraction:
+        return ticks_to_ms(self.length)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+    @property
+    def speech(self) -> bool:
+        """Loud enough to count as speech (for the stall watchdog); computed once, on demand."""
+        if self._speech is None:
+            self._speech = is_speech(self.data, self.encoding)
+        return self._speech
+
+    def as_replayed(self) -> AudioFrame:
+        frame = AudioFrame(self.data, self.start, self.length, self.encoding, True)
+        frame._speech = self._speech
+        return frame
+
+    def __repr__(self) -> str:
+        return (
+            f"AudioFrame({len(self.data)} bytes at {float(self.start_ms):.3f} ms, "
+            f"{float(self.duration_ms):.3f} ms{', replayed' if self.replayed else ''})"
+        )
 
 
 def frame_tail(frame: AudioFrame, offset_ms: Fraction, fmt: AudioFormat) -> AudioFrame | None:
@@ -54,14 +102,13 @@ def frame_tail(frame: AudioFrame, offset_ms: Fraction, fmt: AudioFormat) -> Audi
     cut = samples * fmt.bytes_per_frame
     if cut >= len(frame.data):
         return None
-    data = frame.data[cut:]
-    skipped = fmt.duration_ms(cut)
+    skipped = samples * fmt.ticks_per_frame
     return AudioFrame(
-        data=data,
-        start_ms=frame.start_ms + skipped,
-        duration_ms=frame.duration_ms - skipped,
-        speech=is_speech(data, fmt.encoding),
-        replayed=frame.replayed,
+        frame.data[cut:],
+        frame.start + skipped,
+        frame.length - skipped,
+        frame.encoding,
+        frame.replayed,
     )
 
 
@@ -108,15 +155,18 @@ def _g711_table(kind: str) -> list[int]:
 _G711 = {"mulaw": _g711_table("mulaw"), "alaw": _g711_table("alaw")}
 
 
+def _pcm_samples(data: bytes) -> array.array[int]:
+    samples = array.array("h")
+    samples.frombytes(data[: len(data) - len(data) % 2])
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples
+
+
 def level_dbfs(data: bytes, encoding: str) -> float:
     """RMS level of a frame in dBFS (-inf for digital silence or no samples)."""
     if encoding == "pcm":
-        usable = len(data) - len(data) % 2
-        samples = array.array("h")
-        samples.frombytes(data[:usable])
-        if sys.byteorder == "big":
-            samples.byteswap()
-        values: list[int] | array.array[int] = samples
+        values: list[int] | array.array[int] = _pcm_samples(data)
     else:
         table = _G711[encoding]
         values = [table[b] for b in data]
@@ -137,6 +187,10 @@ def level_dbfs(data: bytes, encoding: str) -> float:
 
 
 def is_speech(data: bytes, encoding: str) -> bool:
+    if encoding == "pcm" and not data[1::2].translate(None, _QUIET_HIGH_BYTES):
+        # Every sample is within -256..255 (its high byte is 0x00 or 0xFF), below the
+        # threshold's amplitude, so the RMS is too: most silence ends here, in C.
+        return False
     return level_dbfs(data, encoding) > SPEECH_THRESHOLD_DBFS
 
 
@@ -144,14 +198,14 @@ class AudioBuffer:
     """Frames waiting for a socket, plus the finalize markers between them."""
 
     def __init__(self, fmt: AudioFormat, max_ms: int) -> None:
-        self._fmt = fmt
-        self.max_ms = max_ms
         self._items: deque[QueueItem] = deque()
-        self._queued_ms = Fraction(0)
+        self._queued = 0  # ticks of audio queued
         self._carry = b""
-        self._position_ms = Fraction(0)  # user stream position of the next byte pushed
-        self.total_dropped_ms = Fraction(0)
+        self._position = 0  # user-stream tick of the next byte pushed
+        self._dropped = 0  # ticks dropped in total
         self.dropped_frames = 0
+        self.max_ms = max_ms
+        self.set_format(fmt)
 
     @property
     def format(self) -> AudioFormat:
@@ -159,18 +213,37 @@ class AudioBuffer:
 
     def set_format(self, fmt: AudioFormat) -> None:
         """Frames pushed from now on are in `fmt` (queued frames keep their own timing)."""
-        if fmt != self._fmt:
+        if getattr(self, "_fmt", None) != fmt:
             self._carry = b""
             self._fmt = fmt
+            self._unit = fmt.bytes_per_frame
+            self._ticks_per_frame = fmt.ticks_per_frame
+            self._encoding = fmt.encoding
+
+    @property
+    def max_ms(self) -> int:
+        return self._max // TICKS_PER_MS
+
+    @max_ms.setter
+    def max_ms(self, value: int) -> None:
+        self._max = value * TICKS_PER_MS
 
     @property
     def position_ms(self) -> Fraction:
         """User-stream time just after the last whole frame pushed."""
-        return self._position_ms
+        return ticks_to_ms(self._position)
+
+    @property
+    def position(self) -> int:
+        return self._position
 
     @property
     def queued_ms(self) -> Fraction:
-        return self._queued_ms
+        return ticks_to_ms(self._queued)
+
+    @property
+    def total_dropped_ms(self) -> Fraction:
+        return ticks_to_ms(self._dropped)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -179,31 +252,27 @@ class AudioBuffer:
         return iter(self._items)
 
     def has_audio(self) -> bool:
-        return self._queued_ms > 0
+        return self._queued > 0
 
     def push(self, chunk: bytes) -> DropReport | None:
         """Queue a chunk of audio (whole samples only; a partial tail waits for the next chunk)."""
         if self._carry:
             chunk = self._carry + chunk
             self._carry = b""
-        unit = self._fmt.bytes_per_frame
-        usable = len(chunk) - len(chunk) % unit
-        if usable != len(chunk):
-            self._carry = chunk[usable:]
-            chunk = chunk[:usable]
+        unit = self._unit
+        extra = len(chunk) % unit
+        if extra:
+            self._carry = chunk[-extra:]
+            chunk = chunk[:-extra]
         if not chunk:
             return None
-        duration = self._fmt.duration_ms(len(chunk))
-        frame = AudioFrame(
-            data=chunk,
-            start_ms=self._position_ms,
-            duration_ms=duration,
-            speech=is_speech(chunk, self._fmt.encoding),
-        )
-        self._position_ms += duration
-        self._items.append(frame)
-        self._queued_ms += duration
-        return self._enforce_bound()
+        length = len(chunk) // unit * self._ticks_per_frame
+        self._items.append(AudioFrame(chunk, self._position, length, self._encoding))
+        self._position += length
+        self._queued += length
+        if self._queued > self._max:
+            return self._enforce_bound()
+        return None
 
     def mark_finalize(self, finalize_id: str) -> None:
         """A finalize takes its place after every frame pushed so far."""
@@ -218,22 +287,22 @@ class AudioBuffer:
         if not self._items:
             return None
         item = self._items.popleft()
-        if isinstance(item, AudioFrame):
-            self._queued_ms -= item.duration_ms
+        if type(item) is AudioFrame:
+            self._queued -= item.length
         return item
 
     def push_front(self, item: QueueItem) -> None:
         """Put back an item whose send failed: it goes first, before anything newer."""
         self._items.appendleft(item)
         if isinstance(item, AudioFrame):
-            self._queued_ms += item.duration_ms
+            self._queued += item.length
 
     def requeue(self, frames: list[AudioFrame]) -> DropReport | None:
         """Put back frames sent on a connection that failed: first, in order, before
         anything newer. The bound applies as to new audio (the oldest goes first)."""
         for frame in reversed(frames):
             self._items.appendleft(frame)
-            self._queued_ms += frame.duration_ms
+            self._queued += frame.length
         return self._enforce_bound()
 
     def remove_marker(self, finalize_id: str) -> bool:
@@ -244,26 +313,26 @@ class AudioBuffer:
         return False
 
     def _enforce_bound(self) -> DropReport | None:
-        if self._queued_ms <= self.max_ms:
+        if self._queued <= self._max:
             return None
-        dropped = Fraction(0)
+        dropped = 0
         frames = 0
         kept_markers: list[FinalizeMarker] = []
         # Drop the oldest whole frames; finalize markers are not audio and stay,
         # in order, ahead of the audio that follows them.
-        while self._queued_ms > self.max_ms and self._items:
+        while self._queued > self._max and self._items:
             item = self._items.popleft()
             if isinstance(item, FinalizeMarker):
                 kept_markers.append(item)
                 continue
-            self._queued_ms -= item.duration_ms
-            dropped += item.duration_ms
+            self._queued -= item.length
+            dropped += item.length
             frames += 1
         for marker in reversed(kept_markers):
             self._items.appendleft(marker)
-        self.total_dropped_ms += dropped
+        self._dropped += dropped
         self.dropped_frames += frames
-        return DropReport(float(dropped), float(self.total_dropped_ms), frames)
+        return DropReport(dropped / TICKS_PER_MS, self._dropped / TICKS_PER_MS, frames)
 
 
 class ReplayWindow:
@@ -274,14 +343,20 @@ class ReplayWindow:
     after the latest final is kept here (the newest `max_ms` of it), so that if
     the connection fails it can be sent again to the next one. Times are on the
     connection's own timeline (ms of audio sent on it); inside, positions are
-    whole samples (integers: this runs once per frame sent).
+    whole samples. A window holds up to thousands of frames per session, so it
+    keeps them as parallel deques of bytes and ints, not as one object per frame
+    (objects the garbage collector would have to walk again and again).
     """
 
     def __init__(self, fmt: AudioFormat, max_ms: int) -> None:
         self._fmt = fmt
         self.max_ms = max_ms
         self._max_samples = math.floor(Fraction(max_ms * fmt.sample_rate, 1000))
-        self._items: deque[tuple[AudioFrame, int]] = deque()  # (frame, connection sample)
+        self._unit = fmt.bytes_per_frame
+        self._data: deque[bytes] = deque()
+        self._conn_starts: deque[int] = deque()  # connection sample of each frame
+        self._user_starts: deque[int] = deque()  # user-stream tick of each frame
+        self._replayed: deque[bool] = deque()
         self._kept = 0  # samples kept
         self._end = 0  # connection sample just after the last frame sent
         self._acked = 0  # connection sample up to which the audio is transcribed for good
@@ -305,25 +380,39 @@ class ReplayWindow:
     @property
     def start_ms(self) -> Fraction:
         """Connection time of the first frame kept (the end of what was sent if none)."""
-        return self._ms(self._items[0][1] if self._items else self._end)
+        return self._ms(self._conn_starts[0] if self._conn_starts else self._end)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
 
     def frames(self) -> list[AudioFrame]:
-        return [frame for frame, _ in self._items]
+        fmt = self._fmt
+        tpf = fmt.ticks_per_frame
+        unit = self._unit
+        return [
+            AudioFrame(data, start, len(data) // unit * tpf, fmt.encoding, replayed)
+            for data, start, replayed in zip(
+                self._data, self._user_starts, self._replayed, strict=True
+            )
+        ]
 
-    def sent(self, frame: AudioFrame) -> Fraction:
-        """`frame` went out on the connection. Returns the audio trimmed out to stay in bound."""
+    def sent(self, frame: AudioFrame) -> int:
+        """`frame` went out on the connection. Returns the ticks trimmed out to stay in bound."""
         start = self._end
-        samples = len(frame.data) // self._fmt.bytes_per_frame
+        samples = len(frame.data) // self._unit
         self._end += samples
         if self.max_ms <= 0:
-            return _NO_MS
-        self._items.append((frame, start))
+            return 0
+        self._data.append(frame.data)
+        self._conn_starts.append(start)
+        self._user_starts.append(frame.start)
+        self._replayed.append(frame.replayed)
         self._kept += samples
         if self._kept <= self._max_samples:
-            return _NO_MS
+            return 0
         trimmed = self._cut_before(self._end - self._max_samples)
         self._trimmed += trimmed
-        return self._ms(trimmed)
+        return trimmed * self._fmt.ticks_per_frame
 
     def acknowledge(self, conn_ms: Fraction) -> None:
         """A final result ends at `conn_ms`: nothing before it will ever be sent again."""
@@ -336,32 +425,34 @@ class ReplayWindow:
     def take(self) -> list[AudioFrame]:
         """Empty the window (the connection failed, or it drains and needs none)."""
         frames = self.frames()
-        self._items.clear()
+        for queue in (self._data, self._conn_starts, self._user_starts, self._replayed):
+            queue.clear()
         self._kept = 0
         return frames
 
     def _cut_before(self, point: int) -> int:
         """Drop the audio before connection sample `point`; returns the samples dropped."""
         removed = 0
-        unit = self._fmt.bytes_per_frame
-        while self._items:
-            frame, start = self._items[0]
+        unit = self._unit
+        while self._data:
+            start = self._conn_starts[0]
             if start >= point:
                 break
-            self._items.popleft()
-            samples = len(frame.data) // unit
+            data = self._data.popleft()
+            self._conn_starts.popleft()
+            user_start = self._user_starts.popleft()
+            replayed = self._replayed.popleft()
+            samples = len(data) // unit
             cut = point - start
             if cut >= samples:
                 removed += samples
                 self._kept -= samples
                 continue
-            tail = frame_tail(frame, self._ms(cut), self._fmt)
-            assert tail is not None
             removed += cut
             self._kept -= cut
-            self._items.appendleft((tail, start + cut))
+            self._data.appendleft(data[cut * unit :])
+            self._conn_starts.appendleft(start + cut)
+            self._user_starts.appendleft(user_start + cut * self._fmt.ticks_per_frame)
+            self._replayed.appendleft(replayed)
             break
         return removed
-
-
-_NO_MS = Fraction(0)

@@ -5,9 +5,15 @@ connection*. The user's timeline is the whole audio stream pushed into the
 session, dropped audio included. Each connection records which stretches of
 the user's stream it was sent (usually one contiguous stretch; more when the
 outage buffer dropped audio between two frames sent on the same connection),
-and maps a vendor time through them. Positions are exact rationals in
-milliseconds, so times stay exact to the sample across any number of
-reconnects; rounding to whole milliseconds happens once, at the output.
+and maps a vendor time through them.
+
+Positions are integer *ticks* of 1/7,056,000 s: the least common multiple of
+the sample periods of every rate the service takes (8, 16, 22.05, 24, 44.1 and
+48 kHz), so every sample boundary of every supported rate is a whole tick.
+That keeps times exact to the sample across any number of reconnects and
+format changes, and keeps the per-frame bookkeeping to integer additions (this
+runs for every 10 ms frame). Milliseconds (exact `Fraction`s) appear only at
+the edges, and rounding to whole milliseconds happens once, at the output.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .protocol import bytes_per_sample
+
+TICKS_PER_SECOND = 7_056_000
+TICKS_PER_MS = TICKS_PER_SECOND // 1000
+
+
+def ticks_to_ms(ticks: int | Fraction) -> Fraction:
+    return Fraction(ticks) / TICKS_PER_MS
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,16 @@ class AudioFormat:
     def bytes_per_second(self) -> int:
         return self.sample_rate * self.bytes_per_frame
 
+    @property
+    def ticks_per_frame(self) -> int:
+        """Ticks of one sample period (one sample of every channel). Exact for every rate
+        the service takes; any other (the service refuses it with 400) is rounded."""
+        return max(1, round(TICKS_PER_SECOND / self.sample_rate))
+
+    def ticks(self, nbytes: int) -> int:
+        """Length in ticks of `nbytes` of audio (whole samples)."""
+        return nbytes // self.bytes_per_frame * self.ticks_per_frame
+
     def duration_ms(self, nbytes: int) -> Fraction:
         return Fraction(nbytes * 1000, self.bytes_per_second)
 
@@ -48,52 +71,48 @@ def round_ms(value: Fraction) -> int:
     return math.floor(value + Fraction(1, 2))
 
 
-@dataclass(frozen=True)
-class _Segment:
-    conn_start_ms: Fraction  # where this stretch begins on the connection's timeline
-    user_start_ms: Fraction  # ... and on the user's timeline
-    length_ms: Fraction
-
-
 class ConnectionTimeline:
-    """Where the audio sent on one connection sits in the user's stream."""
+    """Where the audio sent on one connection sits in the user's stream (ticks inside)."""
 
-    def __init__(self, sample_rate: int, base_user_ms: Fraction = Fraction(0)) -> None:
+    def __init__(self, sample_rate: int, base_user: int = 0) -> None:
         self.sample_rate = sample_rate
-        # Used only if the vendor reports a time before anything was sent.
-        self._base_user_ms = base_user_ms
-        self._segments: list[_Segment] = []
-        self._conn_length_ms = Fraction(0)
+        # User position (ticks) used only if the vendor reports a time before anything
+        # was sent.
+        self._base_user = base_user
+        # One stretch per run of contiguous user audio: where it begins on the
+        # connection, where on the user's timeline, and its length (parallel lists of
+        # ints: the last length grows with every frame, with no object per frame).
+        self._conn_starts: list[int] = []
+        self._user_starts: list[int] = []
+        self._lengths: list[int] = []
+        self._sent = 0  # ticks sent on this connection
 
     @property
     def offset_ms(self) -> Fraction:
         """User time of the first byte sent on this connection."""
-        return self._segments[0].user_start_ms if self._segments else self._base_user_ms
+        return ticks_to_ms(self._user_starts[0] if self._user_starts else self._base_user)
 
     @property
     def sent_ms(self) -> Fraction:
-        return self._conn_length_ms
+        return ticks_to_ms(self._sent)
 
     @property
     def user_end_ms(self) -> Fraction:
         """User time just after the last byte sent on this connection."""
-        if not self._segments:
-            return self._base_user_ms
-        last = self._segments[-1]
-        return last.user_start_ms + last.length_ms
+        if not self._user_starts:
+            return ticks_to_ms(self._base_user)
+        return ticks_to_ms(self._user_starts[-1] + self._lengths[-1])
 
-    def record_sent(self, user_start_ms: Fraction, duration_ms: Fraction) -> None:
-        """A frame that begins at `user_start_ms` in the user's stream was written to the socket."""
-        if self._segments:
-            last = self._segments[-1]
-            if last.user_start_ms + last.length_ms == user_start_ms:
-                self._segments[-1] = _Segment(
-                    last.conn_start_ms, last.user_start_ms, last.length_ms + duration_ms
-                )
-                self._conn_length_ms += duration_ms
-                return
-        self._segments.append(_Segment(self._conn_length_ms, user_start_ms, duration_ms))
-        self._conn_length_ms += duration_ms
+    def record_sent(self, user_start: int, length: int) -> None:
+        """A frame of `length` ticks that begins at tick `user_start` of the user's stream
+        was written to the socket."""
+        if self._user_starts and self._user_starts[-1] + self._lengths[-1] == user_start:
+            self._lengths[-1] += length
+        else:
+            self._conn_starts.append(self._sent)
+            self._user_starts.append(user_start)
+            self._lengths.append(length)
+        self._sent += length
 
     def vendor_to_conn_ms(self, vendor_s: float) -> Fraction:
         """Vendor seconds, snapped to this connection's sample grid, as exact milliseconds."""
@@ -110,16 +129,17 @@ class ConnectionTimeline:
 
     def conn_to_user_ms(self, t: Fraction, *, end: bool = False) -> Fraction:
         """Map a time on this connection's timeline (ms of audio sent on it) to the user's."""
-        if not self._segments:
-            return self._base_user_ms + t
-        chosen = self._segments[0]
-        for segment in self._segments:
-            if segment.conn_start_ms < t or (not end and segment.conn_start_ms == t):
-                chosen = segment
+        ticks = t * TICKS_PER_MS
+        if not self._conn_starts:
+            return ticks_to_ms(self._base_user + ticks)
+        chosen = 0
+        for index, conn_start in enumerate(self._conn_starts):
+            if conn_start < ticks or (not end and conn_start == ticks):
+                chosen = index
             else:
                 break
         # Past the end of what was sent the mapping continues linearly.
-        return chosen.user_start_ms + (t - chosen.conn_start_ms)
+        return ticks_to_ms(self._user_starts[chosen] + (ticks - self._conn_starts[chosen]))
 
     def span(self, start_s: float, end_s: float) -> tuple[int, int]:
         """(start_ms, duration_ms) on the user's timeline, rounded once.

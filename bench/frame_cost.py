@@ -321,11 +321,11 @@ def pieces(n: int = 20000) -> dict[str, float | None]:
     longer exists shows as None)."""
     import json as json_module
     import timeit
-    from fractions import Fraction
 
     from bench import harness
 
     silence = harness.marker_frames([(False, 1)])[0]
+    loud = harness.marker_frames([(True, 1)])[0]
     out: dict[str, float | None] = {}
 
     def measure(name: str, setup: Any) -> None:
@@ -339,7 +339,12 @@ def pieces(n: int = 20000) -> dict[str, float | None]:
     def level() -> Any:
         from ten_packages.extension.xai_asr_python import audio_buffer
 
-        return lambda: audio_buffer.level_dbfs(silence, "pcm")
+        return lambda: audio_buffer.level_dbfs(loud, "pcm")
+
+    def speech_silent() -> Any:
+        from ten_packages.extension.xai_asr_python import audio_buffer
+
+        return lambda: audio_buffer.is_speech(silence, "pcm")
 
     def buffer_push_pop() -> Any:
         from ten_packages.extension.xai_asr_python.audio_buffer import AudioBuffer
@@ -354,14 +359,15 @@ def pieces(n: int = 20000) -> dict[str, float | None]:
         return go
 
     def timeline_record() -> Any:
-        from ten_packages.extension.xai_asr_python.timeline import ConnectionTimeline
+        from ten_packages.extension.xai_asr_python.timeline import TICKS_PER_MS, ConnectionTimeline
 
-        timeline = ConnectionTimeline(16000, Fraction(0))
-        state = {"at": Fraction(0)}
+        timeline = ConnectionTimeline(16000, 0)
+        step = 10 * TICKS_PER_MS
+        state = {"at": 0}
 
         def go() -> None:
-            timeline.record_sent(state["at"], Fraction(10))
-            state["at"] += 10
+            timeline.record_sent(state["at"], step)
+            state["at"] += step
 
         return go
 
@@ -378,8 +384,9 @@ def pieces(n: int = 20000) -> dict[str, float | None]:
         frame = harness.make_frame(silence)
         return lambda: bytes(frame.get_buf())
 
-    measure("level_dbfs (speech flag)", level)
-    measure("AudioBuffer.push + pop (incl. level)", buffer_push_pop)
+    measure("level_dbfs (a loud frame: the full speech level)", level)
+    measure("is_speech (a silent frame: peak test)", speech_silent)
+    measure("AudioBuffer.push + pop", buffer_push_pop)
     measure("ConnectionTimeline.record_sent", timeline_record)
     measure("metadata: get_property_to_json + json.loads", metadata_read)
     measure("bytes(get_buf())", buffer_copy)

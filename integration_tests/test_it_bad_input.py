@@ -24,7 +24,6 @@ import random
 import re
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ from xai_asr_python.protocol import (
     parse_event,
 )
 from xai_asr_python.recognition import ResultAssembler
-from xai_asr_python.timeline import ConnectionTimeline
+from xai_asr_python.timeline import TICKS_PER_MS, ConnectionTimeline
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bad-input-0123456789"
@@ -469,8 +468,9 @@ def test_random_frames_through_the_pure_pipeline(frames: list[str | bytes]) -> N
     map onto the user's timeline. Never raises; every span is on the audio sent."""
     tracker = ConnectionTracker()
     assembler = ResultAssembler()
-    timeline = ConnectionTimeline(16000, Fraction(500))
-    timeline.record_sent(Fraction(500), Fraction(2000))  # 2 s sent, from user time 500 ms
+    timeline = ConnectionTimeline(16000, 500 * TICKS_PER_MS)
+    # 2 s sent, from user time 500 ms
+    timeline.record_sent(500 * TICKS_PER_MS, 2000 * TICKS_PER_MS)
     results = []
     for frame in frames:
         event = parse_event(frame)

@@ -15,7 +15,7 @@ from xai_asr_python.audio_buffer import (
     is_speech,
     level_dbfs,
 )
-from xai_asr_python.timeline import AudioFormat, ConnectionTimeline, round_ms
+from xai_asr_python.timeline import TICKS_PER_MS, AudioFormat, ConnectionTimeline, round_ms
 
 PCM16K = AudioFormat(16000, "pcm", 1)
 
@@ -120,6 +120,10 @@ def test_speech_detection_pcm_and_g711() -> None:
 # ----------------------------------------------------------------- timeline
 
 
+def ticks(ms: int) -> int:
+    return ms * TICKS_PER_MS
+
+
 def test_round_ms_is_half_up() -> None:
     assert round_ms(Fraction(1, 2)) == 1 and round_ms(Fraction(3, 2)) == 2
     assert round_ms(Fraction(49, 100)) == 0
@@ -127,16 +131,16 @@ def test_round_ms_is_half_up() -> None:
 
 def test_offset_is_the_user_time_of_the_first_byte() -> None:
     timeline = ConnectionTimeline(16000)
-    timeline.record_sent(Fraction(12_340), Fraction(100))
-    timeline.record_sent(Fraction(12_440), Fraction(100))
+    timeline.record_sent(ticks(12_340), ticks(100))
+    timeline.record_sent(ticks(12_440), ticks(100))
     assert timeline.offset_ms == 12_340 and timeline.sent_ms == 200
     assert timeline.span(0.05, 0.06) == (12_390, 10)
 
 
 def test_gap_from_dropped_audio_inside_one_connection_is_mapped_exactly() -> None:
     timeline = ConnectionTimeline(16000)
-    timeline.record_sent(Fraction(0), Fraction(100))
-    timeline.record_sent(Fraction(500), Fraction(100))  # 400 ms dropped in between
+    timeline.record_sent(ticks(0), ticks(100))
+    timeline.record_sent(ticks(500), ticks(100))  # 400 ms dropped in between
     assert timeline.to_user_ms(0.05) == 50
     assert timeline.to_user_ms(0.1) == 500  # a start on the boundary: the later stretch
     assert timeline.to_user_ms(0.1, end=True) == 100  # an end on the boundary: the earlier
@@ -146,25 +150,25 @@ def test_gap_from_dropped_audio_inside_one_connection_is_mapped_exactly() -> Non
 
 def test_vendor_float_noise_snaps_to_the_sample_grid() -> None:
     timeline = ConnectionTimeline(16000)
-    timeline.record_sent(Fraction(1000), Fraction(10_000))
+    timeline.record_sent(ticks(1000), ticks(10_000))
     assert timeline.span(0.1 * 3, 0.1 * 3 + 0.01) == (1300, 10)
     assert timeline.span(2.9999999, 3.0100001) == (4000, 10)
 
 
 def test_span_is_clamped_to_the_audio_sent() -> None:
     timeline = ConnectionTimeline(16000)
-    timeline.record_sent(Fraction(2000), Fraction(500))
+    timeline.record_sent(ticks(2000), ticks(500))
     assert timeline.span(0.4, 0.9) == (2400, 100)
 
 
 def test_odd_sample_rate_stays_exact() -> None:
     fmt = AudioFormat(22050, "pcm", 1)
     timeline = ConnectionTimeline(22050)
-    position = Fraction(0)
+    position = 0
     for _ in range(100):
-        duration = fmt.duration_ms(220 * 2)
-        timeline.record_sent(position, duration)
-        position += duration
+        length = fmt.ticks(220 * 2)
+        timeline.record_sent(position, length)
+        position += length
     # 100 frames of 220 samples: 22000 samples = 997.73 ms; no drift.
     assert timeline.sent_ms == Fraction(22000 * 1000, 22050)
     start, duration = timeline.span(0.5, 0.6)
@@ -172,7 +176,7 @@ def test_odd_sample_rate_stays_exact() -> None:
 
 
 def test_no_audio_sent_maps_to_the_base() -> None:
-    timeline = ConnectionTimeline(16000, base_user_ms=Fraction(7000))
+    timeline = ConnectionTimeline(16000, base_user=ticks(7000))
     assert timeline.offset_ms == 7000
     assert timeline.span(0.0, 0.5) == (7000, 0)
 

@@ -42,7 +42,7 @@ from xai_asr_python.protocol import TranscriptPartial, WordTiming
 from xai_asr_python.recognition import ResultAssembler
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.session import SessionSettings, StreamingSession
-from xai_asr_python.timeline import AudioFormat, ConnectionTimeline
+from xai_asr_python.timeline import TICKS_PER_MS, AudioFormat, ConnectionTimeline
 
 PCM16K = AudioFormat(16000, "pcm", 1)
 FRAME = BYTES_PER_FRAME_16K
@@ -387,9 +387,8 @@ def pcm_frame(start_ms: int, ms: int, value: int = 1000) -> AudioFrame:
     samples = 16 * ms
     return AudioFrame(
         data=struct.pack(f"<{samples}h", *([value] * samples)),
-        start_ms=Fraction(start_ms),
-        duration_ms=Fraction(ms),
-        speech=True,
+        start=start_ms * TICKS_PER_MS,
+        length=ms * TICKS_PER_MS,
     )
 
 
@@ -424,7 +423,7 @@ def test_window_keeps_what_follows_the_acknowledged_point() -> None:
 
 def test_window_is_bounded_to_the_newest_max_ms() -> None:
     window = ReplayWindow(PCM16K, max_ms=250)
-    trimmed = [window.sent(pcm_frame(100 * k, 100)) for k in range(4)]
+    trimmed = [window.sent(pcm_frame(100 * k, 100)) / TICKS_PER_MS for k in range(4)]
     assert trimmed == [0, 0, 50, 100]
     assert window.kept_ms == 250 and window.trimmed_ms == 150
     assert [f.start_ms for f in window.frames()] == [150, 200, 300]
@@ -452,9 +451,9 @@ def test_requeue_goes_first_in_order_and_the_bound_drops_the_oldest() -> None:
 
 
 def test_conn_to_user_ms_follows_the_stretches_sent() -> None:
-    timeline = ConnectionTimeline(16000, Fraction(0))
-    timeline.record_sent(Fraction(1000), Fraction(100))
-    timeline.record_sent(Fraction(1500), Fraction(100))  # audio dropped in between
+    timeline = ConnectionTimeline(16000, 0)
+    timeline.record_sent(1000 * TICKS_PER_MS, 100 * TICKS_PER_MS)
+    timeline.record_sent(1500 * TICKS_PER_MS, 100 * TICKS_PER_MS)  # audio dropped in between
     assert timeline.conn_to_user_ms(Fraction(50)) == 1050
     assert timeline.conn_to_user_ms(Fraction(100), end=True) == 1100
     assert timeline.conn_to_user_ms(Fraction(100)) == 1500

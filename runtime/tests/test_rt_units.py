@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ten_runtime._core.envsubst import MissingEnvVar, substitute_env
 from ten_runtime._core.graph import GraphError, parse_graph
@@ -14,6 +16,7 @@ from ten_runtime._core.values import (
     deep_merge,
     from_py,
     parse_path,
+    to_json_text,
     to_py,
 )
 
@@ -285,3 +288,23 @@ def test_graph_validation_names_the_offending_item(graph: dict, fragment: str) -
     with pytest.raises(GraphError) as info:
         parse_graph(graph)
     assert fragment in str(info.value)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES)
+def test_pretty_json_text_is_exactly_the_indented_json_of_the_value(value: object) -> None:
+    """The fast pretty printer writes what json.dumps(indent=4) writes (unicode kept,
+    non-finite floats as null), so get_property_to_json's text did not change."""
+    tree = from_py(value)
+    assert to_json_text(tree) == json.dumps(to_py(tree), indent=4, ensure_ascii=False)

@@ -142,8 +142,53 @@ def to_py(value: TValue) -> Any:
 def to_json_text(value: TValue, pretty: bool = True) -> str:
     """JSON text; pretty output mimics yyjson's (4-space indent, order kept)."""
     if pretty:
-        return json.dumps(to_py(value), indent=4, ensure_ascii=False)
+        # The same text as json.dumps(to_py(value), indent=4, ensure_ascii=False),
+        # whose indenting encoder is pure Python: this runs for every message
+        # property read (e.g. each audio frame's metadata), so it writes the text
+        # directly, with the C string encoder for the leaves.
+        parts: list[str] = []
+        _pretty(value, "\n", parts)
+        return "".join(parts)
     return json.dumps(to_py(value), ensure_ascii=False, separators=(",", ":"))
+
+
+_encode_string = json.encoder.encode_basestring
+_INDENT = "    "
+
+
+def _pretty(value: TValue, newline: str, out: list[str]) -> None:
+    """Append `value` as indented JSON; `newline` is a newline plus the current indent."""
+    t = value.type
+    if t == "object":
+        items = value.data
+        if not items:
+            out.append("{}")
+            return
+        inner = newline + _INDENT
+        separator = "{" + inner
+        for key, item in items.items():
+            out.append(separator)
+            out.append(_encode_string(key))
+            out.append(": ")
+            _pretty(item, inner, out)
+            separator = "," + inner
+        out.append(newline + "}")
+    elif t == "array":
+        items = value.data
+        if not items:
+            out.append("[]")
+            return
+        inner = newline + _INDENT
+        separator = "[" + inner
+        for item in items:
+            out.append(separator)
+            _pretty(item, inner, out)
+            separator = "," + inner
+        out.append(newline + "]")
+    elif t == "string":
+        out.append(_encode_string(value.data))
+    else:
+        out.append(json.dumps(to_py(value)))
 
 
 # ---------------------------------------------------------------------------
