@@ -143,6 +143,8 @@ class XAIASRExtension(AsyncExtension):
         self._finalize_seq = 0
         self._turn = _TurnState()
         self._carry = b""
+        self._aligned_for: XAIASRConfig | None = None
+        self._frame_bytes = 1
         self._dump: BinaryIO | None = None
         self._bytes_sent = 0
         self._bytes_reported = 0
@@ -212,7 +214,8 @@ class XAIASRExtension(AsyncExtension):
     # ------------------------------------------------------------------ inbound
 
     async def on_audio_frame(self, ten_env: AsyncTenEnv, audio_frame: AudioFrame) -> None:
-        # No await before the engine call: this keeps arrival order with asr_finalize.
+        # No await before the engine has queued the audio: this keeps arrival order with
+        # asr_finalize (push_audio_and_send queues it before its own first await).
         try:
             chunk = bytes(audio_frame.get_buf())
         except SystemError:
@@ -228,7 +231,7 @@ class XAIASRExtension(AsyncExtension):
         if self._session is None:
             self._warn_once("unconfigured", "audio ignored: the configuration was rejected")
             return
-        self._session.push_audio(self._align(chunk))
+        await self._session.push_audio_and_send(self._align(chunk))
 
     async def on_data(self, ten_env: AsyncTenEnv, data: Data) -> None:
         name = data.get_name()
@@ -319,11 +322,17 @@ class XAIASRExtension(AsyncExtension):
 
     def _align(self, chunk: bytes) -> bytes:
         """Keep whole samples: a frame that ends mid-sample lends its tail to the next."""
-        assert self._config is not None
-        frame_bytes = self._config.params.bytes_per_sample * self._config.params.audio_channels
+        config = self._config
+        assert config is not None
+        if config is not self._aligned_for:  # per frame: read the config once per change
+            self._aligned_for = config
+            self._frame_bytes = config.params.bytes_per_sample * config.params.audio_channels
+        frame_bytes = self._frame_bytes
         if self._carry:
             chunk = self._carry + chunk
             self._carry = b""
+        elif not len(chunk) % frame_bytes:
+            return chunk
         usable = len(chunk) - len(chunk) % frame_bytes
         if usable != len(chunk):
             self._warn_once(

@@ -8,6 +8,7 @@ connection heard it, and however much audio was dropped before it.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from test_engine_support import (
     marker_server,
     push_all,
     received_indices,
+    send_all,
     speech,
     utterance,
 )
@@ -369,9 +371,32 @@ async def test_update_settings_applies_at_the_next_connection() -> None:
 # ------------------------------------------------------------------ continuity
 
 
-async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconnects() -> None:
-    """A long session through planned turns and every kind of mid-stream failure."""
+@pytest.mark.parametrize("feeder", ["push_audio", "push_audio_and_send"])
+async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconnects(
+    feeder: str,
+) -> None:
+    """A long session through planned turns and every kind of mid-stream failure, with
+    audio pushed for the sender task, or sent by the pushing tasks themselves (as the
+    extension does) while the sender task handles finalizes and failures."""
     frame = BYTES_PER_FRAME_16K
+    senders: list[asyncio.Task[None]] = []
+
+    def feed(session: StreamingSession, data: bytes) -> None:
+        if feeder == "push_audio":
+            push_all(session, data)
+        else:
+            senders.extend(send_all(session, data))
+
+    def finalize(session: StreamingSession, finalize_id: str) -> None:
+        if feeder == "push_audio":
+            session.finalize(finalize_id)
+        else:  # in its own task too, after the audio's (as the runtime runs on_data)
+
+            async def on_data() -> None:
+                session.finalize(finalize_id)
+
+            senders.append(asyncio.get_running_loop().create_task(on_data()))
+
     async with marker_server() as server:
         server.set_fault(2, Fault(close=Close(code=1011, after_bytes=20 * frame)))
         server.set_fault(3, Fault(refuse_status=503))
@@ -379,38 +404,65 @@ async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconn
         server.set_fault(6, Fault(close=Close(code="abort", after_bytes=10 * frame)))
         server.set_fault(7, Fault(close=Close(code=1001, after_bytes=10 * frame)))
         recorder = Recorder()
+        sending_tasks: set[asyncio.Task[Any] | None] = set()
+        on_audio_sent = recorder.on_audio_sent
+
+        def note_sender(chunk: bytes) -> None:
+            sending_tasks.add(asyncio.current_task())
+            on_audio_sent(chunk)
+
+        recorder.on_audio_sent = note_sender  # type: ignore[method-assign]
         session = StreamingSession(fast_settings(server.url), recorder)
         session.start()
 
         async def fail_after(data: bytes, errors: int) -> None:
-            push_all(session, data)
+            feed(session, data)
             await recorder.wait_for(lambda: len(recorder.errors) >= errors, 3, f"error {errors}")
 
-        push_all(session, utterance(0, 40, 10))  # 1: frames 0-49
-        session.finalize("a")
+        feed(session, utterance(0, 40, 10))  # 1: frames 0-49
+        finalize(session, "a")
         await recorder.wait_finalized(1, 5)
         await fail_after(speech(20, 50), 1)  # 2: 50-69, then dropped
         await recorder.wait_for(lambda: len(recorder.errors) >= 2, 3, "503")  # 3: refused
-        push_all(session, utterance(70, 30, 10))  # 4: 70-109
-        session.finalize("b")
+        feed(session, utterance(70, 30, 10))  # 4: 70-109
+        finalize(session, "b")
         await recorder.wait_finalized(2, 5)
         await fail_after(speech(20, 110), 3)  # 5: 110-129, error then silence
         await fail_after(speech(10, 130), 4)  # 6: 130-139, TCP abort
         await fail_after(speech(10, 140), 5)  # 7: 140-149, close 1001
-        push_all(session, utterance(150, 30, 10))  # 8: 150-189
-        session.finalize("c")
+        feed(session, utterance(150, 30, 10))  # 8: 150-189
+        finalize(session, "c")
         await recorder.wait_finalized(3, 5)
+        # 9: 190-229 as live audio arrives (a frame every 10 ms) on an open connection.
+        await recorder.wait_state(CONNECTED, 3)
+        live = utterance(190, 30, 10)
+        for offset in range(0, len(live), frame):
+            feed(session, live[offset : offset + frame])
+            await asyncio.sleep(0.01)  # real-time arrival, not synchronisation
+        finalize(session, "d")
+        await recorder.wait_finalized(4, 5)
 
         # Each connection got each frame at most once, in order; the un-finalized audio
         # of each failed connection went again to the next one, which got it first.
         for record in server.connections:
             assert record.marker_indices == sorted(set(record.marker_indices))
-        assert sorted(set(received_indices(server))) == list(range(190))
+        assert sorted(set(received_indices(server))) == list(range(230))
         assert server.connection(4).marker_indices == list(range(50, 110))
         assert server.connection(8).marker_indices == list(range(110, 190))
-        # No stale close of a replaced connection started an extra reconnect.
-        assert len(server.connections) == 8
-        assert [o.status for o in recorder.finalize_ends] == ["done"] * 3
+        assert server.connection(9).marker_indices == list(range(190, 230))
+        # No stale close of a replaced connection started an extra reconnect (10 is the
+        # one pre-warmed after the last finalize).
+        assert len(server.connections) <= 10
+        assert all(not record.audio for record in server.connections[9:])
+        assert all(task.done() and task.exception() is None for task in senders)
+        # Both senders were at work: the session's own task, and (with
+        # push_audio_and_send) the pushing tasks while a connection was open.
+        assert any(
+            task is not None and task.get_name() == "xai-session:supervisor"
+            for task in sending_tasks
+        )
+        assert bool(sending_tasks & set(senders)) == (feeder == "push_audio_and_send")
+        assert [o.status for o in recorder.finalize_ends] == ["done"] * 4
         assert [e.kind for e in recorder.errors] == [
             "abnormal_close",
             "handshake_refused",
@@ -420,14 +472,19 @@ async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconn
         ]
         assert not any(e.fatal for e in recorder.errors)
         # Every spoken frame is a final word exactly once, in order, at its exact time.
-        assert recorder.final_indices() == [*range(40), *range(50, 100), *range(110, 180)]
+        assert recorder.final_indices() == [
+            *range(40),
+            *range(50, 100),
+            *range(110, 180),
+            *range(190, 220),
+        ]
         assert_words_exact(recorder.finals)
         # Each connection got what went out on it: all of it when it was not dropped,
         # a prefix of it when it was (the rest was in flight, and replayed).
         sent = recorder.sent_by_generation()
         for record in server.connections:
             got = bytes(record.audio)
-            if record.number in (1, 4, 8):
+            if record.number in (1, 4, 8, 9):
                 assert got == sent[record.number]
             else:
                 assert sent.get(record.number, b"").startswith(got)
@@ -438,7 +495,7 @@ async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconn
         # frames before its fault, replayed ones first); 110-129 to 8. How much more
         # depends on when the faults struck the audio in flight.
         assert stats.replayed_ms >= 600
-        assert stats.audio_ms_sent == 1900 + stats.replayed_ms
+        assert stats.audio_ms_sent == 2300 + stats.replayed_ms
         assert stats.failure_reconnects == 4  # after 2, 3, 5, 6, 7 -> opened 4, 6, 7, 8
         recorder.assert_legal_statuses()
         await session.stop()

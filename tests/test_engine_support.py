@@ -200,6 +200,18 @@ def push_all(session: StreamingSession, data: bytes, chunk_bytes: int = 3200) ->
         session.push_audio(data[offset : offset + chunk_bytes])
 
 
+def send_all(
+    session: StreamingSession, data: bytes, chunk_bytes: int = 320
+) -> list[asyncio.Task[None]]:
+    """What the extension does: each chunk (10 ms by default) pushed by its own task
+    with push_audio_and_send, the tasks started in arrival order as the runtime does."""
+    loop = asyncio.get_running_loop()
+    return [
+        loop.create_task(session.push_audio_and_send(data[offset : offset + chunk_bytes]))
+        for offset in range(0, len(data), chunk_bytes)
+    ]
+
+
 def received_indices(server: STTServer) -> list[int]:
     """Every marker index the server received, across all connections, in connection order."""
     return [i for record in server.connections for i in record.marker_indices]
