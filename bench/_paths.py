@@ -12,6 +12,7 @@ inherit it, so a whole bench runs on one runtime.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,29 @@ def _link(name: str, target: Path) -> None:
     os.replace(tmp, link)  # atomic: concurrent benches and test runs never see no link
 
 
+def _null_package() -> Path:
+    """The null extension's package: bench/null_ext's modules under a manifest that
+    declares xai_asr_python's own `api`, so that the runtime does the same work for
+    both (it adjusts and validates every frame against the declared schema) and
+    frame_cost's `null` variant is the runtime's whole per-frame cost."""
+    source = ROOT / "bench" / "null_ext"
+    package = ROOT / ".ten" / "bench_null_asr"
+    package.mkdir(parents=True, exist_ok=True)
+    for module in source.glob("*.py"):
+        link = package / module.name
+        if not link.is_symlink():
+            link.symlink_to(module)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["api"] = json.loads((ROOT / "manifest.json").read_text())["api"]
+    text = json.dumps(manifest, indent=2) + "\n"
+    target = package / "manifest.json"
+    if not target.exists() or target.read_text() != text:
+        tmp = package / f".manifest.{os.getpid()}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, target)  # atomic: concurrent benches never read half a file
+    return package
+
+
 def setup() -> str:
     """Prepare sys.path; returns "native" or "standin" (idempotent)."""
     global _runtime
@@ -46,7 +70,7 @@ def setup() -> str:
         return _runtime
     EXT_DIR.mkdir(parents=True, exist_ok=True)
     _link("xai_asr_python", ROOT)
-    _link(NULL_ADDON, ROOT / "bench" / "null_ext")
+    _link(NULL_ADDON, _null_package())
     # The checkout root goes last (as in tests/bin/start): it makes stt_server/ and
     # bench/ importable without its top-level modules (session, config, ...)
     # shadowing anything. `python -m` put it (or "") first: move it.
