@@ -157,6 +157,9 @@ class XAIASRConfig(BaseModel):
     # Above stall_timeout_ms, so a silent stall found out late is still replayed whole.
     replay_max_ms: StrictInt = Field(default=20_000, ge=0, le=600_000)
     prewarm: StrictBool = True
+    # With prewarm: the next connection opens at a turn's first speech, so a finalize
+    # only switches sockets (the audio after it never waits for a handshake).
+    standby: StrictBool = True
     connect_timeout_ms: StrictInt = Field(default=10_000, ge=100, le=120_000)
     reconnect_base_delay_ms: StrictInt = Field(default=500, ge=0, le=60_000)
     reconnect_max_delay_ms: StrictInt = Field(default=8_000, ge=0, le=600_000)

@@ -84,6 +84,7 @@ def settings_from_config(config: XAIASRConfig) -> SessionSettings:
         buffer_max_ms=config.buffer_max_ms,
         replay_max_ms=config.replay_max_ms,
         prewarm=config.prewarm,
+        standby=config.standby,
         connect_timeout_s=config.connect_timeout_ms / 1000,
         backoff=BackoffPolicy(
             base_s=config.reconnect_base_delay_ms / 1000,

@@ -26,10 +26,12 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.protocol import State
 
 from .protocol import (
     AUDIO_DONE_MESSAGE,
     CloseVerdict,
+    ConnectionPhase,
     ConnectionTracker,
     Failure,
     IgnoredFrame,
@@ -116,6 +118,25 @@ class Recognition:
     @property
     def is_open(self) -> bool:
         return self._ws is not None and self.verdict is None
+
+    @property
+    def usable(self) -> bool:
+        """Open with transcript.created, and neither side has begun to close it (a
+        connection opened ahead of need may have been closed by the server meanwhile)."""
+        return (
+            self.is_open
+            and self.tracker.phase is ConnectionPhase.STREAMING
+            and self.tracker.failure is None
+            and self._ws is not None
+            and self._ws.state is State.OPEN
+        )
+
+    def describe_state(self) -> str:
+        if self._ws is None:
+            return "never opened"
+        if self.tracker.failure is not None:
+            return self.tracker.failure.message
+        return f"WebSocket {self._ws.state.name.lower()}"
 
     # ---------------------------------------------------------------- opening
 

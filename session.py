@@ -20,7 +20,15 @@ Connections. The *current* connection is the one new audio goes to. After a
 finalize (`audio.done`) it becomes *draining*: it gets no more audio, has
 until the finalize's deadline to deliver `transcript.done`, and is then
 closed by us whether or not the server closed it. The next connection is
-opened at once (pre-warmed) unless `prewarm` is off. Results are delivered
+opened at once (pre-warmed) unless `prewarm` is off; with `standby` too it is
+opened earlier, when the current connection is sent its first speech, and
+kept as the *standby* until the finalize (or a planned close) hands over to
+it, so the audio after a finalize never waits for a handshake. A standby is
+never a new way to fail: one that is refused or fails is logged and the next
+turn connects the usual way (that attempt reports and backs off if the
+service is really refusing); one the server closed meanwhile is replaced at
+the handoff; a failure of the current connection, an idle close, new
+settings, giving up and stop() close it. Results are delivered
 in order: results of a newer connection are held back until every older
 draining connection has finished its turn (done, timeout, failure), so the
 final of turn N and its finalize end precede any result of turn N+1.
@@ -210,6 +218,9 @@ class SessionSettings:
     finalize_timeout_s: float = 2.0
     buffer_max_ms: int = 60_000
     prewarm: bool = True
+    # With prewarm: open the next connection when a turn's first speech is sent, so a
+    # finalize only switches sockets (no handshake between turns).
+    standby: bool = False
     connect_timeout_s: float = 10.0  # TCP + WebSocket handshake + transcript.created
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     healthy_after_s: float = 5.0
@@ -279,6 +290,7 @@ class SessionSettings:
             "finalize_timeout_s": self.finalize_timeout_s,
             "buffer_max_ms": self.buffer_max_ms,
             "prewarm": self.prewarm,
+            "standby": self.standby,
             "connect_timeout_s": self.connect_timeout_s,
             "backoff": {
                 "base_s": self.backoff.base_s,
@@ -428,6 +440,8 @@ class _Live:
     # final on a failed connection whose audio (replayed for another channel) this one
     # hears again. Its words before that are not delivered twice.
     floors: dict[int | None, Fraction] = field(default_factory=dict)
+    # The standby connection for the turn after this one was asked for.
+    standby_asked: bool = False
     # A draining connection that failed: a repair connection is at work on its turn.
     repairing: bool = False
     # A repair connection: the draining connection whose turn it repairs. Its results
@@ -493,7 +507,12 @@ class StreamingSession:
         self._lives: dict[int, _Live] = {}
         self._current: _Live | None = None
         self._connecting: Recognition | None = None
+        # The connection opened ahead for the next turn (settings.standby), and the task
+        # that opens it.
+        self._standby: Recognition | None = None
+        self._standby_task: asyncio.Task[None] | None = None
         self._repair_recs: set[Recognition] = set()  # repair connections still open
+        self._closing: set[Recognition] = set()  # closed politely in the background
         self._finalizes: dict[str, _Finalize] = {}  # in issue order
         self._finalize_seq = 0
         self._blockers: set[int] = set()  # draining generations whose turn is not finished
@@ -641,6 +660,7 @@ class StreamingSession:
         self._buffer.max_ms = settings.buffer_max_ms
         self._reconnect.policy = settings.backoff
         self._reconnect.healthy_after_s = settings.healthy_after_s
+        self._discard_standby("the settings changed")  # it was opened with the old ones
         self._log.info("settings updated (next connection): %s", settings.redacted())
 
     async def stop(self) -> None:
@@ -652,7 +672,10 @@ class StreamingSession:
         recs = [live.rec for live in self._lives.values()]
         if self._connecting is not None:
             recs.append(self._connecting)
+        if self._standby is not None:
+            recs.append(self._standby)
         recs.extend(self._repair_recs)
+        recs.extend(self._closing)
         # Sockets first: nothing more goes out and nothing waits on the network.
         for rec in recs:
             rec.abort()
@@ -671,6 +694,8 @@ class StreamingSession:
         if self._connecting is not None and self._connecting not in recs:
             late.append(self._connecting)
         late.extend(rec for rec in self._repair_recs if rec not in recs)
+        if self._standby is not None and self._standby not in recs:
+            late.append(self._standby)
         for rec in late:
             rec.abort()
         recs.extend(late)
@@ -757,32 +782,41 @@ class StreamingSession:
         """Attempts until one connection is up; None after a fatal error or stop."""
         while not self._stopped:
             settings = self._settings
-            self._generation += 1
-            generation = self._generation
-            rec = Recognition(
-                generation,
-                settings.connect_url(),
-                settings.api_key,
-                connect_timeout_s=settings.connect_timeout_s,
-                expected_dones=settings.expected_dones,
-                logger=self._log,
-            )
-            self._connecting = rec
-            self._set_status(ConnState.CONNECTING, 0, f"connecting to {url_for_log(settings.url)}")
             started = self._clock()
-            try:
-                await rec.open()
-            except ConnectFailed as exc:
-                self._connecting = None
-                failure = exc.failure
-                self._set_status(
-                    ConnState.DISCONNECTED, _numeric_code(failure.vendor_code), failure.message
+            adopted = await self._adopt_standby() if reason == "planned" else None
+            if adopted is not None:
+                rec = adopted
+                generation = rec.generation
+            else:
+                self._discard_standby("a new connection is opened")
+                self._generation += 1
+                generation = self._generation
+                rec = Recognition(
+                    generation,
+                    settings.connect_url(),
+                    settings.api_key,
+                    connect_timeout_s=settings.connect_timeout_s,
+                    expected_dones=settings.expected_dones,
+                    logger=self._log,
                 )
-                if not await self._after_failure(failure):
-                    return None
-                reason = "failure"
-                continue
-            self._connecting = None
+                self._connecting = rec
+                self._set_status(
+                    ConnState.CONNECTING, 0, f"connecting to {url_for_log(settings.url)}"
+                )
+                started = self._clock()
+                try:
+                    await rec.open()
+                except ConnectFailed as exc:
+                    self._connecting = None
+                    failure = exc.failure
+                    self._set_status(
+                        ConnState.DISCONNECTED, _numeric_code(failure.vendor_code), failure.message
+                    )
+                    if not await self._after_failure(failure):
+                        return None
+                    reason = "failure"
+                    continue
+                self._connecting = None
             if self._stopped:
                 # On Python < 3.12 wait_for() can swallow a cancel that lands as
                 # the handshake completes: the supervisor then runs on after stop().
@@ -814,8 +848,9 @@ class StreamingSession:
                 self._gap_since = None
             self._reconnect.connection_opened()
             self._log.info(
-                "gen %d: connected to %s in %.0f ms",
+                "gen %d: %s %s in %.0f ms",
                 generation,
+                "switched to the standby connection to" if adopted else "connected to",
                 url_for_log(settings.url),
                 (now - started) * 1000,
             )
@@ -825,6 +860,89 @@ class StreamingSession:
             self._spawn(self._watch(live), f"watchdog-{generation}")
             return live
         return None
+
+    # ---------------------------------------------------------------- standby
+
+    def _open_standby(self, live: _Live) -> None:
+        """Open the next turn's connection now, while this turn streams (its first speech
+        was just sent): at the finalize it is ready, and the audio after the finalize
+        goes out at once instead of waiting for a handshake."""
+        live.standby_asked = True
+        if self._standby is not None or self._stopped:
+            return
+        settings = self._settings
+        self._generation += 1
+        rec = Recognition(
+            self._generation,
+            settings.connect_url(),
+            settings.api_key,
+            connect_timeout_s=settings.connect_timeout_s,
+            expected_dones=settings.expected_dones,
+            logger=self._log,
+        )
+        self._standby = rec
+        self._standby_task = self._spawn(
+            self._open_standby_socket(rec), f"standby-{rec.generation}"
+        )
+
+    async def _open_standby_socket(self, rec: Recognition) -> None:
+        started = self._clock()
+        try:
+            await rec.open()
+        except ConnectFailed as exc:
+            # Not an error yet: the next turn connects the usual way when it starts, and
+            # that attempt reports (and backs off) if the service is really refusing.
+            self._log.warning(
+                "gen %d: standby connection failed: %s; the next turn connects when it starts",
+                rec.generation,
+                exc.failure.message,
+            )
+            return
+        if self._stopped or (self._standby is not rec and self._connecting is not rec):
+            # Stopped or discarded meanwhile, and the cancel was swallowed (wait_for on
+            # Python < 3.12 can, as the handshake completes): nobody owns it any more.
+            rec.abort()
+            return
+        self._log.info(
+            "gen %d: standby connection open in %.0f ms",
+            rec.generation,
+            (self._clock() - started) * 1000,
+        )
+
+    async def _adopt_standby(self) -> Recognition | None:
+        """The standby connection, if there is one and it is (or becomes) usable."""
+        rec, task = self._standby, self._standby_task
+        self._standby = self._standby_task = None
+        if rec is None:
+            return None
+        self._set_status(ConnState.CONNECTING, 0, "switching to the standby connection")
+        if task is not None and not task.done():
+            # Its handshake is under way: wait for the rest of it (stop() aborts it).
+            self._connecting = rec
+            try:
+                await asyncio.wait({task})
+            finally:
+                self._connecting = None
+        if rec.usable and not self._stopped:
+            return rec
+        self._log.info(
+            "gen %d: standby connection not usable (%s); connecting anew",
+            rec.generation,
+            "stopped" if self._stopped else rec.describe_state(),
+        )
+        rec.abort()
+        return None
+
+    def _discard_standby(self, why: str) -> None:
+        rec, task = self._standby, self._standby_task
+        self._standby = self._standby_task = None
+        if rec is None:
+            return
+        self._log.info("gen %d: standby connection closed: %s", rec.generation, why)
+        if task is not None and not task.done():
+            task.cancel()  # its open() drops the socket
+        elif rec.is_open:
+            self._close_in_background(rec, "not needed")
 
     async def _after_failure(self, failure: Failure, decision: RetryDecision | None = None) -> bool:
         """Report a failed attempt and wait the backoff; False when giving up."""
@@ -856,6 +974,7 @@ class StreamingSession:
     def _enter_fatal(self) -> None:
         """No connection will come: finalizes waiting for one end now."""
         self._fatal = True
+        self._discard_standby("the session gave up")
         self._set_status(ConnState.DISCONNECTED, 0, "gave up")
         for f in list(self._finalizes.values()):
             if f.sent_on is None:
@@ -868,6 +987,7 @@ class StreamingSession:
         if ended_how in ("handoff", "idle"):
             settings = self._settings
             if ended_how == "idle":
+                self._discard_standby("the session is idle")
                 self._set_status(
                     ConnState.DISCONNECTED,
                     1000,
@@ -1041,6 +1161,8 @@ class StreamingSession:
         if live.speech_since is None and frame.speech:
             live.speech_since = max(now, heard_at)
             live.poke.set()
+            if not live.standby_asked and self._settings.standby and self._settings.prewarm:
+                self._open_standby(live)
         self._bytes_sent += len(frame.data)
         self._audio_ms_sent += duration_ms
         self._emit("on_audio_sent", frame.data)
@@ -1055,7 +1177,7 @@ class StreamingSession:
             self._current = None
             self._reconnect.connection_closed()
             live.closing = True
-            self._spawn(live.rec.close("idle"), f"close-{live.generation}")
+            self._close_in_background(live.rec, "idle")
             self._retire(live)
             self._gap_since = None
             return "idle"
@@ -1156,9 +1278,7 @@ class StreamingSession:
         if live.closing or live.ended.is_set():
             return
         live.closing = True
-        self._spawn(
-            live.rec.close("failed", timeout_s=FAILURE_CLOSE_TIMEOUT_S), f"close-{live.generation}"
-        )
+        self._close_in_background(live.rec, "failed", timeout_s=FAILURE_CLOSE_TIMEOUT_S)
 
     async def _watch(self, live: _Live) -> None:
         """Stall and idle watchdog of the current connection."""
@@ -1660,6 +1780,21 @@ class StreamingSession:
             asyncio.get_running_loop().call_soon(function, *args)
         except RuntimeError:
             function(*args)
+
+    def _close_in_background(
+        self, rec: Recognition, reason: str, timeout_s: float | None = None
+    ) -> None:
+        """A polite close in its own task. Until it is over the socket stays on the list
+        stop() drops: a close task cancelled before its first step never runs at all."""
+        self._closing.add(rec)
+
+        async def close() -> None:
+            try:
+                await rec.close(reason, timeout_s=timeout_s)
+            finally:
+                self._closing.discard(rec)
+
+        self._spawn(close(), f"close-{rec.generation}")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"xai-session:{name}")

@@ -8,6 +8,11 @@ Phases:
 - finalize: connection 1, around `audio.done`;
 - planned: the connection opened after a finalize (connection 2).
 
+The cells pin each fault to a connection number, so they run with `standby`
+off (the next connection opens at the finalize, not at the first speech, and
+the numbering is the one above); the standby connection's own faults are
+tested in tests/test_engine_standby.py.
+
 Every cell runs three turns (A, B, C), each finalized, and checks:
 errors (codes, vendor info), the status chain, recovery (or a FATAL stop),
 every `asr_finalize_end` within finalize_timeout_ms + 1 s of its finalize,
@@ -660,7 +665,7 @@ def test_fault_cell(cell: Cell) -> None:
     trace = Trace()
     with marker_server() as srv:
         srv.set_fault(cell.connection, cell.server_fault)
-        props = fast_props(srv.url, params={"api_key": KEY})
+        props = fast_props(srv.url, params={"api_key": KEY}, standby=False)
         tester = run_it(props, make_script(cell, srv, trace), timeout_s=40)
         # A connection left open fails the cell, after the other checks have run.
         left_open: AssertionError | None = None
