@@ -23,8 +23,15 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "cpu_ms_per_audio_s": ["ws", "null", "ext"],
     },
     "turn_boundary": {
-        "summary": ["floor", "prewarm_on", "prewarm_off", "goal_met", "late_frames_zero"],
-        "prewarm_on": ["after_finalize_p50_ms", "after_finalize_p99_ms", "steady_p99_ms"],
+        "summary": [
+            "floor",
+            "standby",
+            "prewarm",
+            "prewarm_off",
+            "goal_met",
+            "late_frames_zero",
+        ],
+        "standby": ["after_finalize_p50_ms", "after_finalize_p99_ms", "steady_p99_ms"],
     },
     "finalize_latency": {
         "summary": ["floor", "ext", "ext_stages_p50_ms", "goal_met"],
