@@ -97,6 +97,10 @@ def settings_from_config(config: XAIASRConfig) -> SessionSettings:
     )
 
 
+_LANE_MESSAGES, _LANE_METRICS, _LANE_STOP = 0, 1, 2
+_OutboxItem = tuple[int, int, tuple[str, dict[str, Any]] | None]
+
+
 @dataclass
 class _PendingFinalize:
     finalize_id: str
@@ -134,7 +138,11 @@ class XAIASRExtension(AsyncExtension):
         self._config: XAIASRConfig | None = None
         self._config_error: ConfigError | None = None
         self._session: StreamingSession | None = None
-        self._outbox: asyncio.Queue[tuple[str, dict[str, Any]] | None] | None = None
+        # (lane, sequence, message): results, finalize ends, errors and status go out in
+        # the order produced; metrics only when none of those is waiting (a metric is
+        # never what a user waits for, a finalize end is); the stop mark last.
+        self._outbox: asyncio.PriorityQueue[_OutboxItem] | None = None
+        self._outbox_seq = 0
         self._outbox_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metadata: dict[str, Any] = {}
@@ -158,7 +166,7 @@ class XAIASRExtension(AsyncExtension):
         # Everything that receives messages exists before init-done: the runtime
         # delivers frames queued until then *before* on_start is called.
         self._env = ten_env
-        self._outbox = asyncio.Queue()
+        self._outbox = asyncio.PriorityQueue()
         self._outbox_task = self._spawn(self._run_outbox(ten_env), "outbox")
         properties, _ = await ten_env.get_property_to_json("")
         try:
@@ -203,7 +211,7 @@ class XAIASRExtension(AsyncExtension):
             self._emit_send_metrics()
         self._close_dump()
         if self._outbox is not None:
-            self._outbox.put_nowait(None)
+            self._outbox.put_nowait((_LANE_STOP, 0, None))
             if self._outbox_task is not None:
                 await asyncio.wait([self._outbox_task], timeout=OUTBOX_DRAIN_TIMEOUT_S)
         for task in list(self._tasks):
@@ -525,12 +533,14 @@ class XAIASRExtension(AsyncExtension):
     def _enqueue(self, name: str, payload: dict[str, Any]) -> None:
         if self._outbox is None:
             return
-        self._outbox.put_nowait((name, payload))
+        self._outbox_seq += 1
+        lane = _LANE_METRICS if name == "metrics" else _LANE_MESSAGES
+        self._outbox.put_nowait((lane, self._outbox_seq, (name, payload)))
 
     async def _run_outbox(self, ten_env: AsyncTenEnv) -> None:
         assert self._outbox is not None
         while True:
-            item = await self._outbox.get()
+            _, _, item = await self._outbox.get()
             if item is None:
                 return
             name, payload = item

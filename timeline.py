@@ -71,6 +71,11 @@ def round_ms(value: Fraction) -> int:
     return math.floor(value + Fraction(1, 2))
 
 
+def _round_ticks_to_ms(ticks: int) -> int:
+    """round_ms(ticks_to_ms(ticks)) in integers."""
+    return (2 * ticks + TICKS_PER_MS) // (2 * TICKS_PER_MS)
+
+
 class ConnectionTimeline:
     """Where the audio sent on one connection sits in the user's stream (ticks inside)."""
 
@@ -147,9 +152,31 @@ class ConnectionTimeline:
         A span is clamped to the audio actually sent on this connection: the
         vendor cannot have heard more, and clamping keeps the spans of two
         connections from overlapping even if the vendor's times overshoot.
+        This runs for every word of every result: integer ticks throughout.
         """
-        low, high = self.offset_ms, self.user_end_ms
-        start = min(max(self.to_user_ms(start_s), low), high)
-        stop = min(max(self.to_user_ms(max(start_s, end_s), end=True), start), high)
-        start_ms = round_ms(start)
-        return start_ms, max(0, round_ms(stop) - start_ms)
+        if self._user_starts:
+            low = self._user_starts[0]
+            high = self._user_starts[-1] + self._lengths[-1]
+        else:
+            low = high = self._base_user
+        start = min(max(self._user_tick(start_s, end=False), low), high)
+        stop = min(max(self._user_tick(max(start_s, end_s), end=True), start), high)
+        start_ms = _round_ticks_to_ms(start)
+        return start_ms, max(0, _round_ticks_to_ms(stop) - start_ms)
+
+    def _user_tick(self, vendor_s: float, *, end: bool) -> int:
+        """`to_user_ms` in ticks: the vendor time snapped to this connection's samples."""
+        ticks = max(0, round(vendor_s * self.sample_rate)) * (TICKS_PER_SECOND // self.sample_rate)
+        if TICKS_PER_SECOND % self.sample_rate:  # a rate the service refuses: not exact
+            return math.floor(
+                self.conn_to_user_ms(self.vendor_to_conn_ms(vendor_s), end=end) * TICKS_PER_MS
+            )
+        if not self._conn_starts:
+            return self._base_user + ticks
+        chosen = 0
+        for index, conn_start in enumerate(self._conn_starts):
+            if conn_start < ticks or (not end and conn_start == ticks):
+                chosen = index
+            else:
+                break
+        return self._user_starts[chosen] + (ticks - self._conn_starts[chosen])

@@ -7,6 +7,8 @@ import struct
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xai_asr_python.audio_buffer import (
     AudioBuffer,
@@ -193,4 +195,35 @@ def test_speech_detection_cannot_alias_a_tone_away() -> None:
     assert is_speech(data, "pcm")
     assert level_dbfs(data, "pcm") == pytest.approx(
         20 * math.log10(8000 / 32768 / math.sqrt(2)), abs=0.5
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.sampled_from([8000, 16000, 22050, 24000, 44100, 48000]),
+    stretches=st.lists(
+        st.tuples(st.integers(0, 5000), st.integers(1, 3000)), min_size=0, max_size=4
+    ),
+    start_s=st.floats(-1, 20, allow_nan=False),
+    length_s=st.floats(-1, 5, allow_nan=False),
+)
+def test_span_in_ticks_is_the_exact_rational_mapping_rounded_once(
+    rate: int, stretches: list[tuple[int, int]], start_s: float, length_s: float
+) -> None:
+    """span() works in integer ticks (it runs for every word); it gives what the exact
+    rational mapping (to_user_ms, clamped, rounded half-up once) gives."""
+    fmt = AudioFormat(rate, "pcm", 1)
+    timeline = ConnectionTimeline(rate, base_user=ticks(300))
+    position = 0
+    for gap_samples, samples in stretches:  # stretches of audio, with dropped gaps
+        position += gap_samples * fmt.ticks_per_frame
+        timeline.record_sent(position, samples * fmt.ticks_per_frame)
+        position += samples * fmt.ticks_per_frame
+    end_s = start_s + length_s
+    low, high = timeline.offset_ms, timeline.user_end_ms
+    start = min(max(timeline.to_user_ms(start_s), low), high)
+    stop = min(max(timeline.to_user_ms(max(start_s, end_s), end=True), start), high)
+    assert timeline.span(start_s, end_s) == (
+        round_ms(start),
+        max(0, round_ms(stop) - round_ms(start)),
     )
