@@ -19,16 +19,49 @@ class NullASRExtension(AsyncExtension):
         self.frames = 0
         self.last_audio = b""
         self.last_metadata = ""
+        self.result_words = 0
+        self.results = 0
 
     async def on_audio_frame(self, ten_env: AsyncTenEnv, audio_frame: AudioFrame) -> None:
         self.frames += 1
         self.last_audio = bytes(audio_frame.get_buf())
         self.last_metadata, _ = audio_frame.get_property_to_json("metadata")
 
+    async def on_init(self, ten_env: AsyncTenEnv) -> None:
+        # bench.finalize_latency: answer each finalize with a final asr_result of this
+        # many words first, so the runtime carries what an extension's answer carries.
+        words, err = await ten_env.get_property_int("result_words")
+        self.result_words = words if err is None else 0
+
     async def on_data(self, ten_env: AsyncTenEnv, data: Data) -> None:
         if data.get_name() != "asr_finalize":
             return
         finalize_id, _ = data.get_property_string("finalize_id")
+        if self.result_words:
+            result = Data.create("asr_result")
+            result.set_property_from_json(None, json.dumps(self._final_result()))
+            await ten_env.send_data(result)
         end = Data.create("asr_finalize_end")
         end.set_property_from_json(None, json.dumps({"finalize_id": finalize_id or ""}))
         await ten_env.send_data(end)
+
+    def _final_result(self) -> dict[str, object]:
+        """A final asr_result shaped as xai_asr_python's (one word per 10 ms)."""
+        self.results += 1
+        words = [
+            {"word": str(k), "start_ms": 10 * k, "duration_ms": 10, "stable": True}
+            for k in range(self.result_words)
+        ]
+        return {
+            "id": f"null-{self.results}",
+            "text": " ".join(str(k) for k in range(self.result_words)),
+            "final": True,
+            "start_ms": 0,
+            "duration_ms": 10 * self.result_words,
+            "language": "en-US",
+            "words": words,
+            "metadata": {
+                "session_id": "bench",
+                "asr_info": {"vendor": "null", "locked": True, "speech_final": True},
+            },
+        }
