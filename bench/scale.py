@@ -15,7 +15,11 @@ pinned to CPU 1 so it does not eat the measured core. Every session streams
 real-time 10 ms marker frames (phases spread over the 10 ms period): a 2 s
 utterance (a word every 250 ms: bench/harness.py WORD_EVERY), then
 `finalize` while 1 s of silence keeps flowing (turn phases are staggered
-too), with `prewarm` on and no handshake delay.
+too), with the extension's defaults (`prewarm` and `standby`: the next turn's
+connection opens at a turn's first speech) and no handshake delay. Each frame
+and each finalize is handed over by its own task, the way the runtime calls
+the extension's on_audio_frame / on_data and the extension calls
+`push_audio_and_send` / `finalize`.
 
   frame-forward delay = the engine's on_audio_sent (the WebSocket send of
   that frame returned) - the frame's real-time due time
@@ -121,6 +125,19 @@ def _overrides(settings: list[str]) -> dict[str, Any]:
     return out
 
 
+_handlers: set[asyncio.Task[None]] = set()
+
+
+def _hand_over(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _handlers.add(task)
+    task.add_done_callback(_handlers.discard)
+
+
+async def _finalize(session: Any, finalize_id: str) -> None:
+    session.finalize(finalize_id)
+
+
 async def _engine(
     n: int, url: str, duration_s: float, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -131,7 +148,9 @@ async def _engine(
     gc.collect()
     rss_before = common.rss_bytes()
     measure: dict[str, Any] = {"from": float("inf"), "until": float("inf"), "all": [], "steady": []}
-    settings = SessionSettings(url=url, api_key="bench-key", prewarm=True, **(overrides or {}))
+    settings = SessionSettings(
+        url=url, api_key="bench-key", **{"prewarm": True, "standby": True, **(overrides or {})}
+    )
     listeners = [_Listener(measure) for _ in range(n)]
     sessions = [StreamingSession(settings, lis) for lis in listeners]
     for s in sessions:
@@ -165,9 +184,10 @@ async def _engine(
         heapq.heapreplace(heap, (due + 0.01, i, k + 1))
         position = (k + offsets[i]) % period
         listeners[i].pending.append((due, due - last_finalize[i] < AFTER_FINALIZE_S))
-        sessions[i].push_audio(bytes(bytearray(cycle[position])))  # a fresh buffer, as live
+        # A fresh buffer, as live; a task per message, in arrival order, as the runtime.
+        _hand_over(sessions[i].push_audio_and_send(bytes(bytearray(cycle[position]))))
         if position == SPEECH_FRAMES - 1:
-            sessions[i].finalize(f"s{i}-{k}")
+            _hand_over(_finalize(sessions[i], f"s{i}-{k}"))
             last_finalize[i] = due
     now = time.monotonic()
     cpu, wall = time.process_time() - cpu0, now - wall0
