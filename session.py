@@ -183,13 +183,6 @@ SEND_FAILURE_SETTLE_S = 1.0
 WATCHDOG_MIN_SLEEP_S = 0.01
 # The sender lets other tasks run at least this often during a long flush.
 PUMP_YIELD_EVERY_S = 0.005
-# Frames the graph delivers together (in one turn of the event loop, or while a send
-# waits for the socket) go out as one WebSocket message of at most this many bytes:
-# the audio is one stream to the service, and each message costs a system call and
-# the service's per-message work whatever its size. Frames arriving one by one
-# (live audio) go out one by one, at once. The sender task (flushes after a
-# reconnect) still sends frame by frame.
-COALESCE_MAX_BYTES = 32 * 1024
 
 
 class ConnState(str, enum.Enum):
@@ -588,34 +581,36 @@ class StreamingSession:
         is parked waiting for audio (it stays parked until this is done), only
         what it would have sent next (audio at the head of the buffer, never past
         a finalize marker), and leaves every other case (not connected, a failed
-        send, a finalize, a connection ending) to the sender task. Frames that
-        arrive while one caller sends (in the same turn of the event loop, or
-        while its send waits for the socket) go with that caller's next message.
+        send, a finalize, a connection ending) to the sender task.
         """
         if not self._queue_audio(chunk):
             return
-        if self._caller_sending:
-            return  # the caller at work sends it, or leaves it to the sender task
         live = self._parked_on
-        if live is None or live is not self._current:
+        if live is None or self._caller_sending or live is not self._current:
             self._wakeup.set()
             return
         self._caller_sending = True
-        buffer = self._buffer
         try:
-            # One turn of the loop: frames delivered together with this one join it.
-            await asyncio.sleep(0)
+            buffer = self._buffer
             rec = live.rec
             while (
-                type(buffer.peek()) is AudioFrame
+                type(item := buffer.peek()) is AudioFrame
                 and self._parked_on is live
                 and not live.ended.is_set()
                 and rec.tracker.failure is None
                 and not self._stopped
             ):
+                buffer.pop()
                 live.idle = False
-                if not await self._send_frames(live, self._pop_frames(COALESCE_MAX_BYTES)):
+                live.sending_since = self._clock()
+                try:
+                    await rec.send_audio(item.data)
+                except SendFailed:
+                    buffer.push_front(item)
                     break
+                finally:
+                    live.sending_since = None
+                self._after_send(live, item)
         finally:
             self._caller_sending = False
             # Whatever is left (a finalize, a failure, audio that came meanwhile) is
@@ -1126,48 +1121,23 @@ class StreamingSession:
                 self._begin_drain(live, self._finalizes.get(item.finalize_id))
                 return "handoff"
             assert isinstance(item, AudioFrame)
-            if not await self._send_frames(live, self._pop_frames(0)):
+            self._buffer.pop()
+            live.sending_since = self._clock()
+            try:
+                await rec.send_audio(item.data)
+            except SendFailed:
+                # Not to the floor: it goes first to the next connection.
+                self._buffer.push_front(item)
                 return "send_failed"
+            finally:
+                live.sending_since = None
+            self._after_send(live, item)
             # A send into a fast socket completes without suspending: a long flush
             # yields now and then, so it cannot starve the readers, the timers and the
             # handshake of the next connection.
             if time.monotonic() - yielded_at >= PUMP_YIELD_EVERY_S:
                 await asyncio.sleep(0)
                 yielded_at = time.monotonic()
-
-    def _pop_frames(self, max_bytes: int) -> list[AudioFrame]:
-        """The audio frames at the head of the buffer (at least one), up to a finalize
-        marker and `max_bytes`."""
-        buffer = self._buffer
-        first = buffer.pop()
-        assert type(first) is AudioFrame
-        frames = [first]
-        size = len(first.data)
-        while (
-            type(item := buffer.peek()) is AudioFrame
-            and size + len(item.data) <= max_bytes
-        ):
-            buffer.pop()
-            frames.append(item)
-            size += len(item.data)
-        return frames
-
-    async def _send_frames(self, live: _Live, frames: list[AudioFrame]) -> bool:
-        """Send `frames` as one message. False when the send failed: they are back at the
-        head of the buffer (not to the floor: they go first to the next connection)."""
-        data = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
-        live.sending_since = self._clock()
-        try:
-            await live.rec.send_audio(data)
-        except SendFailed:
-            for frame in reversed(frames):
-                self._buffer.push_front(frame)
-            return False
-        finally:
-            live.sending_since = None
-        for frame in frames:
-            self._after_send(live, frame)
-        return True
 
     def _after_send(self, live: _Live, frame: AudioFrame) -> None:
         # Runs for every frame sent: integer ticks, and the frame's speech level only

@@ -551,24 +551,3 @@ async def test_two_minutes_pushed_at_once_with_a_finalize_every_20_s() -> None:
         assert recorder.final_indices() == spoken
         assert len(server.connections) <= turns + 1
         await session.stop()
-
-
-async def test_frames_delivered_together_go_out_together_in_order() -> None:
-    """Frames the graph delivers in one turn of the event loop (each by its own task, as
-    the runtime does) go out as one message; a frame arriving alone goes out alone."""
-    async with marker_server() as server:
-        recorder = Recorder()
-        session = StreamingSession(fast_settings(server.url), recorder)
-        session.start()
-        await recorder.wait_state(CONNECTED, 3)
-        first = send_all(session, speech(1))
-        record = server.connection(1)
-        await recorder.wait_for(lambda: len(recorder.sent) == BYTES_PER_FRAME_16K, 3, "frame 0")
-        burst = send_all(session, speech(10, 1))  # ten frames, ten tasks, one loop turn
-        await asyncio.gather(*first, *burst)
-        await recorder.wait_for(
-            lambda: len(record.audio) == 11 * BYTES_PER_FRAME_16K, 3, "all eleven frames"
-        )
-        assert record.marker_indices == list(range(11))
-        assert record.binary_frames == 2
-        await session.stop()
