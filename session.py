@@ -789,16 +789,8 @@ class StreamingSession:
                 generation = rec.generation
             else:
                 self._discard_standby("a new connection is opened")
-                self._generation += 1
-                generation = self._generation
-                rec = Recognition(
-                    generation,
-                    settings.connect_url(),
-                    settings.api_key,
-                    connect_timeout_s=settings.connect_timeout_s,
-                    expected_dones=settings.expected_dones,
-                    logger=self._log,
-                )
+                rec = self._new_recognition(settings.connect_timeout_s)
+                generation = rec.generation
                 self._connecting = rec
                 self._set_status(
                     ConnState.CONNECTING, 0, f"connecting to {url_for_log(settings.url)}"
@@ -861,6 +853,19 @@ class StreamingSession:
             return live
         return None
 
+    def _new_recognition(self, connect_timeout_s: float) -> Recognition:
+        """A connection with the next generation number and the current settings."""
+        settings = self._settings
+        self._generation += 1
+        return Recognition(
+            self._generation,
+            settings.connect_url(),
+            settings.api_key,
+            connect_timeout_s=connect_timeout_s,
+            expected_dones=settings.expected_dones,
+            logger=self._log,
+        )
+
     # ---------------------------------------------------------------- standby
 
     def _open_standby(self, live: _Live) -> None:
@@ -870,16 +875,7 @@ class StreamingSession:
         live.standby_asked = True
         if self._standby is not None or self._stopped:
             return
-        settings = self._settings
-        self._generation += 1
-        rec = Recognition(
-            self._generation,
-            settings.connect_url(),
-            settings.api_key,
-            connect_timeout_s=settings.connect_timeout_s,
-            expected_dones=settings.expected_dones,
-            logger=self._log,
-        )
+        rec = self._new_recognition(self._settings.connect_timeout_s)
         self._standby = rec
         self._standby_task = self._spawn(
             self._open_standby_socket(rec), f"standby-{rec.generation}"
@@ -1428,22 +1424,16 @@ class StreamingSession:
         transcript.done, all by the failed turn's deadline. Its results become the turn's."""
         settings = self._settings
         deadline = failed.drain_deadline
-        self._generation += 1
-        generation = self._generation
+        rec = self._new_recognition(
+            max(0.001, min(settings.connect_timeout_s, deadline - self._clock()))
+        )
+        generation = rec.generation
         replay_ms = sum(f.length for f in frames) / TICKS_PER_MS
         self._log.warning(
             "gen %d failed while draining: repairing its turn on gen %d (%.0f ms of audio)",
             failed.generation,
             generation,
             replay_ms,
-        )
-        rec = Recognition(
-            generation,
-            settings.connect_url(),
-            settings.api_key,
-            connect_timeout_s=max(0.001, min(settings.connect_timeout_s, deadline - self._clock())),
-            expected_dones=settings.expected_dones,
-            logger=self._log,
         )
         self._repair_recs.add(rec)
         repair = _Live(

@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 from .protocol import bytes_per_sample
 
 TICKS_PER_SECOND = 7_056_000
 TICKS_PER_MS = TICKS_PER_SECOND // 1000
+T = TypeVar("T", int, Fraction)
 
 
 def ticks_to_ms(ticks: int | Fraction) -> Fraction:
@@ -134,9 +136,12 @@ class ConnectionTimeline:
 
     def conn_to_user_ms(self, t: Fraction, *, end: bool = False) -> Fraction:
         """Map a time on this connection's timeline (ms of audio sent on it) to the user's."""
-        ticks = t * TICKS_PER_MS
+        return ticks_to_ms(self._to_user(t * TICKS_PER_MS, end=end))
+
+    def _to_user(self, ticks: T, *, end: bool) -> T:
+        """Connection ticks -> user ticks (an int for an int; exact rationals pass through)."""
         if not self._conn_starts:
-            return ticks_to_ms(self._base_user + ticks)
+            return self._base_user + ticks
         chosen = 0
         for index, conn_start in enumerate(self._conn_starts):
             if conn_start < ticks or (not end and conn_start == ticks):
@@ -144,7 +149,7 @@ class ConnectionTimeline:
             else:
                 break
         # Past the end of what was sent the mapping continues linearly.
-        return ticks_to_ms(self._user_starts[chosen] + (ticks - self._conn_starts[chosen]))
+        return self._user_starts[chosen] + (ticks - self._conn_starts[chosen])
 
     def span(self, start_s: float, end_s: float) -> tuple[int, int]:
         """(start_ms, duration_ms) on the user's timeline, rounded once.
@@ -166,17 +171,9 @@ class ConnectionTimeline:
 
     def _user_tick(self, vendor_s: float, *, end: bool) -> int:
         """`to_user_ms` in ticks: the vendor time snapped to this connection's samples."""
-        ticks = max(0, round(vendor_s * self.sample_rate)) * (TICKS_PER_SECOND // self.sample_rate)
         if TICKS_PER_SECOND % self.sample_rate:  # a rate the service refuses: not exact
             return math.floor(
-                self.conn_to_user_ms(self.vendor_to_conn_ms(vendor_s), end=end) * TICKS_PER_MS
+                self._to_user(self.vendor_to_conn_ms(vendor_s) * TICKS_PER_MS, end=end)
             )
-        if not self._conn_starts:
-            return self._base_user + ticks
-        chosen = 0
-        for index, conn_start in enumerate(self._conn_starts):
-            if conn_start < ticks or (not end and conn_start == ticks):
-                chosen = index
-            else:
-                break
-        return self._user_starts[chosen] + (ticks - self._conn_starts[chosen])
+        samples = max(0, round(vendor_s * self.sample_rate))
+        return self._to_user(samples * (TICKS_PER_SECOND // self.sample_rate), end=end)

@@ -23,6 +23,7 @@ from test_engine_support import (
     received_indices,
     send_all,
     speech,
+    status_pairs,
     utterance,
 )
 
@@ -35,10 +36,6 @@ CONNECTED, CONNECTING, DISCONNECTED = (
     ConnState.CONNECTING,
     ConnState.DISCONNECTED,
 )
-
-
-def status_pairs(recorder: Recorder) -> list[tuple[ConnState, ConnState]]:
-    return [(last, current) for current, last, _, _ in recorder.statuses]
 
 
 # ------------------------------------------------------------------ planned handoffs

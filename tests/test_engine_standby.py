@@ -18,6 +18,7 @@ from test_engine_support import (
     marker_server,
     push_all,
     speech,
+    status_pairs,
     utterance,
 )
 
@@ -36,10 +37,6 @@ def standby_session(server: STTServer, **overrides: object) -> tuple[StreamingSe
     session = StreamingSession(fast_settings(server.url, standby=True, **overrides), recorder)
     session.start()
     return session, recorder
-
-
-def status_pairs(recorder: Recorder) -> list[tuple[ConnState, ConnState]]:
-    return [(last, current) for current, last, _, _ in recorder.statuses]
 
 
 async def test_the_standby_opens_at_the_first_speech_and_takes_the_next_turn() -> None:

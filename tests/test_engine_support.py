@@ -148,6 +148,11 @@ class Recorder:
             last = current
 
 
+def status_pairs(recorder: Recorder) -> list[tuple[ConnState, ConnState]]:
+    """(last, current) of every status change, in order."""
+    return [(last, current) for current, last, _, _ in recorder.statuses]
+
+
 def assert_words_exact(finals: list[Transcript], channel_offset: int = 0) -> None:
     """Every final word of marker frame i starts at i * 10 ms and lasts 10 ms."""
     assert finals
