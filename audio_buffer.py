@@ -71,10 +71,6 @@ class AudioFrame:
         return ticks_to_ms(self.length)
 
     @property
-    def end(self) -> int:
-        return self.start + self.length
-
-    @property
     def speech(self) -> bool:
         """Loud enough to count as speech (for the stall watchdog); computed once, on demand."""
         if self._speech is None:
@@ -91,25 +87,6 @@ class AudioFrame:
             f"AudioFrame({len(self.data)} bytes at {float(self.start_ms):.3f} ms, "
             f"{float(self.duration_ms):.3f} ms{', replayed' if self.replayed else ''})"
         )
-
-
-def frame_tail(frame: AudioFrame, offset_ms: Fraction, fmt: AudioFormat) -> AudioFrame | None:
-    """The part of `frame` from `offset_ms` after its start, cut on a whole sample (rounded
-    up, so nothing before `offset_ms` is kept); None when nothing is left."""
-    if offset_ms <= 0:
-        return frame
-    samples = math.ceil(offset_ms * fmt.sample_rate / 1000)
-    cut = samples * fmt.bytes_per_frame
-    if cut >= len(frame.data):
-        return None
-    skipped = samples * fmt.ticks_per_frame
-    return AudioFrame(
-        frame.data[cut:],
-        frame.start + skipped,
-        frame.length - skipped,
-        frame.encoding,
-        frame.replayed,
-    )
 
 
 @dataclass(frozen=True)

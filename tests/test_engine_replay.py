@@ -36,7 +36,6 @@ from xai_asr_python.audio_buffer import (
     AudioFrame,
     FinalizeMarker,
     ReplayWindow,
-    frame_tail,
 )
 from xai_asr_python.protocol import TranscriptPartial, WordTiming
 from xai_asr_python.recognition import ResultAssembler
@@ -392,17 +391,24 @@ def pcm_frame(start_ms: int, ms: int, value: int = 1000) -> AudioFrame:
     )
 
 
-def test_frame_tail_cuts_on_a_whole_sample() -> None:
+def test_an_acknowledgement_inside_a_frame_cuts_it_on_a_whole_sample() -> None:
     frame = pcm_frame(1000, 100)
-    tail = frame_tail(frame, Fraction(30), PCM16K)
-    assert tail is not None
+
+    def kept_after(acked_ms: Fraction) -> list[AudioFrame]:
+        window = ReplayWindow(PCM16K, max_ms=10_000)
+        window.sent(frame)
+        window.acknowledge(acked_ms)
+        return window.frames()
+
+    [tail] = kept_after(Fraction(30))
     assert (tail.start_ms, tail.duration_ms) == (1030, 70)
     assert tail.data == frame.data[30 * 32 :]
     # Between two samples: rounded up, so nothing before the cut is kept.
-    odd = frame_tail(frame, Fraction(1, 100), PCM16K)
-    assert odd is not None and len(odd.data) == len(frame.data) - 2
-    assert frame_tail(frame, Fraction(100), PCM16K) is None
-    assert frame_tail(frame, Fraction(0), PCM16K) is frame
+    [odd] = kept_after(Fraction(1, 100))
+    assert len(odd.data) == len(frame.data) - 2
+    assert kept_after(Fraction(100)) == []
+    [whole] = kept_after(Fraction(0))
+    assert (whole.data, whole.start, whole.length) == (frame.data, frame.start, frame.length)
 
 
 def test_window_keeps_what_follows_the_acknowledged_point() -> None:
