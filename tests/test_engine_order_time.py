@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 from test_engine_support import (
     BYTES_PER_FRAME_16K,
+    CONNECTED,
+    CONNECTING,
+    DISCONNECTED,
     Recorder,
     assert_words_exact,
     fast_settings,
@@ -29,14 +32,7 @@ from test_engine_support import (
 
 from stt_server import Close, ErrorEvent, Fault, g711
 from xai_asr_python.reconnect_manager import BackoffPolicy
-from xai_asr_python.session import ConnState, StreamingSession
-
-CONNECTED, CONNECTING, DISCONNECTED = (
-    ConnState.CONNECTED,
-    ConnState.CONNECTING,
-    ConnState.DISCONNECTED,
-)
-
+from xai_asr_python.session import StreamingSession
 
 # ------------------------------------------------------------------ planned handoffs
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 
 from test_engine_support import (
+    CONNECTED,
+    CONNECTING,
+    DISCONNECTED,
     Recorder,
     assert_clean_stop,
     fast_settings,
@@ -23,13 +26,7 @@ from test_engine_support import (
 )
 
 from stt_server import Close, Fault, STTServer
-from xai_asr_python.session import ConnState, StreamingSession
-
-CONNECTED, CONNECTING, DISCONNECTED = (
-    ConnState.CONNECTED,
-    ConnState.CONNECTING,
-    ConnState.DISCONNECTED,
-)
+from xai_asr_python.session import StreamingSession
 
 
 def standby_session(server: STTServer, **overrides: object) -> tuple[StreamingSession, Recorder]:

@@ -148,6 +148,13 @@ class Recorder:
             last = current
 
 
+CONNECTED, CONNECTING, DISCONNECTED = (
+    ConnState.CONNECTED,
+    ConnState.CONNECTING,
+    ConnState.DISCONNECTED,
+)
+
+
 def status_pairs(recorder: Recorder) -> list[tuple[ConnState, ConnState]]:
     """(last, current) of every status change, in order."""
     return [(last, current) for current, last, _, _ in recorder.statuses]
