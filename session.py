@@ -351,6 +351,8 @@ class FinalizeOutcome:
     # True when the turn's connection failed while draining and a repair connection
     # transcribed its un-finalized audio again (status "done").
     repaired: bool = False
+    # Where the finalize cut the user's audio (session timeline, ms): the end of the turn.
+    position_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -399,6 +401,7 @@ class _Finalize:
     finalize_id: str
     issued_at: float
     deadline: float
+    position_ms: int = 0  # user-stream time of the cut (audio pushed before the finalize)
     ended: bool = False
     sent_on: int | None = None  # generation that got its audio.done
     timer: asyncio.Task[None] | None = None
@@ -640,11 +643,15 @@ class StreamingSession:
             finalize_id=finalize_id,
             issued_at=now,
             deadline=now + self._settings.finalize_timeout_s,
+            position_ms=round_ms(self._buffer.position_ms),
         )
         if self._stopped or self._fatal:
             f.ended = True
             outcome = FinalizeOutcome(
-                finalize_id, "stopped" if self._stopped else "no_connection", 0.0
+                finalize_id,
+                "stopped" if self._stopped else "no_connection",
+                0.0,
+                position_ms=f.position_ms,
             )
             self._call_soon(self._deliver, self._generation + 1, outcome)
             return
@@ -718,6 +725,11 @@ class StreamingSession:
         self._set_status(ConnState.DISCONNECTED, 1000, "stopped")
         self._stop_finished.set()
         self._log.info("session stopped")
+
+    @property
+    def gave_up(self) -> bool:
+        """A FATAL error ended the session: it transcribes nothing until start() again."""
+        return self._fatal
 
     @property
     def stats(self) -> SessionStats:
@@ -1614,7 +1626,10 @@ class StreamingSession:
             f.timer.cancel()
         self._finalizes.pop(f.token, None)
         latency_ms = (self._clock() - f.issued_at) * 1000
-        self._deliver(generation, FinalizeOutcome(f.finalize_id, status, latency_ms, repaired))
+        self._deliver(
+            generation,
+            FinalizeOutcome(f.finalize_id, status, latency_ms, repaired, f.position_ms),
+        )
 
     # ================================================================ delivery
 
