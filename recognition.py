@@ -48,6 +48,7 @@ from .protocol import (
     transport_failure,
     url_for_log,
 )
+from .redaction import redact
 
 # websockets >= 15 reads proxy settings from the environment unless told not to;
 # older versions have no proxy support (and no such argument) at all.
@@ -72,9 +73,7 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().log(level, msg, *args, **kwargs)
 
     def _mask(self, value: object) -> object:
-        if isinstance(value, str) and self._secret in value:
-            return value.replace(self._secret, "***")
-        return value
+        return redact(value, self._secret) if isinstance(value, str) else value
 
 
 class ConnectFailed(Exception):

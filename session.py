@@ -154,6 +154,7 @@ from .protocol import (
 )
 from .recognition import ConnectFailed, Recognition, ResultAssembler, SendFailed, VendorResult
 from .reconnect_manager import BackoffPolicy, ReconnectManager, RetryDecision
+from .redaction import mask_secret, redact
 from .timeline import TICKS_PER_MS, AudioFormat, ConnectionTimeline, round_ms
 
 __all__ = [
@@ -274,11 +275,9 @@ class SessionSettings:
 
     def redacted(self) -> dict[str, Any]:
         """For logs: every setting, the API key masked."""
-        key = self.api_key
-        masked = f"{key[:2]}...{key[-2:]}" if len(key) > 8 else ("***" if key else "")
         return {
             "url": url_for_log(self.url),
-            "api_key": masked,
+            "api_key": mask_secret(self.api_key),
             "sample_rate": self.sample_rate,
             "encoding": self.encoding,
             "channels": self.channels,
@@ -1772,8 +1771,7 @@ class StreamingSession:
             self._log.exception("listener %s raised", name)
 
     def _redact(self, text: str) -> str:
-        key = self._settings.api_key
-        return text.replace(key, "***") if key else text
+        return redact(text, self._settings.api_key)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
