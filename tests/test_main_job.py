@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,16 @@ def test_bundled_sample_is_transcribed_with_no_key() -> None:
     assert "final(s)" in summary
     assert summary.startswith("-- 7.9 s of audio"), summary  # demo.wav is 7.9 s long
     assert "Traceback" not in done.stderr
+
+
+def test_a_real_time_run_reports_ttfw_and_ttlw() -> None:
+    """In real time, endpointing makes the text final before the closing finalize;
+    the finalize still has its ttlw (it used to print "ttlw -")."""
+    done = run(str(ROOT / "stt_server" / "audio" / "hello_world.wav"))  # 2.7 s of audio
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.splitlines()[-1]
+    assert re.search(r"ttfw \d+ ms, ttlw \d+ ms", summary), summary
+    assert "1 final(s)" in summary  # the empty final that closes the turn is not counted
 
 
 def test_json_mode_prints_one_result_object_per_line() -> None:
