@@ -464,15 +464,19 @@ class XAIASRExtension(AsyncExtension):
             del self._finalizes[self._finalize_order.popleft()]
 
     def _send_closing_final(self, pending: _PendingFinalize, position_ms: int | None) -> None:
-        """An empty final that closes the turn at the finalize's place in the audio."""
-        start_ms = max(self._results_end_ms, position_ms or 0)
-        self._results_end_ms = start_ms
+        """An empty final that closes the turn: it spans the audio after the turn's last
+        result up to where the finalize cut the stream (the tail that held no more words).
+        TEN's guarder timestamp test wants every final to last at least 1 ms and no two
+        to overlap; a turn with no audio left gets that 1 ms."""
+        start_ms = self._results_end_ms
+        duration_ms = max(1, (position_ms or 0) - start_ms)
+        self._results_end_ms = start_ms + duration_ms
         payload = {
             "id": self._turn.id_for(None),
             "text": "",
             "final": True,
             "start_ms": start_ms,
-            "duration_ms": 0,
+            "duration_ms": duration_ms,
             "language": self._config.language if self._config else "",
             "words": [],
             "metadata": {

@@ -172,6 +172,11 @@ def finals(tester: AsrTester) -> list[dict[str, Any]]:
     return [m for m in tester.messages("asr_result") if m.get("final") and m.get("text")]
 
 
+def all_finals(tester: AsrTester) -> list[dict[str, Any]]:
+    """Every final result, the empty ones that close a turn included."""
+    return [m for m in tester.messages("asr_result") if m.get("final")]
+
+
 def final_indices(results: Iterable[dict[str, Any]]) -> list[int]:
     return [int(w) for r in results for w in r["text"].split()]
 

@@ -21,6 +21,7 @@ from it_support import (
     NON_FATAL,
     SESSION_ID,
     ItTester,
+    all_finals,
     assert_exactly_once,
     assert_finals_ordered,
     assert_status_chain,
@@ -373,6 +374,8 @@ def test_ttfw_ttlw_and_finalize_end_as_tens_metrics_test_waits(endpointing_first
     assert all(v <= FINALIZE_BOUND_S * 1000 for v in ttlw)
     # Every word exactly once, whichever way its turn became final.
     assert final_indices(finals(tester)) == [i for a in turns for i in speech_indices_of(a)]
+    # As TEN's timestamp test checks: every final, empty or not, lasts and none overlap.
+    assert_finals_ordered(all_finals(tester))
 
 
 # ---------------------------------------------------------------------- timestamps
@@ -398,7 +401,7 @@ def test_timestamps_match_the_audio_across_reconnects() -> None:
         records = wait_all_ended(srv)
     finals_ = finals(tester)
     assert final_indices(finals_) == [i for a in turns for i in speech_indices_of(a)]
-    assert_finals_ordered(finals_)
+    assert_finals_ordered(all_finals(tester))
     assert_word_times(finals_, bytes(tester.sent_audio))
     for r in tester.messages("asr_result"):
         assert isinstance(r["start_ms"], int) and r["start_ms"] >= 0
