@@ -125,10 +125,17 @@ def _use_project_paths() -> None:
             link.symlink_to(ROOT, target_is_directory=True)
     for path in (EXAMPLES / "ten_packages" / "extension", ROOT):
         sys.path.append(str(path))
-    try:
-        import ten_runtime  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "runtime"))
+    # The graph runs on the project's pure-Python runtime, native TEN installed or not:
+    # the native binding has no in-process graph runner (a TEN app runs this graph with
+    # TEN's own tools instead: examples/ is such an app).
+    standin = (ROOT / "runtime").resolve()
+    loaded = sys.modules.get("ten_runtime")
+    if loaded is not None and standin not in Path(loaded.__file__ or "/").resolve().parents:
+        raise SystemExit(
+            "error: the native ten_runtime is already loaded in this process; "
+            "run examples/transcribe.py as its own command"
+        )
+    sys.path.insert(0, str(standin))
 
 
 @contextlib.contextmanager
