@@ -20,7 +20,7 @@ import numpy as np
 from stt_server.marker import MarkerDecoder, MarkerFrame, frame_samples
 from stt_server.protocol import SessionConfig, Word, seconds
 
-RECOGNIZERS = ("pocketsphinx", "marker")
+RECOGNIZERS = ("pocketsphinx", "whisper", "marker")
 
 
 @dataclass
@@ -39,6 +39,14 @@ class ChannelRecognizer(ABC):
     # Frames of silence kept before a speech onset and fed with it, so the
     # first word's start is not clipped by the VAD's decision delay.
     preroll_frames: int = 0
+    # Chunk policy (10 ms frames; see session.ChannelTracker): a chunk locks
+    # once it holds chunk_min_frames, at its first pause of
+    # chunk_pause_frames, and at chunk_max_frames regardless. Interim
+    # hypotheses are asked for every interim_every_frames.
+    chunk_min_frames: int = 250
+    chunk_pause_frames: int = 10
+    chunk_max_frames: int = 350
+    interim_every_frames: int = 50
 
     @abstractmethod
     def frames(self, samples: np.ndarray) -> list[Frame]:
@@ -352,4 +360,8 @@ def make_backend(
         return MarkerBackend()
     if name == "pocketsphinx":
         return PocketsphinxBackend(vad_threshold_db)
+    if name == "whisper":
+        from stt_server.whisper import WhisperBackend
+
+        return WhisperBackend()
     raise ValueError(f"unknown recognizer {name!r}; use one of {RECOGNIZERS}")
