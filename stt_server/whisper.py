@@ -109,7 +109,13 @@ def shared_model(model_dir: Path, workers: int) -> Any:
         model = _MODELS.get(key)
         if model is None:
             check_model_dir(model_dir)
-            from faster_whisper import WhisperModel
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError as exc:
+                raise WhisperModelError(
+                    "the whisper recognizer needs faster-whisper: "
+                    "pip install -r requirements-dev.txt"
+                ) from exc
 
             model = WhisperModel(
                 key,
