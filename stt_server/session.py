@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -213,3 +214,10 @@ class STTSession:
     def close(self) -> None:
         for tracker in self.trackers:
             tracker.recognizer.close()
+
+
+def open_session(config: SessionConfig, backend: RecognizerBackend) -> Any:
+    """The connection's session: here, or in a worker process if the backend asks."""
+    if backend.runs_in_process:
+        return backend.open_remote(config)
+    return STTSession(config, backend)
