@@ -17,8 +17,9 @@ Streaming on a model that decodes whole windows (every decode costs about
   taken when the segment closes; segments with a high no-speech probability
   are dropped (Whisper says "Thank you." to breath and noise);
 - interim hypotheses are greedy decodes without word times, scheduled
-  adaptively (`PartialPolicy`) and skipped when the stream is behind or the
-  decoders are busy; their word times are spread over the audio decoded.
+  adaptively (`PartialPolicy`) and skipped when the stream is behind or
+  another decode is running; their word times are spread over the audio
+  decoded.
 
 Text is what Whisper writes, like xAI's: capitalised, punctuated, numbers as
 digits ("1, 2, 3."). Word texts carry their punctuation ("world,").
@@ -161,7 +162,8 @@ class PartialPolicy:
     decode took (`cost_factor` x its wall time, so a loaded machine decodes
     fewer); it is skipped when the audio arrives faster than
     `realtime_share` x real time since that decode (the stream is behind, or
-    the client sends faster than real time) and when every decoder is busy.
+    the client sends faster than real time) and while any other decode runs
+    (finals first).
     """
 
     interval_s: float = 1.0
@@ -300,8 +302,9 @@ class WhisperBackend(RecognizerBackend):
         self.partial_policy = partial_policy
         self.clock = clock
         self._model: Any = None
-        # Finals wait for a decoder; partials only take a free one.
-        self._decoders = threading.BoundedSemaphore(self.workers)
+        # Decodes in flight (finals and partials), for the partials' gate.
+        self._busy = 0
+        self._busy_lock = threading.Lock()
 
     @property
     def model(self) -> Any:
@@ -333,8 +336,13 @@ class WhisperBackend(RecognizerBackend):
         if len(audio) < MODEL_FRAME * 10:
             return []
         offset = seconds(start_frame)
-        with self._decoders:
+        with self._busy_lock:
+            self._busy += 1
+        try:
             segments = self._transcribe(audio, beam_size=FINAL_BEAM_SIZE, word_timestamps=True)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
         words = []
         for segment in segments:
             for word in segment.words or ():
@@ -346,12 +354,17 @@ class WhisperBackend(RecognizerBackend):
         return words
 
     def decode_partial(self, audio: np.ndarray, start_frame: int) -> list[Word] | None:
-        if not self._decoders.acquire(blocking=False):
-            return None
+        # Finals first: a partial only runs when no other decode does, so it
+        # can never make a final wait for a free decoder behind another one.
+        with self._busy_lock:
+            if self._busy:
+                return None
+            self._busy += 1
         try:
             segments = self._transcribe(audio, beam_size=1, without_timestamps=True)
         finally:
-            self._decoders.release()
+            with self._busy_lock:
+                self._busy -= 1
         texts = [t for s in segments for t in s.text.split()]
         if not texts:
             return []
