@@ -20,7 +20,9 @@ For each recognizer, against a `python -m stt_server --recognizer X` process
    arrival time minus the moment its last audio (start + duration) was sent.
    N grows until the p95 delay exceeds 1.5 s or a result is missing; the
    figure is the largest N that met it. The baseline is the delay of one
-   stream, in the same run.
+   stream, in the same run. Each step also reports the server's CPU (cores)
+   and what other processes took meanwhile (busy CPU time of the machine
+   minus the server's and the client's): this machine is shared.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -122,6 +125,13 @@ def tree_cpu_seconds(pid: int) -> float:
         total += cpu.get(current, 0.0)
         todo += [child for child, parent in parents.items() if parent == current]
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy since boot (Linux /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- client
@@ -240,13 +250,27 @@ def capacity(recognizer: str, pcm: bytes, steps: list[int]) -> list[dict[str, An
     rows = []
     with ServerProcess(["stt_server", "--recognizer", recognizer, "--log-level", "WARNING"]) as srv:
         asyncio.run(stream(srv.url, pcm[:64000], realtime=False, interim=False))  # warm-up
+        assert srv.proc is not None
         for n in steps:
+            # Other processes' CPU during the step (this machine is shared):
+            # all busy time minus the server's and this client's.
+            busy, ours, mine = machine_busy_seconds(), tree_cpu_seconds(srv.proc.pid), os.times()
+            began = time.monotonic()
             row = asyncio.run(concurrent(srv.url, pcm, n))
+            wall = time.monotonic() - began
+            server_cpu = tree_cpu_seconds(srv.proc.pid) - ours
+            now = os.times()
+            client_cpu = now.user + now.system - mine.user - mine.system
+            row["server_cores"] = server_cpu / wall
+            row["others_cores"] = max(
+                0.0, (machine_busy_seconds() - busy - server_cpu - client_cpu) / wall
+            )
             row["ok"] = row["failed"] == 0 and row["delay_p95_s"] <= DELAY_GOAL_S
             rows.append(row)
             print(
                 f"  {recognizer}: {n} streams p95 {row['delay_p95_s']:.2f} s "
-                f"{'ok' if row['ok'] else 'over'}",
+                f"{'ok' if row['ok'] else 'over'} (server {row['server_cores']:.2f} cores, "
+                f"other processes {row['others_cores']:.2f})",
                 flush=True,
             )
             if not row["ok"]:
@@ -334,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                 + "; ".join(
                     f"{r['streams']} streams p50 {r['delay_p50_s']:.2f} p95 {r['delay_p95_s']:.2f}"
                     f" max {r['delay_max_s']:.2f} s, finals p95 {r['final_delay_p95_s']:.2f} s"
-                    f" ({r['results']} results, {r['finals']} finals)"
+                    f" ({r['results']} results, {r['finals']} finals; server"
+                    f" {r['server_cores']:.2f} cores, others {r['others_cores']:.2f})"
                     f"{'' if r['ok'] else ' (over)'}"
                     for r in details[name]["load"]
                 )
