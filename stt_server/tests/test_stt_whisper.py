@@ -7,6 +7,8 @@ them in order, and word times where the speech is.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +27,16 @@ from test_stt_recognition import (
 )
 
 from stt_server import STTServer
+from stt_server.protocol import SessionConfig
+from stt_server.session import STTSession
 from stt_server.textnorm import spoken_words
-from stt_server.whisper import MODEL_SHA256, WhisperBackend, WhisperModelError, check_model_dir
+from stt_server.whisper import (
+    MODEL_SHA256,
+    PartialPolicy,
+    WhisperBackend,
+    WhisperModelError,
+    check_model_dir,
+)
 
 
 def spoken(text: str) -> str:
@@ -89,3 +99,35 @@ def test_the_model_check_refuses_a_different_file(tmp_path: Path) -> None:
     with pytest.raises(WhisperModelError, match="no Whisper model"):
         check_model_dir(tmp_path / "missing")
     assert len(MODEL_SHA256) == 64
+
+
+def interim_partials(clock: Callable[[], float], policy: PartialPolicy | None = None) -> list[dict]:
+    """demo.wav through one session whose partial policy reads `clock`."""
+    config = SessionConfig(interim_results=True, endpointing_ms=300)
+    session = STTSession(
+        config, WhisperBackend(clock=clock, partial_policy=policy or PartialPolicy())
+    )
+    try:
+        events = []
+        pcm = load_clip("demo.wav")
+        for offset in range(0, len(pcm), 3200):
+            events += session.feed_audio(pcm[offset : offset + 3200])
+        events += session.finish()
+    finally:
+        session.close()
+    finals = [e for e in events if e.get("speech_final")]
+    assert len(finals) == 2  # interim results never change the finals
+    return [e for e in events if e["type"] == "transcript.partial" and not e["is_final"]]
+
+
+def test_interim_results_are_dropped_when_audio_outruns_the_clock() -> None:
+    # A clock that stands still: audio arrives infinitely faster than real
+    # time (the server is behind): only the very first interim is decoded.
+    assert len(interim_partials(lambda: 0.0)) == 1
+    # A clock far ahead of the audio, decodes taken as free: an interim
+    # every second of speech (the utterances last 2.7 s and 3.8 s).
+    ticks = itertools.count(step=100.0)
+    relaxed = interim_partials(lambda: next(ticks), PartialPolicy(cost_factor=0.0))
+    assert len(relaxed) >= 4
+    starts = [e["start"] for e in relaxed]
+    assert starts == sorted(starts)
