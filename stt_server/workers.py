@@ -3,8 +3,8 @@
 pocketsphinx decodes with the GIL held: two connections in two threads take
 twice the wall time of one, and the server never uses more than one core.
 A backend with `runs_in_process` therefore runs each connection's
-STTSession in one of `lanes` worker processes (one per core by default,
-shared by every server of the process, started once). A worker is
+STTSession in one of `lanes` worker processes (one per usable core, at
+most 8, shared by every server of the process, started once). A worker is
 `python -m stt_server.workers`, talking pickled requests over its stdin and
 stdout: unlike multiprocessing's spawn it never re-runs the parent's main
 script, and unlike fork it inherits no lock of a threaded parent. A lane
@@ -16,6 +16,7 @@ free. A connection goes to the lane with the fewest open sessions.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import pickle
@@ -105,6 +106,19 @@ def worker_main() -> None:
 # -- server side -------------------------------------------------------------
 
 
+# Each worker holds its own decoders (pocketsphinx: about 40 MB).
+MAX_LANES = 8
+
+
+def default_lanes() -> int:
+    """One worker per usable core, at most MAX_LANES."""
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_LANES))
+
+
 class WorkerError(RuntimeError):
     """A worker process failed a request or died."""
 
@@ -128,7 +142,8 @@ class _Lane:
             try:
                 _write(self.process.stdin, (name, args))
                 status, value = _read(self.process.stdout)
-            except (EOFError, OSError) as exc:
+            except (EOFError, OSError, ValueError) as exc:  # ValueError: pipe closed
+                self._discard()
                 raise WorkerError(
                     f"recognition worker {self.process.pid} is gone ({exc or 'EOF'})"
                 ) from exc
@@ -136,21 +151,34 @@ class _Lane:
             raise WorkerError(value)
         return value
 
+    def _discard(self) -> None:
+        """The worker failed: make sure it is gone, drop its pipes quietly."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
     def stop(self) -> None:
         if self.process.stdin is not None:
-            self.process.stdin.close()
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 class WorkerLanes:
     """Worker processes, each running the sessions given to it, in order."""
 
     def __init__(self, lanes: int | None = None) -> None:
-        self.count = lanes or os.cpu_count() or 1
+        self.count = lanes or default_lanes()
         self._lanes: list[_Lane] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
