@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import logging
 import os
 import pickle
 import signal
@@ -28,6 +29,8 @@ import threading
 from typing import IO, Any
 
 from stt_server.protocol import SessionConfig
+
+log = logging.getLogger("stt_server")
 
 # -- worker side -------------------------------------------------------------
 
@@ -135,6 +138,7 @@ class _Lane:
         )
         self.sessions = 0
         self._lock = threading.Lock()
+        log.info("recognition worker %d started", self.process.pid)
 
     def request(self, name: str, *args: Any) -> Any:
         assert self.process.stdin is not None and self.process.stdout is not None

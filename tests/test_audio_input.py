@@ -125,3 +125,11 @@ def test_a_raw_file_without_a_rate_is_told_about_rate(tmp_path: Path, clip: np.n
         load(path)
     same = np.frombuffer(audio_io.load_pcm16_mono(path, 16000, 16000), "<i2")
     assert np.array_equal(same, clip)
+
+
+def test_text_without_a_name_suffix_gets_no_rate_hint(tmp_path: Path) -> None:
+    path = tmp_path / "README"
+    path.write_text("plain words, not samples\n" * 20)
+    with pytest.raises(audio_io.AudioInputError) as caught:
+        load(path)
+    assert "--rate" not in str(caught.value)

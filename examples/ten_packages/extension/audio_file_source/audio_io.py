@@ -39,13 +39,13 @@ def load_pcm16_mono(path: str | Path, sample_rate: int, raw_sample_rate: int = 0
     try:
         # From the bytes: the format is told by the content, not the name
         # (soundfile takes a .raw name for header-less audio of unknown rate).
-        data = io.BytesIO(path.read_bytes())
-        audio, rate = soundfile.read(data, dtype="float32", always_2d=True)
+        content = path.read_bytes()
+        audio, rate = soundfile.read(io.BytesIO(content), dtype="float32", always_2d=True)
     except soundfile.LibsndfileError as exc:
         reason = (exc.error_string or str(exc)).strip().rstrip(".")
         hint = (
             "; for raw 16-bit PCM give its rate with --rate"
-            if path.suffix.lower() in RAW_SUFFIXES
+            if _maybe_raw_pcm(path, content)
             else ""
         )
         raise AudioInputError(
@@ -55,6 +55,15 @@ def load_pcm16_mono(path: str | Path, sample_rate: int, raw_sample_rate: int = 0
         raise AudioInputError(f"{path}: cannot decode the audio: {exc}") from exc
     samples = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     return _to_pcm16(_resample(samples, int(rate), sample_rate))
+
+
+def _maybe_raw_pcm(path: Path, content: bytes) -> bool:
+    """A header-less PCM name, and bytes that are not plain text."""
+    if path.suffix.lower() not in RAW_SUFFIXES or not content:
+        return False
+    head = content[:4096]
+    printable = sum(32 <= byte < 127 or byte in (9, 10, 13) for byte in head)
+    return printable < 0.95 * len(head)
 
 
 def _check_readable(path: Path) -> None:
