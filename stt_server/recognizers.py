@@ -46,6 +46,10 @@ class ChannelRecognizer(ABC):
     chunk_min_frames: int = 250
     chunk_pause_frames: int = 10
     chunk_max_frames: int = 350
+    # Past chunk_long_frames, a shorter pause (chunk_long_pause_frames) is
+    # enough, so that the hard limit rarely has to cut inside a word.
+    chunk_long_frames: int = 350
+    chunk_long_pause_frames: int = 10
     interim_every_frames: int = 50
 
     @abstractmethod

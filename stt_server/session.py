@@ -8,7 +8,8 @@ ChannelTracker is the utterance/endpointing state machine of one channel:
   chunk policy: pocketsphinx and marker once it holds 2.5 s, at its first
   pause (100 ms of silence), or at 3.5 s regardless (cutting in a pause keeps
   real words whole, the hard limit keeps chunks about 3 s); whisper at a
-  400 ms pause once it holds 2.5 s, and at 20 s regardless;
+  400 ms pause once it holds 2.5 s, at a 150 ms pause once it holds 10 s,
+  and at 20 s regardless;
 - `endpointing` ms of silence after the last speech frame ends the utterance
   (is_final=true, speech_final=true), even when its last chunk is empty.
 
@@ -87,9 +88,16 @@ class ChannelTracker:
         chunk_frames = frame.number + 1 - self._segment_start
         if self._endpoint_reached():
             self._end_utterance(frame.number + 1, self.recognizer.end_segment(), events)
-        elif chunk_frames >= recognizer.chunk_max_frames or (
-            chunk_frames >= recognizer.chunk_min_frames
-            and self._silence_run >= recognizer.chunk_pause_frames
+        elif (
+            chunk_frames >= recognizer.chunk_max_frames
+            or (
+                chunk_frames >= recognizer.chunk_min_frames
+                and self._silence_run >= recognizer.chunk_pause_frames
+            )
+            or (
+                chunk_frames >= recognizer.chunk_long_frames
+                and self._silence_run >= recognizer.chunk_long_pause_frames
+            )
         ):
             self._lock_chunk(frame.number + 1, events)
         elif self._interim and self._since_interim >= recognizer.interim_every_frames:

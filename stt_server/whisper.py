@@ -186,9 +186,12 @@ class WhisperChannel(ChannelRecognizer):
     # 300 ms before the onset: Silero decides a little late, Whisper wants the start.
     preroll_frames = 30
     # Chunks follow voice activity: a final at a 400 ms pause once a chunk
-    # holds 2.5 s, and only past 20 s without one (Whisper's window is 30 s).
+    # holds 2.5 s, at any 150 ms pause past 10 s, and only past 20 s without
+    # one (Whisper's window is 30 s).
     chunk_min_frames = 250
     chunk_pause_frames = 40
+    chunk_long_frames = 1000
+    chunk_long_pause_frames = 15
     chunk_max_frames = 2000
 
     def __init__(self, config: SessionConfig, backend: WhisperBackend) -> None:

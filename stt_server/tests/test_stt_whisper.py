@@ -131,3 +131,20 @@ def test_interim_results_are_dropped_when_audio_outruns_the_clock() -> None:
     assert len(relaxed) >= 4
     starts = [e["start"] for e in relaxed]
     assert starts == sorted(starts)
+
+
+async def test_a_long_utterance_is_cut_in_a_short_pause(whisper_server: STTServer) -> None:
+    # numbers.wav's speech five times, back to back: 14 s without a 400 ms
+    # pause. Past 10 s a final comes at the next short pause between two
+    # numbers (here at 12 s), so no number is cut in two.
+    pcm = load_clip("numbers.wav")
+    begin, end = speech_span(pcm)
+    speech = pcm[int(begin * 16000) * 2 : int(end * 16000) * 2]
+    audio = bytes(6400) + speech * 5 + bytes(32000)
+    seen = await transcribe(whisper_server.url, audio, endpointing=500)
+    locked = [e for e in seen.of_type("transcript.partial") if e["is_final"]]
+    assert len(locked) >= 2
+    first = locked[0]
+    assert not first["speech_final"] and 10.0 <= first["duration"] <= 13.0, first
+    assert locked[-1]["speech_final"]
+    assert_mostly(NUMBERS * 5, spoken(done_text(seen)))
