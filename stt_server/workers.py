@@ -214,17 +214,24 @@ class WorkerLanes:
     def open(
         self, config: SessionConfig, name: str, options: tuple[tuple[str, Any], ...]
     ) -> RemoteSession:
-        lanes = self._started()
-        with self._lock:
-            lane = min(lanes, key=lambda candidate: candidate.sessions)
-            lane.sessions += 1
         session_id = next(self._ids)
-        try:
-            lane.request("open", session_id, config, name, options)
-        except BaseException:
-            self._release(lane)
-            raise
-        return RemoteSession(self, lane, session_id, config)
+        for attempt in range(2):
+            lanes = self._started()
+            with self._lock:
+                lane = min(lanes, key=lambda candidate: candidate.sessions)
+                lane.sessions += 1
+            try:
+                lane.request("open", session_id, config, name, options)
+            except WorkerError:
+                self._release(lane)
+                if attempt or lane.process.poll() is None:
+                    raise
+                continue  # that worker had died: once more, on a fresh one
+            except BaseException:
+                self._release(lane)
+                raise
+            return RemoteSession(self, lane, session_id, config)
+        raise AssertionError("unreachable")
 
     def _release(self, lane: _Lane) -> None:
         with self._lock:
