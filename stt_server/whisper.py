@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from stt_server.recognizers import (
     RecognizerBackend,
     resample_frame,
 )
+from stt_server.workers import default_lanes
 
 log = logging.getLogger("stt_server")
 
@@ -165,7 +165,7 @@ class StreamingVAD:
 
 @dataclass(frozen=True)
 class PartialPolicy:
-    """When an interim hypothesis is worth a decode (each costs ~0.3 CPU-s).
+    """When an interim hypothesis is worth a decode (each costs 0.3-0.5 CPU-s).
 
     A partial is decoded when at least `interval_s` of new segment audio
     arrived since the last one, where the interval grows with what the last
@@ -298,7 +298,7 @@ class WhisperChannel(ChannelRecognizer):
             return []  # audio arrives faster than real time: behind, skip
         words = self._backend.decode_partial(self._audio(), self._segment_start)
         if words is None:
-            return []  # every decoder busy
+            return []  # another decode runs: finals first
         self._partial_cost = self._backend.clock() - now
         self._partial_wall = now
         self._partial_at_frames = self._segment_frames
@@ -323,7 +323,8 @@ class WhisperBackend(RecognizerBackend):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._model_dir = model_dir
-        self.workers = workers or os.cpu_count() or 1
+        # One CTranslate2 replica per usable core (at most 8).
+        self.workers = workers or default_lanes()
         self.partial_policy = partial_policy
         self.clock = clock
         self._model: Any = None

@@ -38,6 +38,9 @@ from stt_server.whisper import (
     check_model_dir,
 )
 
+# A hang guard, not a timing: whisper decodes take seconds on a loaded machine.
+SLOW = 60.0
+
 
 def spoken(text: str) -> str:
     return " ".join(spoken_words(text))
@@ -45,7 +48,9 @@ def spoken(text: str) -> str:
 
 async def test_demo_is_two_utterances_with_words_in_place(whisper_server: STTServer) -> None:
     pcm = load_clip("demo.wav")
-    seen = await transcribe(whisper_server.url, pcm, endpointing=300, interim_results=True)
+    seen = await transcribe(
+        whisper_server.url, pcm, endpointing=300, interim_results=True, timeout=SLOW
+    )
     finals = [e for e in seen.of_type("transcript.partial") if e["speech_final"]]
     assert len(finals) == 2, seen.events
     assert_mostly(MORNING, spoken(finals[0]["text"]))
@@ -72,7 +77,7 @@ async def test_demo_is_two_utterances_with_words_in_place(whisper_server: STTSer
 async def test_clips_come_back_as_formatted_text(
     whisper_server: STTServer, clip: str, expected: list[str]
 ) -> None:
-    seen = await transcribe(whisper_server.url, load_clip(clip), endpointing=400)
+    seen = await transcribe(whisper_server.url, load_clip(clip), endpointing=400, timeout=SLOW)
     text = done_text(seen)
     assert_mostly(expected, spoken(text))
     assert text[:1].isupper() or text[:1].isdigit()  # formatted, like xAI
@@ -85,7 +90,9 @@ async def test_silence_and_noise_yield_no_text(whisper_server: STTServer) -> Non
     hum = 300 * np.sin(2 * np.pi * 50 * np.arange(16000) / 16000)
     samples = np.concatenate([np.zeros(32000), hiss, hum])
     pcm = np.round(samples).astype("<i2").tobytes()
-    seen = await transcribe(whisper_server.url, pcm, endpointing=300, interim_results=True)
+    seen = await transcribe(
+        whisper_server.url, pcm, endpointing=300, interim_results=True, timeout=SLOW
+    )
     assert done_text(seen) == ""
     assert all(e["text"] == "" for e in seen.of_type("transcript.partial")), seen.events
 
@@ -141,7 +148,7 @@ async def test_a_long_utterance_is_cut_in_a_short_pause(whisper_server: STTServe
     begin, end = speech_span(pcm)
     speech = pcm[int(begin * 16000) * 2 : int(end * 16000) * 2]
     audio = bytes(6400) + speech * 5 + bytes(32000)
-    seen = await transcribe(whisper_server.url, audio, endpointing=500)
+    seen = await transcribe(whisper_server.url, audio, endpointing=500, timeout=SLOW)
     locked = [e for e in seen.of_type("transcript.partial") if e["is_final"]]
     assert len(locked) >= 2
     first = locked[0]
