@@ -8,7 +8,8 @@ manifest.json, that TEN's designer opens) has three nodes: `audio_file_source` s
 pcm_frame messages in real time, `xai_asr_python` recognises it, and
 `transcript_printer` prints what comes back. With XAI_API_KEY set the
 extension talks to xAI; without it this command starts the project's local
-xAI-compatible server (offline pocketsphinx recognition) on loopback.
+xAI-compatible server on loopback, with offline Whisper tiny.en recognition
+(`--recognizer pocketsphinx` for the lighter, less accurate one).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     elif key:
         base_url = None  # the graph's default: xAI
     else:
-        server_ctx = _local_server()
+        server_ctx = _local_server(args.recognizer)
         base_url = None
 
     summary_path = Path(tempfile.mkstemp(prefix="transcribe-", suffix=".json")[1])
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             if local_url:
                 base_url, key = local_url, LOCAL_KEY
                 print(
-                    f"no XAI_API_KEY: using the local xAI-compatible server (pocketsphinx, "
+                    f"no XAI_API_KEY: using the local xAI-compatible server ({args.recognizer}, "
                     f"offline) at {local_url}",
                     file=sys.stderr,
                     flush=True,
@@ -99,7 +100,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="transcribe",
         description="Transcribe audio through the xai_asr_python extension in a TEN graph.",
     )
-    parser.add_argument("file", nargs="?", help="WAV file (any rate/channels) or raw PCM")
+    parser.add_argument(
+        "file",
+        nargs="?",
+        help="WAV, FLAC, OGG/Vorbis or MP3 file (any rate/channels/sample format), "
+        "or raw 16-bit mono PCM with --rate (default: the bundled demo.wav)",
+    )
     parser.add_argument("--rate", type=int, help="the file is raw 16-bit mono PCM at this rate")
     parser.add_argument("--graph", default=str(DEFAULT_GRAPH), help="graph JSON to run")
     pace = parser.add_mutually_exclusive_group()
@@ -110,6 +116,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--base-url", help="use this xAI-compatible server (ws:// or wss://)")
     parser.add_argument(
         "--max-retries", type=int, default=3, help="reconnect attempts before giving up"
+    )
+    parser.add_argument(
+        "--recognizer",
+        choices=("whisper", "pocketsphinx"),
+        default="whisper",
+        help="the local server's recognizer, used when XAI_API_KEY is not set and no "
+        "--base-url is given (default: whisper)",
     )
     parser.add_argument("--verbose", action="store_true", help="show the runtime's logs")
     return parser.parse_args(argv)
@@ -139,7 +152,7 @@ def _use_project_paths() -> None:
 
 
 @contextlib.contextmanager
-def _local_server() -> Any:
+def _local_server(recognizer: str) -> Any:
     """The local server on its own loop thread, for the duration of the run."""
     import asyncio
 
@@ -148,8 +161,12 @@ def _local_server() -> Any:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="local-stt-server", daemon=True)
     thread.start()
-    server = STTServer(recognizer="pocketsphinx")
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+    server = STTServer(recognizer=recognizer)
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(60)
+    except (ImportError, RuntimeError) as exc:  # e.g. the Whisper model is missing
+        loop.call_soon_threadsafe(loop.stop)
+        raise SystemExit(_fail(f"the local {recognizer} server did not start: {exc}")) from None
     try:
         yield server.url
     finally:

@@ -20,7 +20,7 @@ import numpy as np
 from stt_server.marker import MarkerDecoder, MarkerFrame, frame_samples
 from stt_server.protocol import SessionConfig, Word, seconds
 
-RECOGNIZERS = ("pocketsphinx", "marker")
+RECOGNIZERS = ("pocketsphinx", "whisper", "marker")
 
 
 @dataclass
@@ -39,6 +39,18 @@ class ChannelRecognizer(ABC):
     # Frames of silence kept before a speech onset and fed with it, so the
     # first word's start is not clipped by the VAD's decision delay.
     preroll_frames: int = 0
+    # Chunk policy (10 ms frames; see session.ChannelTracker): a chunk locks
+    # once it holds chunk_min_frames, at its first pause of
+    # chunk_pause_frames, and at chunk_max_frames regardless. Interim
+    # hypotheses are asked for every interim_every_frames.
+    chunk_min_frames: int = 250
+    chunk_pause_frames: int = 10
+    chunk_max_frames: int = 350
+    # Past chunk_long_frames, a shorter pause (chunk_long_pause_frames) is
+    # enough, so that the hard limit rarely has to cut inside a word.
+    chunk_long_frames: int = 350
+    chunk_long_pause_frames: int = 10
+    interim_every_frames: int = 50
 
     @abstractmethod
     def frames(self, samples: np.ndarray) -> list[Frame]:
@@ -74,6 +86,17 @@ class RecognizerBackend(ABC):
     name: str
     # True when recognition is CPU-heavy and must run off the event loop.
     runs_in_thread: bool
+    # True when it also holds the GIL: sessions then run in worker processes
+    # (stt_server.workers), so connections decode in parallel.
+    runs_in_process: bool = False
+
+    def options(self) -> tuple[tuple[str, Any], ...]:
+        """make_backend keyword arguments that rebuild this backend in a worker."""
+        return ()
+
+    def open_remote(self, config: SessionConfig) -> Any:
+        """A session in a worker process (runs_in_process backends only)."""
+        raise NotImplementedError
 
     @abstractmethod
     def channel(self, config: SessionConfig) -> ChannelRecognizer: ...
@@ -334,22 +357,44 @@ class PocketsphinxBackend(RecognizerBackend):
         self,
         vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB,
         pool: DecoderPool = SHARED_DECODER_POOL,
+        *,
+        processes: bool = True,
     ) -> None:
         self.vad_threshold_db = vad_threshold_db
         self.pool = pool
+        # pocketsphinx holds the GIL while it decodes: worker processes.
+        self.runs_in_process = processes
+
+    def options(self) -> tuple[tuple[str, Any], ...]:
+        return (("vad_threshold_db", self.vad_threshold_db),)
+
+    def open_remote(self, config: SessionConfig) -> Any:
+        from stt_server.workers import SHARED_LANES
+
+        return SHARED_LANES.open(config, self.name, self.options())
 
     def channel(self, config: SessionConfig) -> ChannelRecognizer:
         return PocketsphinxChannel(config, self.pool, self.vad_threshold_db)
 
     def prepare(self) -> None:
-        self.pool.warm(1)
+        if self.runs_in_process:
+            from stt_server.workers import SHARED_LANES
+
+            SHARED_LANES.warm(self.name, self.options())
+        else:
+            self.pool.warm(1)
 
 
 def make_backend(
-    name: str, *, vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB
+    name: str, *, vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB, in_process: bool = False
 ) -> RecognizerBackend:
+    """in_process: decode in the calling process (worker processes use it)."""
     if name == "marker":
         return MarkerBackend()
     if name == "pocketsphinx":
-        return PocketsphinxBackend(vad_threshold_db)
+        return PocketsphinxBackend(vad_threshold_db, processes=not in_process)
+    if name == "whisper":
+        from stt_server.whisper import WhisperBackend
+
+        return WhisperBackend()
     raise ValueError(f"unknown recognizer {name!r}; use one of {RECOGNIZERS}")

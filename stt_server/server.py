@@ -42,7 +42,7 @@ from stt_server.recognizers import (
     make_backend,
 )
 from stt_server.records import REDACTED, ConnectionRecord, redact_headers
-from stt_server.session import STTSession
+from stt_server.session import STTSession, open_session
 
 log = logging.getLogger("stt_server")
 
@@ -338,7 +338,7 @@ class _ConnectionRunner:
             else server.done_delay_ms
         )
         self.loop = asyncio.get_running_loop()
-        self.session: STTSession | None = None
+        self.session: STTSession | Any | None = None  # Any: a workers.RemoteSession
         self.executor = (
             ThreadPoolExecutor(1, thread_name_prefix=f"stt-conn-{self.number}")
             if server.backend.runs_in_thread
@@ -372,7 +372,7 @@ class _ConnectionRunner:
             f", fault: {fault.describe()}" if record.fault else "",
         )
         try:
-            self.session = await self._call(STTSession, self.config, self.server.backend)
+            self.session = await self._call(open_session, self.config, self.server.backend)
             record.marker_channels = [
                 t.recognizer.decoded
                 for t in self.session.trackers

@@ -4,10 +4,12 @@ ChannelTracker is the utterance/endpointing state machine of one channel:
 
 - an utterance opens on a speech frame (with the recogniser's pre-roll);
 - interim partials every 500 ms of chunk audio (if enabled and non-empty);
-- a chunk locks (is_final=true, speech_final=false) once it holds 2.5 s, at
-  its first pause (100 ms of silence), or at 3.5 s regardless: cutting in a
-  pause keeps real words whole (single quiet frames occur inside words),
-  the hard limit keeps chunks about 3 s;
+- a chunk locks (is_final=true, speech_final=false) by the recogniser's
+  chunk policy: pocketsphinx and marker once it holds 2.5 s, at its first
+  pause (100 ms of silence), or at 3.5 s regardless (cutting in a pause keeps
+  real words whole, the hard limit keeps chunks about 3 s); whisper at a
+  400 ms pause once it holds 2.5 s, at a 150 ms pause once it holds 10 s,
+  and at 20 s regardless;
 - `endpointing` ms of silence after the last speech frame ends the utterance
   (is_final=true, speech_final=true), even when its last chunk is empty.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +35,6 @@ from stt_server.protocol import (
     seconds,
 )
 from stt_server.recognizers import ChannelRecognizer, Frame, RecognizerBackend
-
-INTERIM_EVERY_FRAMES = 50
-CHUNK_MIN_FRAMES = 250
-CHUNK_PAUSE_FRAMES = 10
-CHUNK_MAX_FRAMES = 350
 
 Event = dict
 
@@ -86,14 +84,23 @@ class ChannelTracker:
             self.recognizer.feed(frame)
             self._silence_run = 0 if frame.is_speech else self._silence_run + 1
         self._since_interim += 1
+        recognizer = self.recognizer
         chunk_frames = frame.number + 1 - self._segment_start
         if self._endpoint_reached():
             self._end_utterance(frame.number + 1, self.recognizer.end_segment(), events)
-        elif chunk_frames >= CHUNK_MAX_FRAMES or (
-            chunk_frames >= CHUNK_MIN_FRAMES and self._silence_run >= CHUNK_PAUSE_FRAMES
+        elif (
+            chunk_frames >= recognizer.chunk_max_frames
+            or (
+                chunk_frames >= recognizer.chunk_min_frames
+                and self._silence_run >= recognizer.chunk_pause_frames
+            )
+            or (
+                chunk_frames >= recognizer.chunk_long_frames
+                and self._silence_run >= recognizer.chunk_long_pause_frames
+            )
         ):
             self._lock_chunk(frame.number + 1, events)
-        elif self._interim and self._since_interim >= INTERIM_EVERY_FRAMES:
+        elif self._interim and self._since_interim >= recognizer.interim_every_frames:
             self._since_interim = 0
             words = self.recognizer.hypothesis()
             if words:
@@ -215,3 +222,10 @@ class STTSession:
     def close(self) -> None:
         for tracker in self.trackers:
             tracker.recognizer.close()
+
+
+def open_session(config: SessionConfig, backend: RecognizerBackend) -> Any:
+    """The connection's session: here, or in a worker process if the backend asks."""
+    if backend.runs_in_process:
+        return backend.open_remote(config)
+    return STTSession(config, backend)

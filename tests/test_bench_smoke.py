@@ -37,6 +37,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "summary": ["floor", "ext", "ext_stages_p50_ms", "goal_met"],
         "ext": ["total_p99_ms", "server_p50_ms", "overhead_p50_ms", "overhead_p99_ms"],
     },
+    "recognizers": {
+        "summary": ["espeak_ng", "marker_cpu_s_per_audio_s", "whisper", "pocketsphinx"],
+        "whisper": ["wer_project", "cpu_s_per_audio_s", "realtime_streams"],
+        "pocketsphinx": ["wer_project", "cpu_s_per_audio_s", "realtime_streams"],
+    },
     "scale": {
         "summary": [
             "max_sessions_p99_under_20ms",

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from asr_harness import ServerThread
 
+from stt_server.textnorm import spoken_words
+
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, str(ROOT / "examples" / "transcribe.py")]
 
@@ -68,7 +70,30 @@ def test_unreadable_file_is_one_clear_line_and_a_failure(tmp_path: Path) -> None
     done = run(str(bogus))
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not a readable PCM WAV file" in lines[0]
+    assert len(lines) == 1 and "not a readable audio file" in lines[0], lines
+    assert str(bogus) in lines[0] and "--rate" not in lines[0]
+
+
+def test_a_directory_is_not_called_a_missing_file(tmp_path: Path) -> None:
+    done = run(str(tmp_path))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: is a directory, not an audio file"
+    ]
+
+
+def test_an_mp3_file_is_transcribed(tmp_path: Path) -> None:
+    import soundfile
+
+    audio, rate = soundfile.read(ROOT / "stt_server" / "audio" / "numbers.wav")
+    mp3 = tmp_path / "numbers.mp3"
+    soundfile.write(mp3, audio, rate, format="MP3")
+    done = run("--fast", str(mp3))
+    assert done.returncode == 0, done.stderr
+    assert "(whisper, offline)" in done.stderr
+    heard = spoken_words(done.stdout.rsplit("\n-- ", 1)[0])
+    hits = [w for w in "one two three four five six seven eight nine ten".split() if w in heard]
+    assert len(hits) >= 8, done.stdout
 
 
 def test_refused_key_is_one_clear_error_and_a_failure() -> None:

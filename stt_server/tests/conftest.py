@@ -63,3 +63,10 @@ async def marker_server() -> AsyncIterator[STTServer]:
 async def sphinx_server() -> AsyncIterator[STTServer]:
     async with STTServer(recognizer="pocketsphinx") as server:
         yield server
+
+
+@pytest.fixture
+async def whisper_server() -> AsyncIterator[STTServer]:
+    # The Whisper model is loaded once per process and shared by every server.
+    async with STTServer(recognizer="whisper") as server:
+        yield server

@@ -104,19 +104,27 @@ async def expect_created(ws: ClientConnection) -> None:
     assert first == {"type": "transcript.created"}
 
 
-async def send_audio(ws: ClientConnection, audio: bytes, chunk: int = 3200) -> None:
+async def send_audio(
+    ws: ClientConnection, audio: bytes, chunk: int = 3200, timeout: float = WAIT
+) -> None:
     for offset in range(0, len(audio), chunk):
-        await asyncio.wait_for(ws.send(audio[offset : offset + chunk]), WAIT)
+        await asyncio.wait_for(ws.send(audio[offset : offset + chunk]), timeout)
 
 
-async def send_done(ws: ClientConnection) -> None:
-    await asyncio.wait_for(ws.send(json.dumps({"type": "audio.done"})), WAIT)
+async def send_done(ws: ClientConnection, timeout: float = WAIT) -> None:
+    await asyncio.wait_for(ws.send(json.dumps({"type": "audio.done"})), timeout)
 
 
-async def transcribe(url: str, audio: bytes, chunk: int = 3200, **query: Any) -> Observed:
-    """One full turn: created, audio, audio.done, everything until the close."""
+async def transcribe(
+    url: str, audio: bytes, chunk: int = 3200, *, timeout: float = WAIT, **query: Any
+) -> Observed:
+    """One full turn: created, audio, audio.done, everything until the close.
+
+    `timeout` bounds each wait (a hang guard): raise it for recognisers whose
+    decoding may take seconds on a loaded machine (whisper).
+    """
     async with open_client(url_with(url, **query)) as ws:
         await expect_created(ws)
-        await send_audio(ws, audio, chunk)
-        await send_done(ws)
-        return await receive_all(ws)
+        await send_audio(ws, audio, chunk, timeout)
+        await send_done(ws, timeout)
+        return await receive_all(ws, timeout)

@@ -1,4 +1,4 @@
-"""python -m stt_server: the listening line, then a clean stop on SIGINT."""
+"""python -m stt_server: the listening line, a clean stop on SIGINT, help for every option."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import re
 import signal
 import sys
 
+import pytest
 from server_support import ROOT, WAIT, expect_created, open_client
 
+from stt_server.__main__ import build_parser
 
-async def test_cli_prints_the_url_and_stops_cleanly_on_sigint() -> None:
+
+@pytest.mark.parametrize("recognizer", ["marker", "pocketsphinx"])
+async def test_cli_prints_the_url_and_stops_cleanly_on_sigint(recognizer: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -20,7 +24,7 @@ async def test_cli_prints_the_url_and_stops_cleanly_on_sigint() -> None:
         "--port",
         "0",
         "--recognizer",
-        "marker",
+        recognizer,
         cwd=str(ROOT),
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -44,3 +48,11 @@ async def test_cli_prints_the_url_and_stops_cleanly_on_sigint() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_every_option_has_help() -> None:
+    parser = build_parser()
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert options
+    for action in options:
+        assert action.help and len(action.help) > 10, action.option_strings
