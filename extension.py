@@ -439,6 +439,8 @@ class XAIASRExtension(AsyncExtension):
             vendor_code=e.vendor_code or "",
             vendor_message=e.vendor_message or "",
         )
+        if e.kind == "audio_dropped" and self._config is not None and self._session is not None:
+            self._emit_send_metrics()  # the new drop totals, with the error
 
     def handle_status(self, current: ConnState, last: ConnState, code: int, message: str) -> None:
         url = self._config.params.base_url if self._config else ""
@@ -467,11 +469,9 @@ class XAIASRExtension(AsyncExtension):
             self._dump.write(chunk)
 
     def handle_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
-        self._log(
-            LogLevel.WARN,
-            f"outage buffer full: dropped {dropped_ms:.0f} ms of the oldest audio "
-            f"({total_dropped_ms:.0f} ms in total)",
-        )
+        # Called per dropped frame: the session reports each drop episode once, as a
+        # NON_FATAL error (handle_error), and the totals go out in the metrics.
+        pass
 
     # ------------------------------------------------------------------ outbound
 
@@ -524,6 +524,7 @@ class XAIASRExtension(AsyncExtension):
                     "failure_reconnects": stats.failure_reconnects,
                     "last_reconnect_gap_ms": stats.last_reconnect_gap_ms,
                     "dropped_audio_ms": round(stats.dropped_ms),
+                    "drop_episodes": stats.drop_episodes,
                     "replayed_audio_ms": round(stats.replayed_ms),
                     "connections_opened": stats.connections_opened,
                 },

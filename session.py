@@ -139,7 +139,15 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Protocol
 
-from .audio_buffer import AudioBuffer, AudioFrame, DropReport, FinalizeMarker, ReplayWindow
+from .audio_buffer import (
+    AudioBuffer,
+    AudioFrame,
+    AudioLedger,
+    DropEpisode,
+    DropReport,
+    FinalizeMarker,
+    ReplayWindow,
+)
 from .protocol import (
     Failure,
     PlannedClose,
@@ -183,6 +191,11 @@ SEND_FAILURE_SETTLE_S = 1.0
 WATCHDOG_MIN_SLEEP_S = 0.01
 # The sender lets other tasks run at least this often during a long flush.
 PUMP_YIELD_EVERY_S = 0.005
+
+# Why audio was lost (AudioLedger reasons).
+LOST_BUFFER_FULL = "buffer_full"
+LOST_STOPPED = "stopped"
+LOST_GAVE_UP = "gave_up"
 
 
 class ConnState(str, enum.Enum):
@@ -373,6 +386,8 @@ class SessionStats:
     # Un-finalized audio that fell out of a connection's replay window (older than
     # replay_max_ms): it was sent once, it just would not be sent again.
     replay_trimmed_ms: float = 0.0
+    # Drop episodes reported (one NON_FATAL error each); dropped_ms is their total.
+    drop_episodes: int = 0
 
 
 class SessionListener(Protocol):
@@ -495,6 +510,8 @@ class StreamingSession:
         self._clock = clock
         self._log = logger or logging.getLogger("xai_asr_python.session")
         self._buffer = AudioBuffer(settings.audio_format, settings.buffer_max_ms)
+        # Where audio the engine gives up on goes: counted and reported once per episode.
+        self._ledger = AudioLedger()
         self._reconnect = ReconnectManager(
             settings.backoff,
             healthy_after_s=settings.healthy_after_s,
@@ -625,10 +642,13 @@ class StreamingSession:
             return False
         if self._fatal:
             self._warn_once("after_fatal", "audio is ignored: the session gave up (fatal error)")
+            fmt = self._buffer.format
+            frames = len(chunk) // fmt.bytes_per_frame
+            self._ledger.lose(frames * fmt.ticks_per_frame, 1, LOST_GAVE_UP, now=self._clock())
             return False
         report = self._buffer.push(chunk)
         if report is not None:
-            self._report_drop(report)
+            self._lose(report, LOST_BUFFER_FULL)
         return True
 
     def finalize(self, finalize_id: str) -> None:
@@ -704,6 +724,10 @@ class StreamingSession:
             task.cancel()
         if recs:
             await asyncio.gather(*(rec.wait_closed(0.1) for rec in recs))
+        # Audio never sent is lost now: reported before the turns end.
+        report = self._buffer.drop_audio()
+        if report is not None:
+            self._lose(report, LOST_STOPPED)
         # Turns end in order: the draining ones, oldest first, then the current one.
         for live in sorted(self._lives.values(), key=lambda lv: lv.generation):
             if live.draining:
@@ -715,6 +739,7 @@ class StreamingSession:
             self._end_finalize(f, "stopped", self._generation + 1)
         self._blockers.clear()
         self._release_held()
+        self._end_drop_episode()
         self._set_status(ConnState.DISCONNECTED, 1000, "stopped")
         self._stop_finished.set()
         self._log.info("session stopped")
@@ -727,7 +752,7 @@ class StreamingSession:
             planned_reconnects=self._planned_reconnects,
             failure_reconnects=self._failure_reconnects,
             last_reconnect_gap_ms=self._last_gap_ms,
-            dropped_ms=float(self._buffer.total_dropped_ms),
+            dropped_ms=self._ledger.lost_ms,
             connections_opened=self._connections_opened,
             current_state=self._state,
             generation=self._generation,
@@ -735,6 +760,7 @@ class StreamingSession:
             failed_attempts=self._reconnect.attempt,
             replayed_ms=self._replayed / TICKS_PER_MS,
             replay_trimmed_ms=self._replay_trimmed / TICKS_PER_MS,
+            drop_episodes=self._ledger.episodes,
         )
 
     # ================================================================ supervisor
@@ -971,6 +997,10 @@ class StreamingSession:
         """No connection will come: finalizes waiting for one end now."""
         self._fatal = True
         self._discard_standby("the session gave up")
+        report = self._buffer.drop_audio()
+        if report is not None:
+            self._lose(report, LOST_GAVE_UP)
+        self._end_drop_episode()
         self._set_status(ConnState.DISCONNECTED, 0, "gave up")
         for f in list(self._finalizes.values()):
             if f.sent_on is None:
@@ -1044,7 +1074,7 @@ class StreamingSession:
         )
         report = self._buffer.requeue([f.as_replayed() for f in frames])
         if report is not None:
-            self._report_drop(report)
+            self._lose(report, LOST_BUFFER_FULL)
 
     @staticmethod
     def _floors(live: _Live, replay_from: Fraction) -> dict[int | None, Fraction]:
@@ -1141,6 +1171,8 @@ class StreamingSession:
         now = self._clock()
         length = frame.length
         live.timeline.record_sent(frame.start, length)
+        if self._ledger.in_episode:
+            self._end_drop_episode()  # audio flows again
         trimmed = live.window.sent(frame)
         if trimmed:
             self._replay_trimmed += trimmed
@@ -1613,6 +1645,8 @@ class StreamingSession:
         if f.timer is not None and f.timer is not asyncio.current_task():
             f.timer.cancel()
         self._finalizes.pop(f.token, None)
+        if self._ledger.in_episode:
+            self._end_drop_episode()  # the graph hears of a loss before the turn's answer
         latency_ms = (self._clock() - f.issued_at) * 1000
         self._deliver(generation, FinalizeOutcome(f.finalize_id, status, latency_ms, repaired))
 
@@ -1737,15 +1771,37 @@ class StreamingSession:
         )
         self._emit("on_error", error)
 
-    def _report_drop(self, report: DropReport) -> None:
-        self._log.warning(
-            "outage buffer over %d ms: dropped the oldest %.0f ms (%d frames; %.0f ms in total)",
-            self._buffer.max_ms,
-            report.dropped_ms,
-            report.frames,
-            report.total_dropped_ms,
-        )
+    def _lose(self, report: DropReport, reason: str) -> None:
+        """The one way audio leaves the engine untranscribed: into the ledger, reported
+        once per episode (see _end_drop_episode), never silently and never per frame."""
+        self._ledger.lose(report.ticks, report.frames, reason, now=self._clock())
         self._emit("on_audio_dropped", report.dropped_ms, report.total_dropped_ms)
+
+    def _why_lost(self, reason: str) -> str:
+        if reason == LOST_BUFFER_FULL:
+            return (
+                "no connection took audio and the outage buffer (buffer_max_ms = "
+                f"{self._buffer.max_ms} ms) overflowed, the oldest audio first"
+            )
+        if reason == LOST_STOPPED:
+            return "the session stopped before it could be sent"
+        if reason == LOST_GAVE_UP:
+            return "the session gave up (fatal error) before it could be sent"
+        return reason
+
+    def _end_drop_episode(self) -> None:
+        episode: DropEpisode | None = self._ledger.end_episode(now=self._clock())
+        if episode is None:
+            return
+        why = "; ".join(self._why_lost(reason) for reason in episode.reasons)
+        message = (
+            f"dropped {episode.dropped_ms:.0f} ms of audio ({episode.frames} frames, "
+            f"over {episode.lasted_s:.1f} s): {why} "
+            f"[{episode.total_dropped_ms:.0f} ms dropped in this session]"
+        )
+        self._report_error(
+            Failure(kind="audio_dropped", message=message), fatal=False, retry_in_s=None
+        )
 
     # ================================================================ helpers
 
