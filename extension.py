@@ -93,6 +93,8 @@ def settings_from_config(config: XAIASRConfig) -> SessionSettings:
         ),
         healthy_after_s=config.healthy_after_ms / 1000,
         stall_timeout_s=config.stall_timeout_ms / 1000,
+        liveness_timeout_s=config.liveness_timeout_ms / 1000,
+        keepalive_s=config.keepalive_ms / 1000,
         idle_close_s=config.idle_close_ms / 1000,
     )
 

@@ -102,8 +102,10 @@ class Recognition:
         expected_dones: int = 1,
         logger: logging.Logger | None = None,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+        keepalive_s: float | None = 20.0,
     ) -> None:
         self.generation = generation
+        self._keepalive_s = keepalive_s
         self._url = url
         self._api_key = api_key
         self._connect_timeout_s = connect_timeout_s
@@ -171,6 +173,10 @@ class Recognition:
                 additional_headers=auth_headers(self._api_key),
                 open_timeout=None,  # the caller's wait_for bounds the whole opening
                 close_timeout=self._close_timeout_s,
+                # A ping every keepalive_s, as long to answer it: what finds a connection
+                # dead during a silence (websockets closes it with 1011, a failure).
+                ping_interval=self._keepalive_s,
+                ping_timeout=self._keepalive_s,
                 compression=None,  # audio does not compress; spare the CPU
                 max_queue=64,
                 logger=_RedactingLogger(logging.getLogger("websockets.client"), self._api_key),
@@ -288,6 +294,26 @@ class Recognition:
             await self._ws.send(message)
         except (ConnectionClosed, OSError) as exc:
             raise SendFailed(str(exc)) from exc
+
+    async def probe(self, timeout_s: float) -> bool | None:
+        """Prove the connection alive: a WebSocket ping. True when its pong came within
+        `timeout_s`, False when it did not (the connection is dead), None when the
+        connection closed meanwhile (its reader tells how)."""
+        ws = self._ws
+        if ws is None or self.verdict is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            # ping() itself can block: it waits for the socket to drain, and a dead peer
+            # reads nothing.
+            pong = await asyncio.wait_for(ws.ping(), timeout_s)
+            await asyncio.wait_for(pong, max(0.0, deadline - loop.time()))
+        except (asyncio.TimeoutError, TimeoutError):
+            return None if self.verdict is not None else False
+        except (ConnectionClosed, OSError, RuntimeError):
+            return None
+        return True
 
     # ---------------------------------------------------------------- closing
 

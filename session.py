@@ -122,6 +122,27 @@ leave time) or fails; replayed audio the outage buffer drops
 (`buffer_max_ms`, reported like any drop); and whatever is still buffered
 when the session gives up.
 
+Liveness. A connection that dies without FIN or RST (a partition, a NAT or
+proxy dropping an idle flow, a hung vendor) looks open, and speech sent to it
+is lost unless it is found out while that speech is still in its replay
+window. So when speech starts on a connection with no sign of life (an event
+or a pong) for `probe_quiet_s`, and when a finalize is sent on one, it is
+pinged; no pong within `liveness_timeout_s` and it fails ("dead_connection"):
+the current connection's window goes to the standby connection at once (no
+backoff: it is open; it is probed in turn when speech starts on it) or, with
+no standby, to the next connection as after any failure; a draining one is
+repaired (see Repair). The WebSocket keepalive (`keepalive_s`) finds it during
+a silence.
+
+Loss. Audio the engine gives up on (the outage buffer's bound, audio still
+queued at stop or when the session gives up) goes to the `AudioLedger`
+(audio_buffer.py) through `_lose`, the only way out other than a
+transcription; it is reported once per episode (an episode ends when audio
+flows to a connection again, a finalize is answered, or the session ends) as a
+NON_FATAL `audio_dropped` error saying how much and why, with one WARN line,
+and counted in `stats` (dropped_ms, drop_episodes). After a FATAL error it is
+only counted: that error already says nothing more will be transcribed.
+
 Timing. `clock` measures (deadlines, health, latencies); `sleep` and `rng`
 drive only the reconnect backoff (reconnect_manager.py), so a test can
 inject them. Deadlines are waited for on the event loop's own timers.
@@ -241,6 +262,16 @@ class SessionSettings:
     idle_close_s: float = 30.0
     # Un-finalized audio kept per current connection to send again if it fails (0: off).
     replay_max_ms: int = 20_000  # above stall_timeout_s: a silent stall is replayed whole
+    # Liveness: when speech starts on a connection with no sign of life (an event or a
+    # pong) for probe_quiet_s, it is pinged; no pong within liveness_timeout_s and it is
+    # dead (its replay window goes to the next connection). Keep liveness_timeout_s well
+    # below finalize_timeout_s, so a turn finalized into a dead connection is repaired
+    # in time, and replay_max_ms above it.
+    probe_quiet_s: float = 1.0
+    liveness_timeout_s: float = 1.0
+    # The WebSocket keepalive (a ping every keepalive_s, keepalive_s to answer it): what
+    # finds a connection dead during a silence, when no speech starts.
+    keepalive_s: float = 5.0
 
     def __post_init__(self) -> None:
         bytes_per_sample(self.encoding)  # raises on an unknown encoding
@@ -252,6 +283,8 @@ class SessionSettings:
             "healthy_after_s",
             "stall_timeout_s",
             "idle_close_s",
+            "liveness_timeout_s",
+            "keepalive_s",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -259,6 +292,8 @@ class SessionSettings:
             raise ValueError("buffer_max_ms must not be negative")
         if self.replay_max_ms < 0:
             raise ValueError("replay_max_ms must not be negative")
+        if self.probe_quiet_s < 0:
+            raise ValueError("probe_quiet_s must not be negative")
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -314,6 +349,9 @@ class SessionSettings:
             "stall_timeout_s": self.stall_timeout_s,
             "idle_close_s": self.idle_close_s,
             "replay_max_ms": self.replay_max_ms,
+            "probe_quiet_s": self.probe_quiet_s,
+            "liveness_timeout_s": self.liveness_timeout_s,
+            "keepalive_s": self.keepalive_s,
         }
 
 
@@ -430,6 +468,9 @@ class _Live:
     window: ReplayWindow
     opened_at: float
     last_audio_at: float
+    # The last sign of life (an event, or the pong to a probe), and a probe under way.
+    alive_at: float = 0.0
+    probing: bool = False
     # When the first speech frame sent since the last event is heard, in real time: a
     # burst (a buffer flush) is heard later than it is sent, and the vendor is not
     # stalled while it is still listening to it.
@@ -528,6 +569,8 @@ class StreamingSession:
         # that opens it.
         self._standby: Recognition | None = None
         self._standby_task: asyncio.Task[None] | None = None
+        self._standby_opened_at = 0.0
+        self._switch_to_standby = False  # a dead connection's successor is the standby
         self._repair_recs: set[Recognition] = set()  # repair connections still open
         self._closing: set[Recognition] = set()  # closed politely in the background
         self._finalizes: dict[str, _Finalize] = {}  # in issue order
@@ -809,7 +852,8 @@ class StreamingSession:
         while not self._stopped:
             settings = self._settings
             started = self._clock()
-            adopted = await self._adopt_standby() if reason == "planned" else None
+            switch, self._switch_to_standby = self._switch_to_standby, False
+            adopted = await self._adopt_standby() if reason == "planned" or switch else None
             if adopted is not None:
                 rec = adopted
                 generation = rec.generation
@@ -848,6 +892,8 @@ class StreamingSession:
                 window=ReplayWindow(settings.audio_format, settings.replay_max_ms),
                 opened_at=now,
                 last_audio_at=now,
+                # A standby's last sign of life is its transcript.created.
+                alive_at=self._standby_opened_at if adopted is not None else now,
                 channel_keys=(
                     tuple(range(settings.channels)) if settings.multichannel else (None,)
                 ),
@@ -890,6 +936,7 @@ class StreamingSession:
             connect_timeout_s=connect_timeout_s,
             expected_dones=settings.expected_dones,
             logger=self._log,
+            keepalive_s=settings.keepalive_s,
         )
 
     # ---------------------------------------------------------------- standby
@@ -925,6 +972,7 @@ class StreamingSession:
             # Python < 3.12 can, as the handshake completes): nobody owns it any more.
             rec.abort()
             return
+        self._standby_opened_at = self._clock()
         self._log.info(
             "gen %d: standby connection open in %.0f ms",
             rec.generation,
@@ -987,11 +1035,33 @@ class StreamingSession:
                 )
             self._enter_fatal()
             return False
+        standby = self._ready_standby() if failure.kind == "dead_connection" else None
+        if standby is not None:
+            # The connection stopped answering, and the standby, opened since, is open:
+            # switch to it at once (no backoff, no handshake). It is probed in turn
+            # when speech starts on it. Other failures take the usual path.
+            self._switch_to_standby = True
+            self._report_error(
+                failure,
+                fatal=False,
+                retry_in_s=0.0,
+                attempt=decision.attempt,
+                message=f"{failure.message}; switching to the standby connection "
+                f"(gen {standby.generation})",
+            )
+            return not self._stopped
         self._report_error(
             failure, fatal=False, retry_in_s=decision.delay_s, attempt=decision.attempt
         )
         await self._reconnect.wait(decision)
         return not self._stopped
+
+    def _ready_standby(self) -> Recognition | None:
+        """The standby connection, if it is open and usable right now."""
+        rec, task = self._standby, self._standby_task
+        if rec is None or (task is not None and not task.done()) or not rec.usable:
+            return None
+        return rec
 
     def _enter_fatal(self) -> None:
         """No connection will come: finalizes waiting for one end now."""
@@ -1189,6 +1259,11 @@ class StreamingSession:
         if live.speech_since is None and frame.speech:
             live.speech_since = max(now, heard_at)
             live.poke.set()
+            if not live.probing and now - live.alive_at >= self._settings.probe_quiet_s:
+                # Speech is committed to a connection that has been quiet: prove it alive
+                # (its audio stays in the replay window meanwhile).
+                live.probing = True
+                self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
             if not live.standby_asked and self._settings.standby and self._settings.prewarm:
                 self._open_standby(live)
         self._bytes_sent += len(frame.data)
@@ -1255,6 +1330,7 @@ class StreamingSession:
         live.speech_since = None
         live.quiet_since = None
         live.audio_since_event_ms = 0.0
+        live.alive_at = self._clock()
         if isinstance(event, TranscriptPartial):
             self._reconnect.connection_healthy()
             if event.is_final:
@@ -1352,6 +1428,30 @@ class StreamingSession:
             live.poke.clear()
             await _wait_event(live.poke, max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now))
 
+    async def _probe(self, live: _Live, quiet_s: float) -> None:
+        """Ping a connection speech was just sent to; no pong in time: it is dead, and
+        fails like any other (replay to the next connection, or a repair when draining)."""
+        timeout_s = self._settings.liveness_timeout_s
+        try:
+            alive = await live.rec.probe(timeout_s)
+        finally:
+            live.probing = False
+        if alive is None or self._lives.get(live.generation) is not live:
+            return  # closed meanwhile (its reader says how), or retired
+        if alive:
+            live.alive_at = self._clock()
+            return
+        if live.ended.is_set() or live.turn_finished.is_set() or live.repairing:
+            return
+        failure = Failure(
+            kind="dead_connection",
+            message=f"no answer to a ping within {timeout_s:g} s (no sign of life for "
+            f"{quiet_s:.1f} s before it): the connection is dead",
+        )
+        self._log.warning("gen %d: %s", live.generation, failure.message)
+        live.rec.fail(failure)
+        self._wakeup.set()
+
     def _begin_drain(self, live: _Live, f: _Finalize | None) -> None:
         """audio.done went out: this connection takes no more audio and gets until the
         deadline to deliver transcript.done."""
@@ -1369,6 +1469,11 @@ class StreamingSession:
         live.drain_deadline = (
             f.deadline if f is not None and not f.ended else now + self._settings.finalize_timeout_s
         )
+        if not live.probing:
+            # A finalize is committed to it: prove it alive now (one ping a turn), while
+            # the deadline still leaves time to repair the turn if it is dead.
+            live.probing = True
+            self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
         self._blockers.add(live.generation)
         self._current = None
         self._gap_since = now
@@ -1799,6 +1904,11 @@ class StreamingSession:
             f"over {episode.lasted_s:.1f} s): {why} "
             f"[{episode.total_dropped_ms:.0f} ms dropped in this session]"
         )
+        if self._fatal:
+            # The FATAL error already told the graph that nothing more is transcribed:
+            # counted (metrics) and logged, not reported once more.
+            self._log.warning("%s", message)
+            return
         self._report_error(
             Failure(kind="audio_dropped", message=message), fatal=False, retry_in_s=None
         )

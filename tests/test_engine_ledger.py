@@ -172,3 +172,18 @@ def test_ledger_episode_spans_every_drop_until_audio_flows() -> None:
     assert episode is not None and episode.number == 2 and episode.total_dropped_ms == 170
     assert ledger.lost_ms == 170 and ledger.episodes == 2
     assert ledger.lost_ms_by_reason == {"buffer": 150, "stopped": 20}
+
+
+async def test_audio_lost_after_a_fatal_error_is_counted_not_reported_again() -> None:
+    async with marker_server() as server:
+        server.set_default_fault(Fault(refuse_status=401))
+        recorder = Recorder()
+        session = StreamingSession(fast_settings(server.url), recorder)
+        push_frames(session, speech(10, 0))
+        session.start()
+        await recorder.wait_for(lambda: bool(recorder.errors), 5, "the fatal error")
+        push_frames(session, speech(5, 10))
+        await session.stop()
+        # One FATAL error says it all; the loss is in the stats (the metrics).
+        assert [e.fatal for e in recorder.errors] == [True]
+        assert session.stats.dropped_ms == 150
