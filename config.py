@@ -148,11 +148,11 @@ class XAIASRConfig(BaseModel):
 
     dump: StrictBool = False
     dump_path: StrictStr = "/tmp"
-    finalize_timeout_ms: StrictInt = Field(default=2000, ge=100, le=60_000)
+    finalize_timeout_ms: StrictInt = Field(default=2000, ge=100, le=86_400_000)
     auto_connect: StrictBool = True
     params: XAIParams
     # This project's knobs. Audio kept while disconnected, in ms of audio.
-    buffer_max_ms: StrictInt = Field(default=60_000, ge=0, le=600_000)
+    buffer_max_ms: StrictInt = Field(default=60_000, ge=0, le=86_400_000)
     # Un-finalized audio re-sent to the next connection after a failure; 0 disables.
     # Above stall_timeout_ms, so a silent stall found out late is still replayed whole.
     replay_max_ms: StrictInt = Field(default=20_000, ge=0, le=600_000)

@@ -440,6 +440,7 @@ class XAIASRExtension(AsyncExtension):
             message=e.message,
             vendor_code=e.vendor_code or "",
             vendor_message=e.vendor_message or "",
+            dropped_ms=e.dropped_ms,
         )
         if e.kind == "audio_dropped" and self._config is not None and self._session is not None:
             self._emit_send_metrics()  # the new drop totals, with the error
@@ -478,8 +479,18 @@ class XAIASRExtension(AsyncExtension):
     # ------------------------------------------------------------------ outbound
 
     def _emit_error(
-        self, *, fatal: bool, message: str, vendor_code: str, vendor_message: str
+        self,
+        *,
+        fatal: bool,
+        message: str,
+        vendor_code: str,
+        vendor_message: str,
+        dropped_ms: float | None = None,
     ) -> None:
+        metadata = dict(self._metadata)
+        if dropped_ms is not None:
+            # Audio lost in this episode, for a graph to count without parsing the message.
+            metadata["dropped_audio_ms"] = round(dropped_ms)
         self._enqueue(
             "error",
             {
@@ -492,7 +503,7 @@ class XAIASRExtension(AsyncExtension):
                     "code": self._redact(vendor_code),
                     "message": self._redact(vendor_message),
                 },
-                "metadata": dict(self._metadata),
+                "metadata": metadata,
             },
         )
 

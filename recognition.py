@@ -102,10 +102,8 @@ class Recognition:
         expected_dones: int = 1,
         logger: logging.Logger | None = None,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
-        keepalive_s: float | None = 20.0,
     ) -> None:
         self.generation = generation
-        self._keepalive_s = keepalive_s
         self._url = url
         self._api_key = api_key
         self._connect_timeout_s = connect_timeout_s
@@ -173,10 +171,10 @@ class Recognition:
                 additional_headers=auth_headers(self._api_key),
                 open_timeout=None,  # the caller's wait_for bounds the whole opening
                 close_timeout=self._close_timeout_s,
-                # A ping every keepalive_s, as long to answer it: what finds a connection
-                # dead during a silence (websockets closes it with 1011, a failure).
-                ping_interval=self._keepalive_s,
-                ping_timeout=self._keepalive_s,
+                # No library keepalive: a ping waits behind the audio the server has not
+                # read yet, so a fixed pong timeout kills healthy connections that have a
+                # backlog. The session pings itself (probe), allowing for the backlog.
+                ping_interval=None,
                 compression=None,  # audio does not compress; spare the CPU
                 max_queue=64,
                 logger=_RedactingLogger(logging.getLogger("websockets.client"), self._api_key),

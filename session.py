@@ -385,6 +385,7 @@ class SessionError:
     vendor_message: str | None  # the vendor's own text
     attempt: int  # failed attempts so far in this streak
     retry_in_s: float | None  # when non-fatal and a reconnect follows: the backoff delay
+    dropped_ms: float | None = None  # kind "audio_dropped": the audio this episode lost
 
 
 @dataclass(frozen=True)
@@ -471,6 +472,10 @@ class _Live:
     # The last sign of life (an event, or the pong to a probe), and a probe under way.
     alive_at: float = 0.0
     probing: bool = False
+    # How far into the audio sent the vendor had got (connection ms) at its latest
+    # event, and when that was: what it has not heard yet delays a pong.
+    heard_ms: float = 0.0
+    heard_at: float = 0.0
     # When the first speech frame sent since the last event is heard, in real time: a
     # burst (a buffer flush) is heard later than it is sent, and the vendor is not
     # stalled while it is still listening to it.
@@ -894,6 +899,7 @@ class StreamingSession:
                 last_audio_at=now,
                 # A standby's last sign of life is its transcript.created.
                 alive_at=self._standby_opened_at if adopted is not None else now,
+                heard_at=now,
                 channel_keys=(
                     tuple(range(settings.channels)) if settings.multichannel else (None,)
                 ),
@@ -936,7 +942,6 @@ class StreamingSession:
             connect_timeout_s=connect_timeout_s,
             expected_dones=settings.expected_dones,
             logger=self._log,
-            keepalive_s=settings.keepalive_s,
         )
 
     # ---------------------------------------------------------------- standby
@@ -1330,7 +1335,12 @@ class StreamingSession:
         live.speech_since = None
         live.quiet_since = None
         live.audio_since_event_ms = 0.0
-        live.alive_at = self._clock()
+        live.alive_at = live.heard_at = self._clock()
+        if isinstance(event, TranscriptPartial):
+            heard = float(live.timeline.vendor_to_conn_ms(event.start_s + event.duration_s))
+            live.heard_ms = max(live.heard_ms, heard)
+        elif isinstance(event, TranscriptDone):
+            live.heard_ms = float(live.timeline.sent_ms)
         if isinstance(event, TranscriptPartial):
             self._reconnect.connection_healthy()
             if event.is_final:
@@ -1411,6 +1421,11 @@ class StreamingSession:
                 live.rec.fail(failure)
                 self._wakeup.set()
                 return
+            keepalive_at = live.alive_at + settings.keepalive_s
+            if now >= keepalive_at and not live.probing:
+                # Keepalive: no sign of life for keepalive_s (a silence): prove it alive.
+                live.probing = True
+                self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
             idle_at = live.last_audio_at + settings.idle_close_s
             quiet = self._buffer.peek() is None and live.sending_since is None
             if now >= idle_at and quiet and not live.idle:
@@ -1421,6 +1436,7 @@ class StreamingSession:
             deadlines = [
                 idle_at if now < idle_at else now + settings.idle_close_s,
                 now + stall_s / 2,
+                keepalive_at if now < keepalive_at else now + settings.keepalive_s,
             ]
             for since in (live.speech_since, live.sending_since):
                 if since is not None:
@@ -1431,7 +1447,12 @@ class StreamingSession:
     async def _probe(self, live: _Live, quiet_s: float) -> None:
         """Ping a connection speech was just sent to; no pong in time: it is dead, and
         fails like any other (replay to the next connection, or a repair when draining)."""
-        timeout_s = self._settings.liveness_timeout_s
+        # The ping waits behind the audio the vendor has not heard yet: allow for it, at
+        # real time from the vendor's latest event (as fast as any live vendor hears).
+        now = self._clock()
+        unheard_s = float(live.timeline.sent_ms) / 1000 - live.heard_ms / 1000
+        backlog_s = max(0.0, unheard_s - (now - live.heard_at))
+        timeout_s = self._settings.liveness_timeout_s + backlog_s
         try:
             alive = await live.rec.probe(timeout_s)
         finally:
@@ -1445,7 +1466,7 @@ class StreamingSession:
             return
         failure = Failure(
             kind="dead_connection",
-            message=f"no answer to a ping within {timeout_s:g} s (no sign of life for "
+            message=f"no answer to a ping within {timeout_s:.1f} s (no sign of life for "
             f"{quiet_s:.1f} s before it): the connection is dead",
         )
         self._log.warning("gen %d: %s", live.generation, failure.message)
@@ -1544,7 +1565,13 @@ class StreamingSession:
         live.repairing = True
         if failure is not None:
             # Reported now, like any draining failure; the finalize ends with the repair.
-            self._report_error(failure, fatal=False, retry_in_s=None)
+            self._report_error(
+                failure,
+                fatal=False,
+                retry_in_s=None,
+                message=f"{failure.message}; re-transcribing the turn's last "
+                f"{float(live.window.kept_ms) / 1000:.1f} s of audio on a new connection",
+            )
         replay_from = live.window.start_ms
         floors = self._floors(live, replay_from)
         frames = live.window.take()
@@ -1850,17 +1877,22 @@ class StreamingSession:
         attempt: int | None = None,
         kind: str | None = None,
         message: str | None = None,
+        dropped_ms: float | None = None,
     ) -> None:
+        text = message or failure.message
+        if retry_in_s and not fatal:
+            text += f"; retrying in {retry_in_s:.1f} s"  # only when a retry is scheduled
         error = SessionError(
             fatal=fatal,
             kind=kind or failure.kind,
-            message=self._redact(message or failure.message),
+            message=self._redact(text),
             vendor_code=failure.vendor_code,
             vendor_message=(
                 None if failure.vendor_message is None else self._redact(failure.vendor_message)
             ),
             attempt=self._reconnect.attempt if attempt is None else attempt,
             retry_in_s=retry_in_s,
+            dropped_ms=dropped_ms,
         )
         level = logging.ERROR if fatal else logging.WARNING
         retry = f", retry in {retry_in_s:.3f} s" if retry_in_s is not None else ""
@@ -1910,7 +1942,10 @@ class StreamingSession:
             self._log.warning("%s", message)
             return
         self._report_error(
-            Failure(kind="audio_dropped", message=message), fatal=False, retry_in_s=None
+            Failure(kind="audio_dropped", message=message),
+            fatal=False,
+            retry_in_s=None,
+            dropped_ms=episode.dropped_ms,
         )
 
     # ================================================================ helpers
