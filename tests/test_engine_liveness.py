@@ -130,3 +130,24 @@ async def test_a_connection_that_dies_mid_speech_is_proven_dead_at_the_finalize(
         assert recorder.final_indices() == list(range(60))
         assert [e.kind for e in recorder.errors] == ["dead_connection"]
         await session.stop()
+
+
+async def test_the_keepalive_finds_a_connection_that_died_in_a_silence() -> None:
+    async with marker_server() as server:
+        server.set_fault(1, Fault(partition=Partition(after_bytes=60 * FRAME)))
+        recorder = Recorder()
+        settings = liveness_settings(server.url, keepalive_s=0.3, liveness_timeout_s=0.3)
+        session = StreamingSession(settings, recorder)
+        session.start()
+        await recorder.wait_state(CONNECTED, 5)
+        push_all(session, utterance(0, 30, 30))
+        # No more audio: only the keepalive can find that connection 1 went silent.
+        await recorder.wait_for(
+            lambda: any(e.kind == "dead_connection" for e in recorder.errors), 5, "the verdict"
+        )
+        await recorder.wait_state(CONNECTED, 5)  # a new connection, before any speech
+        push_all(session, utterance(60, 30, 30))
+        session.finalize("f1")
+        await recorder.wait_finalized(1, 5)
+        assert recorder.final_indices() == [*range(30), *range(60, 90)]
+        await session.stop()
