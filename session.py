@@ -1449,10 +1449,7 @@ class StreamingSession:
         fails like any other (replay to the next connection, or a repair when draining)."""
         # The ping waits behind the audio the vendor has not heard yet: allow for it, at
         # real time from the vendor's latest event (as fast as any live vendor hears).
-        now = self._clock()
-        unheard_s = float(live.timeline.sent_ms) / 1000 - live.heard_ms / 1000
-        backlog_s = max(0.0, unheard_s - (now - live.heard_at))
-        timeout_s = self._settings.liveness_timeout_s + backlog_s
+        timeout_s = self._settings.liveness_timeout_s + self._backlog_s(live, self._clock())
         try:
             alive = await live.rec.probe(timeout_s)
         finally:
@@ -1504,6 +1501,7 @@ class StreamingSession:
     async def _drain(self, live: _Live) -> None:
         try:
             if not live.turn_finished.is_set():
+                await self._hedge(live)
                 remaining = live.drain_deadline - self._clock()
                 finished = await _wait_event(live.turn_finished, remaining)
                 if not finished and live.repairing:
@@ -1525,6 +1523,34 @@ class StreamingSession:
         finally:
             if not self._stopped:
                 self._retire(live)
+
+    async def _hedge(self, live: _Live) -> None:
+        """Half the finalize timeout has passed without transcript.done, though the vendor
+        has heard everything (by the backlog estimate): a connection that never answers,
+        alive or not. Its turn is repaired now, while the other half of the timeout leaves
+        time for it, instead of ending "timeout" with only its interim text."""
+        settings = self._settings
+        hedge_at = live.drain_deadline - settings.finalize_timeout_s / 2
+        if await _wait_event(live.turn_finished, hedge_at - self._clock()):
+            return
+        if live.repairing or self._stopped or settings.replay_max_ms <= 0 or not live.window:
+            return
+        if self._backlog_s(live, self._clock()) > 0:
+            return  # still hearing a backlog (a burst): the done may well come in time
+        waited_s = self._clock() - (live.drain_deadline - settings.finalize_timeout_s)
+        failure = Failure(
+            kind="no_done",
+            message=f"no transcript.done {waited_s:.1f} s after audio.done",
+        )
+        self._log.warning("gen %d: %s", live.generation, failure.message)
+        live.rec.tracker.fail(failure)
+        self._drain_failed(live, failure)
+
+    def _backlog_s(self, live: _Live, now: float) -> float:
+        """Audio sent on `live` that the vendor has not heard yet, in seconds, if it hears
+        in real time from its latest event (as fast as any live vendor hears)."""
+        unheard_s = float(live.timeline.sent_ms) / 1000 - live.heard_ms / 1000
+        return max(0.0, unheard_s - (now - live.heard_at))
 
     def _finish_turn(
         self,
