@@ -109,6 +109,8 @@ class DropReport:
     total_dropped_ms: float
     frames: int
     ticks: int = 0  # dropped_ms, exact
+    # Where the dropped audio was in the user's stream: (start, end) ticks, merged.
+    spans: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,19 @@ class AudioLedger:
         self._episode_reasons: list[str] = []
         self._episode_since = 0.0
         self.in_episode = False
+        self._spans: list[tuple[int, int]] = []  # user-stream ticks lost, merged
+
+    @property
+    def lost_spans_ms(self) -> list[tuple[float, float]]:
+        """Where the lost audio was in the user's stream: (start, end) in ms."""
+        return [(a / TICKS_PER_MS, b / TICKS_PER_MS) for a, b in self._spans]
+
+    def _add_span(self, start: int, end: int) -> None:
+        spans = self._spans
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
 
     @property
     def lost_ms(self) -> float:
@@ -150,9 +165,19 @@ class AudioLedger:
     def lost_ms_by_reason(self) -> dict[str, float]:
         return {reason: ticks / TICKS_PER_MS for reason, ticks in self._by_reason.items()}
 
-    def lose(self, ticks: int, frames: int, reason: str, *, now: float) -> None:
+    def lose(
+        self,
+        ticks: int,
+        frames: int,
+        reason: str,
+        *,
+        now: float,
+        spans: tuple[tuple[int, int], ...] = (),
+    ) -> None:
         if ticks <= 0:
             return
+        for start, end in spans:
+            self._add_span(start, end)
         if not self.in_episode:
             self.in_episode = True
             self._episode_ticks = self._episode_frames = 0
@@ -371,6 +396,7 @@ class AudioBuffer:
             return None
         dropped = 0
         frames = 0
+        spans: list[tuple[int, int]] = []
         kept_markers: list[FinalizeMarker] = []
         # Drop the oldest whole frames; finalize markers are not audio and stay,
         # in order, ahead of the audio that follows them.
@@ -382,26 +408,43 @@ class AudioBuffer:
             self._queued -= item.length
             dropped += item.length
             frames += 1
+            _merge_span(spans, item.start, item.start + item.length)
         for marker in reversed(kept_markers):
             self._items.appendleft(marker)
-        return self._count_dropped(dropped, frames)
+        return self._count_dropped(dropped, frames, spans)
 
     def drop_audio(self) -> DropReport | None:
         """Take every queued frame out (the session ends with them unsent); markers stay."""
         if not self._queued:
             return None
         dropped = self._queued
-        frames = sum(1 for item in self._items if type(item) is AudioFrame)
+        spans: list[tuple[int, int]] = []
+        frames = 0
+        for item in self._items:
+            if type(item) is AudioFrame:
+                frames += 1
+                _merge_span(spans, item.start, item.start + item.length)
         self._items = deque(item for item in self._items if type(item) is not AudioFrame)
         self._queued = 0
-        return self._count_dropped(dropped, frames)
+        return self._count_dropped(dropped, frames, spans)
 
-    def _count_dropped(self, dropped: int, frames: int) -> DropReport:
+    def _count_dropped(self, dropped: int, frames: int, spans: list[tuple[int, int]]) -> DropReport:
         self._dropped += dropped
         self.dropped_frames += frames
         return DropReport(
-            dropped / TICKS_PER_MS, self._dropped / TICKS_PER_MS, frames, ticks=dropped
+            dropped / TICKS_PER_MS,
+            self._dropped / TICKS_PER_MS,
+            frames,
+            ticks=dropped,
+            spans=tuple(spans),
         )
+
+
+def _merge_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], end)
+    else:
+        spans.append((start, end))
 
 
 class ReplayWindow:

@@ -1937,7 +1937,9 @@ class StreamingSession:
     def _lose(self, report: DropReport, reason: str) -> None:
         """The one way audio leaves the engine untranscribed: into the ledger, reported
         once per episode (see _end_drop_episode), never silently and never per frame."""
-        self._ledger.lose(report.ticks, report.frames, reason, now=self._clock())
+        self._ledger.lose(
+            report.ticks, report.frames, reason, now=self._clock(), spans=report.spans
+        )
         self._emit("on_audio_dropped", report.dropped_ms, report.total_dropped_ms)
 
     def _why_lost(self, reason: str) -> str:
@@ -2023,6 +2025,11 @@ class StreamingSession:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._log.error("task %s failed: %r", task.get_name(), task.exception())
+
+    @property
+    def ledger(self) -> AudioLedger:
+        """What was lost, where and why (read only)."""
+        return self._ledger
 
     @property
     def tasks(self) -> frozenset[asyncio.Task[Any]]:
