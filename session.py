@@ -217,6 +217,7 @@ PUMP_YIELD_EVERY_S = 0.005
 LOST_BUFFER_FULL = "buffer_full"
 LOST_STOPPED = "stopped"
 LOST_GAVE_UP = "gave_up"
+LOST_UNANSWERED = "unanswered"
 
 
 class ConnState(str, enum.Enum):
@@ -1514,6 +1515,7 @@ class StreamingSession:
                         message=f"no transcript.done within the finalize timeout ({timeout_s:g} s)",
                     )
                     live.rec.tracker.fail(failure)
+                    self._give_up_turn(live)
                     self._finish_turn(live, "timeout", failure)
             # The turn is over; the socket goes too, whether or not the server closes it.
             if not live.ended.is_set():
@@ -1586,6 +1588,7 @@ class StreamingSession:
             or not live.window
             or self._clock() >= live.drain_deadline
         ):
+            self._give_up_turn(live)
             self._finish_turn(live, "failed", failure)
             return
         live.repairing = True
@@ -1700,6 +1703,7 @@ class StreamingSession:
                     retry_in_s=None,
                     message=f"repair connection (gen {generation}) failed: {failure.message}",
                 )
+                self._give_up_turn(failed, frames)
                 self._finish_turn(failed, status)
         finally:
             try:
@@ -1750,11 +1754,45 @@ class StreamingSession:
             repair.ended.set()
             repair.turn_finished.set()
 
-    def _salvage(self, live: _Live, is_before: Callable[[float], bool] | None = None) -> None:
+    def _salvage(
+        self, live: _Live, is_before: Callable[[float], bool] | None = None
+    ) -> float | None:
         """The connection ends without a done: its interim text becomes final, not lost
-        (with `is_before`: only the words before the audio that will be replayed)."""
+        (with `is_before`: only the words before the audio that will be replayed).
+        Returns the end (user ms) of the text made final, if any."""
+        end: float | None = None
         for result in live.assembler.salvage(is_before):
             self._deliver_result(live, result)
+            start_ms, duration_ms = live.timeline.span(result.start_s, result.end_s)
+            end = max(end or 0.0, float(start_ms + duration_ms))
+        return end
+
+    def _give_up_turn(self, live: _Live, frames: list[AudioFrame] | None = None) -> None:
+        """A draining connection's turn ends without its transcript.done and without a
+        repair: its interim text is made final, and the audio of its window past that
+        text, which nothing will transcribe now, goes to the ledger as lost."""
+        if frames is None:
+            frames = live.window.take()
+        salvaged_end = self._salvage(live)
+        floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
+        lost = [f for f in frames if f.start >= floor]
+        if not lost:
+            return
+        spans: list[tuple[int, int]] = []
+        for f in lost:
+            if spans and spans[-1][1] == f.start:
+                spans[-1] = (spans[-1][0], f.start + f.length)
+            else:
+                spans.append((f.start, f.start + f.length))
+        ticks = sum(f.length for f in lost)
+        report = DropReport(
+            ticks / TICKS_PER_MS,
+            self._ledger.lost_ms + ticks / TICKS_PER_MS,
+            len(lost),
+            ticks=ticks,
+            spans=tuple(spans),
+        )
+        self._lose(report, LOST_UNANSWERED)
 
     def _retire(self, live: _Live) -> None:
         if self._lives.get(live.generation) is live:
@@ -1952,6 +1990,12 @@ class StreamingSession:
             return "the session stopped before it could be sent"
         if reason == LOST_GAVE_UP:
             return "the session gave up (fatal error) before it could be sent"
+        if reason == LOST_UNANSWERED:
+            return (
+                "a turn's connection gave no transcript.done and no other connection could "
+                "transcribe its audio again by the finalize's deadline (interim text, if "
+                "any, was made final)"
+            )
         return reason
 
     def _end_drop_episode(self) -> None:

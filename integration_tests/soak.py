@@ -232,7 +232,15 @@ async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResul
             try:
                 await record.wait_ended(timeout=2.0)
             except asyncio.TimeoutError:
-                if record.partitioned_at_bytes is None:  # a partition may hide the reset
+                # A server that reads nothing (a partition, a stall for good) may never
+                # see the client's reset (stuck behind unread audio); any other must.
+                fault = record.fault
+                deaf = record.partitioned_at_bytes is not None or (
+                    fault is not None
+                    and fault.stop_reading_after_bytes is not None
+                    and fault.stop_reading_for_ms is None
+                )
+                if not deaf:
                     result.violations.append(f"connection {record.number} never ended")
         _check(result, recorder, session, speech, issued, bound)
         stats = session.stats
