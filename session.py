@@ -131,11 +131,18 @@ pinged; no pong within `liveness_timeout_s` and it fails ("dead_connection"):
 the current connection's window goes to the standby connection at once (no
 backoff: it is open; it is probed in turn when speech starts on it) or, with
 no standby, to the next connection as after any failure; a draining one is
-repaired (see Repair). The WebSocket keepalive (`keepalive_s`) finds it during
-a silence.
+repaired (see Repair). During a silence the watchdog pings the current
+connection every `keepalive_s` (the library keepalive is off: its fixed pong
+timeout would kill a healthy connection with a backlog). A probe's timeout
+allows for the audio the vendor has not heard yet (`_backlog_s`: what was sent
+beyond the vendor's latest event, heard at real time from then). A draining
+connection with no transcript.done half-way to its deadline, though it has no
+backlog left, is repaired too ("no_done"): alive or dead, it is not answering.
 
 Loss. Audio the engine gives up on (the outage buffer's bound, audio still
-queued at stop or when the session gives up) goes to the `AudioLedger`
+queued at stop or when the session gives up, and a turn that ends without its
+done and without a repair: its window past the interim text made final) goes
+to the `AudioLedger`
 (audio_buffer.py) through `_lose`, the only way out other than a
 transcription; it is reported once per episode (an episode ends when audio
 flows to a connection again, a finalize is answered, or the session ends) as a
