@@ -1952,7 +1952,7 @@ class StreamingSession:
     ) -> None:
         text = message or failure.message
         if retry_in_s and not fatal:
-            text += f"; retrying in {retry_in_s:.1f} s"  # only when a retry is scheduled
+            text += f"; retrying in {retry_in_s:.2g} s"  # only when a retry is scheduled
         error = SessionError(
             fatal=fatal,
             kind=kind or failure.kind,
