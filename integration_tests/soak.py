@@ -311,6 +311,14 @@ def _check(
         v.append(
             f"dropped {session.stats.dropped_ms:.0f} ms but reported {dropped_reported:.0f} ms"
         )
+    # A turn is given up only when a repair could not be had (an outage, a refusal, a
+    # repair that failed in turn): its loss report follows the repair's failure.
+    errors = recorder.errors
+    for k, e in enumerate(errors):
+        if e.kind == "audio_dropped" and "could transcribe" in e.message:
+            before = errors[k - 1].message if k else ""
+            if "repair connection" not in before:
+                v.append(f"a turn was given up without a repair attempt: {e.message}")
     ends = Counter(o.finalize_id for o in recorder.finalize_ends)
     for fid in issued:
         if ends[fid] != 1:
