@@ -125,7 +125,7 @@ def soak_settings(url: str, rng: random.Random) -> SessionSettings:
         connect_timeout_s=0.5,
         backoff=BackoffPolicy(base_s=0.02, cap_s=0.15, max_attempts=100_000),
         healthy_after_s=0.5,
-        stall_timeout_s=1.0,
+        stall_timeout_s=3.0,  # well above the finalize timeout: liveness, not the stall watchdog
         replay_max_ms=20_000,
         probe_quiet_s=0.3,
         liveness_timeout_s=0.3,

@@ -10,7 +10,9 @@ from soak import run_seed
 
 # About 4 s each on two loaded cores, mostly real time (paced audio, pauses,
 # timeouts); the verdicts do not depend on the machine's speed.
-SEEDS = list(range(12))
+# Seeds 0-9, plus 15 and 21, which fail when the liveness probes and the no-done
+# repair are disabled (as 6, 7 and 9 do when drop episodes go unreported).
+SEEDS = [*range(10), 15, 21]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
