@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from .redaction import mask_secret, redact
+
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_BASE_URL = "wss://api.x.ai/v1/stt"
 VENDOR = "xai"
@@ -54,23 +56,6 @@ def normalize_language(code: str | None) -> str:
     if not code:
         return ""
     return _LANGUAGE_REGIONS.get(code.lower(), code)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Replace every occurrence of each non-empty secret with a fixed mask."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, mask_secret(secret))
-    return text
-
-
-def mask_secret(secret: str | None) -> str:
-    """Enough to tell two keys apart in a log, never enough to use one."""
-    if not secret:
-        return ""
-    if len(secret) <= 8:
-        return "***"
-    return f"{secret[:2]}...{secret[-2:]}"
 
 
 class ConfigError(ValueError):

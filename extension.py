@@ -109,7 +109,8 @@ class _PendingFinalize:
     metadata: dict[str, Any]
     received_at: float
     answered: bool = False
-    ttlw_reported: bool = False
+    # A final result went out since this finalize came: its turn's text is complete.
+    final_sent: bool = False
     safety_timer: asyncio.TimerHandle | None = None
 
 
@@ -141,8 +142,9 @@ class XAIASRExtension(AsyncExtension):
         self._config_error: ConfigError | None = None
         self._session: StreamingSession | None = None
         # (lane, sequence, message): results, finalize ends, errors and status go out in
-        # the order produced; metrics only when none of those is waiting (a metric is
-        # never what a user waits for, a finalize end is); the stop mark last.
+        # the order produced; other metrics only when none of those is waiting (they are
+        # never what a user waits for, a finalize end is; ttlw, part of a turn's
+        # answer, goes in order before it); the stop mark last.
         self._outbox: asyncio.PriorityQueue[_OutboxItem] | None = None
         self._outbox_seq = 0
         self._outbox_task: asyncio.Task[None] | None = None
@@ -153,6 +155,9 @@ class XAIASRExtension(AsyncExtension):
         self._finalize_order: deque[str] = deque()
         self._finalize_seq = 0
         self._turn = _TurnState()
+        # End of the latest result on the session timeline: a closing final starts there
+        # at the earliest, so finals stay in time order.
+        self._results_end_ms = 0
         self._carry = b""
         self._aligned_for: XAIASRConfig | None = None
         self._frame_bytes = 1
@@ -362,7 +367,8 @@ class XAIASRExtension(AsyncExtension):
             self._turn.ttfw_reported = True
             self._emit_metrics({"ttfw": round((now - self._turn.first_audio_at) * 1000)})
         if t.final:
-            self._report_ttlw(now)
+            self._final_after_finalize(now)
+        self._results_end_ms = max(self._results_end_ms, int(t.start_ms + t.duration_ms))
         asr_info: dict[str, Any] = {
             "vendor": VENDOR,
             "locked": t.final,
@@ -392,14 +398,23 @@ class XAIASRExtension(AsyncExtension):
         if t.final:
             self._turn.end(t.channel)
 
-    def _report_ttlw(self, now: float) -> None:
+    def _final_after_finalize(self, now: float) -> None:
+        """A final result is going out: it completes the turn of the oldest finalize not
+        answered yet (the engine delivers turn N's results before turn N+1's)."""
         for key in self._finalize_order:
             pending = self._finalizes[key]
-            if not pending.ttlw_reported and not pending.answered:
-                pending.ttlw_reported = True
-                ttlw = round((now - pending.received_at) * 1000)
-                self._emit_metrics({"ttlw": ttlw}, metadata=pending.metadata)
-                return
+            if pending.answered:
+                continue
+            if not pending.final_sent:
+                pending.final_sent = True
+                self._report_ttlw(pending, now)
+            return
+
+    def _report_ttlw(self, pending: _PendingFinalize, now: float) -> None:
+        ttlw = round((now - pending.received_at) * 1000)
+        # In order with the results, so it reaches the graph before the turn's
+        # asr_finalize_end: a graph that stops at the end still has its ttlw.
+        self._emit_metrics({"ttlw": ttlw}, metadata=pending.metadata, lane=_LANE_MESSAGES)
 
     def handle_finalize_end(self, outcome: FinalizeOutcome) -> None:
         pending = self._finalizes.get(outcome.finalize_id)
@@ -408,9 +423,14 @@ class XAIASRExtension(AsyncExtension):
         if pending.answered:
             self._log(LogLevel.WARN, f"finalize {pending.finalize_id!r} ended after its answer")
             return
-        self._answer_finalize(pending, outcome.status)
+        self._answer_finalize(pending, outcome.status, outcome.position_ms)
 
-    def _answer_finalize(self, pending: _PendingFinalize, status: str) -> None:
+    def _answer_finalize(
+        self,
+        pending: _PendingFinalize,
+        status: str,
+        position_ms: int | None = None,
+    ) -> None:
         if pending.answered:
             return
         pending.answered = True
@@ -418,6 +438,19 @@ class XAIASRExtension(AsyncExtension):
             pending.safety_timer.cancel()
         if status != "done":
             self._log(LogLevel.WARN, f"finalize {pending.finalize_id!r} ended: {status}")
+        # A module that gave up (configuration rejected, or a FATAL error) sends nothing
+        # more but finalize ends.
+        transcribing = self._session is not None and not self._session.gave_up
+        if transcribing and not pending.final_sent:
+            # Every finalize is followed by a final result before its asr_finalize_end,
+            # as TEN's ASR extensions do: when the turn's text was already final
+            # (endpointing got there first) or there was none, an empty one.
+            pending.final_sent = True
+            self._send_closing_final(pending, position_ms)
+            if status == "done":
+                # The vendor's transcript.done confirms the text complete: that is when
+                # the graph knows it has the turn's last word.
+                self._report_ttlw(pending, time.monotonic())
         self._enqueue(
             "asr_finalize_end",
             {"finalize_id": pending.finalize_id, "metadata": pending.metadata},
@@ -431,6 +464,35 @@ class XAIASRExtension(AsyncExtension):
         # Forget answered finalizes from the front; order is arrival order.
         while self._finalize_order and self._finalizes[self._finalize_order[0]].answered:
             del self._finalizes[self._finalize_order.popleft()]
+
+    def _send_closing_final(self, pending: _PendingFinalize, position_ms: int | None) -> None:
+        """An empty final that closes the turn: it spans the audio after the turn's last
+        result up to where the finalize cut the stream (the tail that held no more words).
+        TEN's guarder timestamp test wants every final to last at least 1 ms and no two
+        to overlap; a turn with no audio left gets that 1 ms."""
+        start_ms = self._results_end_ms
+        duration_ms = max(1, (position_ms or 0) - start_ms)
+        self._results_end_ms = start_ms + duration_ms
+        payload = {
+            "id": self._turn.id_for(None),
+            "text": "",
+            "final": True,
+            "start_ms": start_ms,
+            "duration_ms": duration_ms,
+            "language": self._config.language if self._config else "",
+            "words": [],
+            "metadata": {
+                **pending.metadata,
+                "asr_info": {
+                    "vendor": VENDOR,
+                    "locked": True,
+                    "speech_final": True,
+                    "finalize_id": pending.finalize_id,
+                },
+            },
+        }
+        self._enqueue("asr_result", payload)
+        self._turn.end(None)
 
     def handle_error(self, e: SessionError) -> None:
         level = LogLevel.ERROR if e.fatal else LogLevel.WARN
@@ -508,7 +570,10 @@ class XAIASRExtension(AsyncExtension):
         )
 
     def _emit_metrics(
-        self, metrics: dict[str, Any], metadata: dict[str, Any] | None = None
+        self,
+        metrics: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        lane: int = _LANE_METRICS,
     ) -> None:
         self._enqueue(
             "metrics",
@@ -519,6 +584,7 @@ class XAIASRExtension(AsyncExtension):
                 "metrics": metrics,
                 "metadata": dict(self._metadata if metadata is None else metadata),
             },
+            lane,
         )
 
     def _emit_send_metrics(self) -> None:
@@ -544,11 +610,10 @@ class XAIASRExtension(AsyncExtension):
             }
         )
 
-    def _enqueue(self, name: str, payload: dict[str, Any]) -> None:
+    def _enqueue(self, name: str, payload: dict[str, Any], lane: int = _LANE_MESSAGES) -> None:
         if self._outbox is None:
             return
         self._outbox_seq += 1
-        lane = _LANE_METRICS if name == "metrics" else _LANE_MESSAGES
         self._outbox.put_nowait((lane, self._outbox_seq, (name, payload)))
 
     async def _run_outbox(self, ten_env: AsyncTenEnv) -> None:

@@ -392,6 +392,23 @@ def handshake_timeout(timeout_s: float, *, opened: bool) -> Failure:
     )
 
 
+# The largest message the client accepts from the server. xAI's largest messages are
+# transcript.done, with the whole text of a connection (about 55 KB an hour of
+# continuous speech), and partials, with the words of one ~3 s chunk. 4 MiB leaves
+# room for hours of speech on one connection even if done carried word timings
+# (~60 bytes a word); a larger message is a broken server, and is reported as such.
+MAX_MESSAGE_BYTES = 4 * 2**20
+
+# Close codes the client's WebSocket library sends when it fails a connection itself.
+CLIENT_FAILURE_CLOSES = {
+    1002: "the server broke the WebSocket protocol",
+    1007: "the server sent a text message that is not valid UTF-8",
+    1009: f"a server message was larger than the client's limit "
+    f"({MAX_MESSAGE_BYTES // 2**20} MiB)",
+    1011: "the client failed the connection",
+}
+
+
 def transport_failure(detail: str) -> Failure:
     """TCP connect refused, DNS failure, TLS failure, a broken HTTP answer."""
     return Failure(kind="handshake_failed", message=f"could not connect: {detail}")
@@ -467,8 +484,17 @@ class ConnectionTracker:
         if self.failure is None and self.planned is None:
             self.planned = PlannedClose(reason)
 
-    def closed(self, code: int | None, reason: str | None) -> CloseVerdict:
-        """The socket is gone (`code` None: no close frame, e.g. a TCP abort)."""
+    def closed(
+        self,
+        code: int | None,
+        reason: str | None,
+        *,
+        sent_code: int | None = None,
+        sent_reason: str | None = None,
+    ) -> CloseVerdict:
+        """The socket is gone. `code`/`reason`: the close frame received (None: none,
+        e.g. a TCP abort); `sent_code`/`sent_reason`: the one this client sent, if any
+        (the client's WebSocket library fails a connection itself, e.g. with 1009)."""
         self.phase = ConnectionPhase.CLOSED
         self.close_code = code
         self.close_reason = reason
@@ -479,6 +505,15 @@ class ConnectionTracker:
             return PlannedClose("done")
         if self.planned is not None:
             return self.planned
+        if sent_code in CLIENT_FAILURE_CLOSES:
+            # We ended it (the server may have echoed our code): say why, not "lost".
+            self.failure = Failure(
+                kind="abnormal_close",
+                message=f"the client closed the connection ({sent_code}): "
+                f"{CLIENT_FAILURE_CLOSES[sent_code]}"
+                + (f" [{sent_reason}]" if sent_reason else ""),
+            )
+            return self.failure
         if code is None or code == 1006:
             message = "the connection was lost without a close frame"
         elif code == 1000:

@@ -30,6 +30,7 @@ from websockets.protocol import State
 
 from .protocol import (
     AUDIO_DONE_MESSAGE,
+    MAX_MESSAGE_BYTES,
     CloseVerdict,
     ConnectionPhase,
     ConnectionTracker,
@@ -48,6 +49,7 @@ from .protocol import (
     transport_failure,
     url_for_log,
 )
+from .redaction import redact
 
 # websockets >= 15 reads proxy settings from the environment unless told not to;
 # older versions have no proxy support (and no such argument) at all.
@@ -72,9 +74,7 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().log(level, msg, *args, **kwargs)
 
     def _mask(self, value: object) -> object:
-        if isinstance(value, str) and self._secret in value:
-            return value.replace(self._secret, "***")
-        return value
+        return redact(value, self._secret) if isinstance(value, str) else value
 
 
 class ConnectFailed(Exception):
@@ -102,8 +102,10 @@ class Recognition:
         expected_dones: int = 1,
         logger: logging.Logger | None = None,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.generation = generation
+        self._max_message_bytes = max_message_bytes
         self._url = url
         self._api_key = api_key
         self._connect_timeout_s = connect_timeout_s
@@ -177,6 +179,7 @@ class Recognition:
                 ping_interval=None,
                 compression=None,  # audio does not compress; spare the CPU
                 max_queue=64,
+                max_size=self._max_message_bytes,
                 logger=_RedactingLogger(logging.getLogger("websockets.client"), self._api_key),
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -260,21 +263,29 @@ class Recognition:
                 self.tracker.receive(event)
                 yield event
         finally:
-            # A close frame received says how the server ended it; none means a lost connection.
-            rcvd = ws.protocol.close_rcvd
             if self.verdict is None and ws.protocol.state.name == "CLOSED":
-                self.verdict = self.tracker.closed(
-                    rcvd.code if rcvd is not None else None, rcvd.reason if rcvd else None
-                )
+                self.verdict = self._closed_verdict()
 
     def finish(self) -> CloseVerdict:
         """The verdict, forcing one if the socket ended without the reader seeing it."""
         if self.verdict is None:
-            rcvd = self._ws.protocol.close_rcvd if self._ws is not None else None
-            self.verdict = self.tracker.closed(
-                rcvd.code if rcvd is not None else None, rcvd.reason if rcvd else None
-            )
+            self.verdict = self._closed_verdict()
         return self.verdict
+
+    def _closed_verdict(self) -> CloseVerdict:
+        # A close frame received says how the server ended it, none means a lost
+        # connection, unless this client's library ended it itself (sent, e.g., 1009).
+        protocol = self._ws.protocol if self._ws is not None else None
+        rcvd = protocol.close_rcvd if protocol is not None else None
+        sent = protocol.close_sent if protocol is not None else None
+        if protocol is not None and protocol.close_rcvd_then_sent:
+            sent = None  # our close only echoed the server's: the server ended it
+        return self.tracker.closed(
+            rcvd.code if rcvd is not None else None,
+            rcvd.reason if rcvd is not None else None,
+            sent_code=sent.code if sent is not None else None,
+            sent_reason=sent.reason if sent is not None else None,
+        )
 
     # ---------------------------------------------------------------- sending
 

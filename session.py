@@ -190,6 +190,7 @@ from .protocol import (
 )
 from .recognition import ConnectFailed, Recognition, ResultAssembler, SendFailed, VendorResult
 from .reconnect_manager import BackoffPolicy, ReconnectManager, RetryDecision
+from .redaction import mask_secret, redact
 from .timeline import TICKS_PER_MS, AudioFormat, ConnectionTimeline, round_ms
 
 __all__ = [
@@ -330,11 +331,9 @@ class SessionSettings:
 
     def redacted(self) -> dict[str, Any]:
         """For logs: every setting, the API key masked."""
-        key = self.api_key
-        masked = f"{key[:2]}...{key[-2:]}" if len(key) > 8 else ("***" if key else "")
         return {
             "url": url_for_log(self.url),
-            "api_key": masked,
+            "api_key": mask_secret(self.api_key),
             "sample_rate": self.sample_rate,
             "encoding": self.encoding,
             "channels": self.channels,
@@ -411,6 +410,8 @@ class FinalizeOutcome:
     # True when the turn's connection failed while draining and a repair connection
     # transcribed its un-finalized audio again (status "done").
     repaired: bool = False
+    # Where the finalize cut the user's audio (session timeline, ms): the end of the turn.
+    position_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -461,6 +462,7 @@ class _Finalize:
     finalize_id: str
     issued_at: float
     deadline: float
+    position_ms: int = 0  # user-stream time of the cut (audio pushed before the finalize)
     ended: bool = False
     sent_on: int | None = None  # generation that got its audio.done
     timer: asyncio.Task[None] | None = None
@@ -716,11 +718,15 @@ class StreamingSession:
             finalize_id=finalize_id,
             issued_at=now,
             deadline=now + self._settings.finalize_timeout_s,
+            position_ms=round_ms(self._buffer.position_ms),
         )
         if self._stopped or self._fatal:
             f.ended = True
             outcome = FinalizeOutcome(
-                finalize_id, "stopped" if self._stopped else "no_connection", 0.0
+                finalize_id,
+                "stopped" if self._stopped else "no_connection",
+                0.0,
+                position_ms=f.position_ms,
             )
             self._call_soon(self._deliver, self._generation + 1, outcome)
             return
@@ -799,6 +805,11 @@ class StreamingSession:
         self._set_status(ConnState.DISCONNECTED, 1000, "stopped")
         self._stop_finished.set()
         self._log.info("session stopped")
+
+    @property
+    def gave_up(self) -> bool:
+        """A FATAL error ended the session: it transcribes nothing until start() again."""
+        return self._fatal
 
     @property
     def stats(self) -> SessionStats:
@@ -1851,7 +1862,10 @@ class StreamingSession:
         if self._ledger.in_episode:
             self._end_drop_episode()  # the graph hears of a loss before the turn's answer
         latency_ms = (self._clock() - f.issued_at) * 1000
-        self._deliver(generation, FinalizeOutcome(f.finalize_id, status, latency_ms, repaired))
+        self._deliver(
+            generation,
+            FinalizeOutcome(f.finalize_id, status, latency_ms, repaired, f.position_ms),
+        )
 
     # ================================================================ delivery
 
@@ -2037,8 +2051,7 @@ class StreamingSession:
             self._log.exception("listener %s raised", name)
 
     def _redact(self, text: str) -> str:
-        key = self._settings.api_key
-        return text.replace(key, "***") if key else text
+        return redact(text, self._settings.api_key)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -3,8 +3,8 @@
 
     python3 examples/transcribe.py [FILE] [--fast] [--json] [--graph GRAPH.json]
 
-The graph (examples/transcribe_graph.json, an app property.json that TEN's
-designer loads) has three nodes: `audio_file_source` streams the file as
+The graph (examples/property.json: examples/ is a TEN app, with its
+manifest.json, that TEN's designer opens) has three nodes: `audio_file_source` streams the file as
 pcm_frame messages in real time, `xai_asr_python` recognises it, and
 `transcript_printer` prints what comes back. With XAI_API_KEY set the
 extension talks to xAI; without it this command starts the project's local
@@ -27,7 +27,7 @@ from typing import Any
 
 EXAMPLES = Path(__file__).resolve().parent
 ROOT = EXAMPLES.parent
-DEFAULT_GRAPH = EXAMPLES / "transcribe_graph.json"
+DEFAULT_GRAPH = EXAMPLES / "property.json"
 DEFAULT_SAMPLE = ROOT / "stt_server" / "audio" / "demo.wav"
 LOCAL_KEY = "local-server-needs-no-key"
 # Seconds the graph may run beyond the audio's own length before we give up.
@@ -127,10 +127,17 @@ def _use_project_paths() -> None:
             link.symlink_to(ROOT, target_is_directory=True)
     for path in (EXAMPLES / "ten_packages" / "extension", ROOT):
         sys.path.append(str(path))
-    try:
-        import ten_runtime  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "runtime"))
+    # The graph runs on the project's pure-Python runtime, native TEN installed or not:
+    # the native binding has no in-process graph runner (a TEN app runs this graph with
+    # TEN's own tools instead: examples/ is such an app).
+    standin = (ROOT / "runtime").resolve()
+    loaded = sys.modules.get("ten_runtime")
+    if loaded is not None and standin not in Path(loaded.__file__ or "/").resolve().parents:
+        raise SystemExit(
+            "error: the native ten_runtime is already loaded in this process; "
+            "run examples/transcribe.py as its own command"
+        )
+    sys.path.insert(0, str(standin))
 
 
 @contextlib.contextmanager

@@ -167,6 +167,13 @@ def assert_exactly_once(sent_indices: list[int], records: list[Any]) -> None:
 
 
 def finals(tester: AsrTester) -> list[dict[str, Any]]:
+    """The final results that carry text (the transcript); empty finals only close a
+    finalized turn whose text was already final."""
+    return [m for m in tester.messages("asr_result") if m.get("final") and m.get("text")]
+
+
+def all_finals(tester: AsrTester) -> list[dict[str, Any]]:
+    """Every final result, the empty ones that close a turn included."""
     return [m for m in tester.messages("asr_result") if m.get("final")]
 
 
@@ -281,10 +288,16 @@ class ItTester(AsrTester):
         self.sent_audio.extend(pcm)
 
     async def finalize(
-        self, finalize_id: str, *, bound_s: float, metadata: dict[str, Any] | None = None
+        self,
+        finalize_id: str,
+        *,
+        bound_s: float,
+        metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send asr_finalize and wait for its asr_finalize_end, which must come
-        within `bound_s` of the send."""
+        within `bound_s` of the send and, unless the extension gave up (a FATAL
+        error), after a final result: the turn's last text, or an empty final
+        when its text was already final (TEN's ASR extensions do the same)."""
         start = self.mark()
         sent_at = time.monotonic()
         self.finalize_sent_at[finalize_id] = sent_at
@@ -300,6 +313,19 @@ class ItTester(AsrTester):
             f"asr_finalize_end {finalize_id!r} came {at - sent_at:.2f} s after the finalize "
             f"(bound {bound_s} s)"
         )
+        end_at = next(
+            i
+            for i, m in enumerate(self.received[start:], start)
+            if m.name == "asr_finalize_end" and m.payload.get("finalize_id") == finalize_id
+        )
+        gave_up = any(
+            m.name == "error" and m.payload.get("code") == FATAL for m in self.received[:end_at]
+        )
+        if not gave_up:
+            between = self.received[start:end_at]
+            assert any(
+                m.name == "asr_result" and m.payload.get("final") for m in between
+            ), f"no final asr_result between asr_finalize {finalize_id!r} and its end"
         return end
 
     def arrival_of(self, name: str, finalize_id: str) -> float:

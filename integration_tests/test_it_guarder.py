@@ -21,6 +21,7 @@ from it_support import (
     NON_FATAL,
     SESSION_ID,
     ItTester,
+    all_finals,
     assert_exactly_once,
     assert_finals_ordered,
     assert_status_chain,
@@ -305,26 +306,76 @@ def test_dump_is_byte_identical_to_the_audio_sent(tmp_path: Any) -> None:
     assert len(records) >= 3
 
 
-def test_ttfw_and_ttlw_metrics() -> None:
+@pytest.mark.parametrize(
+    "endpointing_first",
+    [False, True],
+    ids=["text-final-at-transcript-done", "text-final-by-endpointing-before-finalize"],
+)
+def test_ttfw_ttlw_and_finalize_end_as_tens_metrics_test_waits(endpointing_first: bool) -> None:
+    """TEN's guarder metrics test sends audio, then asr_finalize, and stops only once
+    it has ttfw, ttlw and the asr_finalize_end (finalize_id and session_id matching).
+    Both when the turn's text becomes final at transcript.done and when endpointing
+    made it final before the finalize: then an empty final closes the turn (the text
+    is never sent twice) and ttlw measures the vendor's confirmation."""
+    # 400 ms of silence after the speech outlasts endpointing (300 ms of audio, timed
+    # by the server in audio): the turn's final comes before the finalize. 100 ms does
+    # not: its final comes with transcript.done.
+    silence_frames = 40 if endpointing_first else 10
+    turns = [turn_audio(i * 1000, silence=silence_frames) for i in range(2)]
     with marker_server() as srv:
 
         async def script(t: ItTester) -> None:
-            for i in range(2):
-                await t.send_audio(turn_audio(i * 1000))
-                await t.finalize(f"f{i}", bound_s=FINALIZE_BOUND_S)
+            for i, audio in enumerate(turns):
+                turn_start = t.mark()
+                await t.send_audio(audio)
+                if endpointing_first:
+                    await t.wait_for(
+                        "asr_result",
+                        lambda r: r["final"] and r["text"],
+                        timeout=FINALIZE_BOUND_S,
+                        start=turn_start,
+                    )
+                at_finalize = t.mark()
+                end = await t.finalize(f"f{i}", bound_s=FINALIZE_BOUND_S)
+                assert end["metadata"]["session_id"] == SESSION_ID, end
+                await t.wait_for("metrics", lambda m: "ttfw" in m["metrics"], start=turn_start)
+                ttlw = await t.wait_for(
+                    "metrics",
+                    lambda m: "ttlw" in m["metrics"],
+                    timeout=FINALIZE_BOUND_S,
+                    start=at_finalize,
+                )
+                assert ttlw["metadata"]["session_id"] == SESSION_ID, ttlw
+                after = [
+                    m.payload
+                    for m in t.received[at_finalize:]
+                    if m.name == "asr_result" and m.payload["final"]
+                ]
+                texts = [r["text"] for r in after]
+                if endpointing_first:
+                    assert texts == [""], f"the closing final repeats text: {texts}"
+                else:
+                    assert texts and all(texts), f"the turn's text was expected: {texts}"
 
         tester = run_it(fast_props(srv.url), script)
         wait_all_ended(srv)
     metrics = tester.messages("metrics")
     for m in metrics:
         assert m["module"] == "asr" and m["vendor"] == "xai", m
-        assert m["metadata"]["session_id"] == SESSION_ID, m
+        # The first connection may open before any frame told the session id (TEN's
+        # test skips connect_delay alone for that reason); every other metric has it.
+        if set(m["metrics"]) != {"connect_delay"}:
+            assert m["metadata"].get("session_id") == SESSION_ID, m
     ttfw = [m["metrics"]["ttfw"] for m in metrics if "ttfw" in m["metrics"]]
     ttlw = [m["metrics"]["ttlw"] for m in metrics if "ttlw" in m["metrics"]]
     assert len(ttfw) == 2 and len(ttlw) == 2, metrics
     assert all(isinstance(v, int) and 0 <= v < 5000 for v in ttfw + ttlw), (ttfw, ttlw)
-    # ttlw: from the finalize to its final; never longer than the finalize bound.
+    # ttlw: from the finalize to its turn's last word; never longer than the finalize bound.
     assert all(v <= FINALIZE_BOUND_S * 1000 for v in ttlw)
+    # Every word exactly once, whichever way its turn became final.
+    assert final_indices(finals(tester)) == [i for a in turns for i in speech_indices_of(a)]
+    # As TEN's timestamp test checks: every final, empty or not, lasts and none overlap.
+    assert_finals_ordered(all_finals(tester))
 
 
 # ---------------------------------------------------------------------- timestamps
@@ -350,7 +401,7 @@ def test_timestamps_match_the_audio_across_reconnects() -> None:
         records = wait_all_ended(srv)
     finals_ = finals(tester)
     assert final_indices(finals_) == [i for a in turns for i in speech_indices_of(a)]
-    assert_finals_ordered(finals_)
+    assert_finals_ordered(all_finals(tester))
     assert_word_times(finals_, bytes(tester.sent_audio))
     for r in tester.messages("asr_result"):
         assert isinstance(r["start_ms"], int) and r["start_ms"] >= 0

@@ -29,7 +29,10 @@ from test_engine_support import (
 )
 
 from stt_server import Close, ErrorEvent, Fault, Malformed, STTServer
+from xai_asr_python.protocol import Failure
+from xai_asr_python.recognition import Recognition
 from xai_asr_python.reconnect_manager import BackoffPolicy
+from xai_asr_python.redaction import mask_secret
 from xai_asr_python.session import ConnState, SessionSettings, StreamingSession
 
 KEY = "test-key-0123456789"
@@ -564,7 +567,7 @@ async def test_the_key_appears_in_no_log_line_even_at_debug(
     assert "> GET /v1/stt" in caplog.text  # websockets' debug lines were captured
     assert KEY not in caplog.text
     assert "another-secret-key-987" not in caplog.text
-    assert "Bearer ***" in caplog.text
+    assert f"Bearer {mask_secret(KEY)}" in caplog.text  # masked as in every other line
 
 
 async def test_a_burst_is_given_its_playing_time_before_a_stall() -> None:
@@ -598,3 +601,23 @@ async def test_proxy_settings_in_the_environment_are_not_used(
         await run_turn(session, recorder, 0, "f")
         assert recorder.errors == [] and recorder.finalize_ends[0].status == "done"
         await session.stop()
+
+
+async def test_a_server_message_over_the_client_limit_is_reported_as_that() -> None:
+    """A real oversized message on a real socket: the client's library closes with
+    1009, and the failure says so (it used to read "lost without a close frame")."""
+    async with marker_server() as server:
+        url = fast_settings(server.url).connect_url()
+        # transcript.created (about 30 bytes) fits; the first partial (over 100) does not.
+        rec = Recognition(1, url, KEY, connect_timeout_s=3, max_message_bytes=64)
+        await rec.open()
+        await rec.send_audio(marker([(True, 80)], 0))
+
+        async def all_events() -> list[object]:
+            return [event async for event in rec.events()]
+
+        assert await asyncio.wait_for(all_events(), 5) == []
+        verdict = rec.finish()
+        assert isinstance(verdict, Failure), verdict
+        assert "client closed the connection (1009)" in verdict.message, verdict.message
+        await rec.close("test", timeout_s=1)

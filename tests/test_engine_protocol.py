@@ -250,6 +250,32 @@ def test_close_without_done_is_a_failure(code: int | None, vendor_code: str) -> 
     assert verdict.vendor_code == vendor_code
 
 
+def test_a_close_the_client_library_sent_is_reported_as_such_not_as_lost() -> None:
+    """websockets fails a connection itself with 1009 when a server message is over
+    the client's limit; no close frame may come back. That is not a lost connection."""
+    for rcvd in (None, 1009):  # the server may echo the code, or just go
+        tracker = ConnectionTracker()
+        tracker.receive(TranscriptCreated())
+        verdict = tracker.closed(rcvd, None, sent_code=1009, sent_reason="over size limit")
+        assert isinstance(verdict, Failure) and verdict.kind == "abnormal_close"
+        assert "lost without a close frame" not in verdict.message
+        assert "client closed the connection (1009)" in verdict.message
+        assert "larger than the client's limit (4 MiB)" in verdict.message
+        assert verdict.vendor_code is None  # nothing the vendor said
+    tracker = ConnectionTracker()
+    tracker.receive(TranscriptCreated())
+    verdict = tracker.closed(None, None, sent_code=1011, sent_reason="keepalive ping timeout")
+    assert isinstance(verdict, Failure)
+    assert verdict.message.endswith(
+        "(1011): the client failed the connection [keepalive ping timeout]"
+    )
+    # Our own normal close is not a failure of ours to explain.
+    tracker = ConnectionTracker()
+    tracker.receive(TranscriptCreated())
+    tracker.close_planned("idle")
+    assert tracker.closed(None, None, sent_code=1000) == PlannedClose("idle")
+
+
 def test_our_planned_close_is_planned() -> None:
     tracker = ConnectionTracker()
     tracker.receive(TranscriptCreated())

@@ -216,7 +216,8 @@ async def test_stop_during_a_repair_is_prompt_and_leaves_nothing() -> None:
         assert recorder.finalize_ends == []
         await assert_clean_stop(session, server, baseline)
         [outcome] = recorder.finalize_ends
-        assert outcome == FinalizeOutcome("t1", "stopped", outcome.latency_ms, False)
+        # The turn is 120 frames of 10 ms: the finalize cut the stream at 1200 ms.
+        assert outcome == FinalizeOutcome("t1", "stopped", outcome.latency_ms, False, 1200)
         # The turn's text is not lost at stop: the failed connection's interim, as final.
         assert recorder.final_indices() == INTERIM_ONLY_1
         assert server.connection(2).closed_by == "client"

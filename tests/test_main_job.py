@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,16 @@ def test_bundled_sample_is_transcribed_with_no_key() -> None:
     assert "final(s)" in summary
     assert summary.startswith("-- 7.9 s of audio"), summary  # demo.wav is 7.9 s long
     assert "Traceback" not in done.stderr
+
+
+def test_a_real_time_run_reports_ttfw_and_ttlw() -> None:
+    """In real time, endpointing makes the text final before the closing finalize;
+    the finalize still has its ttlw (it used to print "ttlw -")."""
+    done = run(str(ROOT / "stt_server" / "audio" / "hello_world.wav"))  # 2.7 s of audio
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.splitlines()[-1]
+    assert re.search(r"ttfw \d+ ms, ttlw \d+ ms", summary), summary
+    assert "1 final(s)" in summary  # the empty final that closes the turn is not counted
 
 
 def test_json_mode_prints_one_result_object_per_line() -> None:
@@ -125,7 +136,7 @@ def test_lost_audio_is_counted_in_the_summary_and_fails_the_run(tmp_path: Path) 
     # A graph that insists on a 1 s buffer, and a server whose first handshake hangs
     # for 3 s while the whole 5 s file is pushed: the oldest 4 s are dropped.
     path, _ = marker_file(tmp_path, 5)
-    graph = json.loads((ROOT / "examples" / "transcribe_graph.json").read_text())
+    graph = json.loads((ROOT / "examples" / "property.json").read_text())
     nodes = graph["ten"]["predefined_graphs"][0]["graph"]["nodes"]
     stt = next(n for n in nodes if n["addon"] == "xai_asr_python")
     stt["property"]["buffer_max_ms"] = 1000

@@ -58,7 +58,7 @@ def test_api_key_comes_from_the_environment() -> None:
 
 
 def test_example_graph_validates_as_an_app_property_json() -> None:
-    graph = _load(REPO_ROOT / "examples" / "transcribe_graph.json")
+    graph = _load(REPO_ROOT / "examples" / "property.json")
     assert validation_errors(graph, "property") == []
 
 
@@ -71,7 +71,7 @@ def test_example_extensions_validate_against_ten_schemas() -> None:
 
 
 def test_example_graph_uses_only_declared_addons() -> None:
-    graph = _load(REPO_ROOT / "examples" / "transcribe_graph.json")
+    graph = _load(REPO_ROOT / "examples" / "property.json")
     assert isinstance(graph, dict)
     nodes = graph["ten"]["predefined_graphs"][0]["graph"]["nodes"]
     examples = REPO_ROOT / "examples" / "ten_packages" / "extension"
@@ -83,3 +83,34 @@ def test_example_graph_uses_only_declared_addons() -> None:
             else (examples / addon / "manifest.json")
         )
         assert _load(manifest)["name"] == addon  # type: ignore[index]
+
+
+def test_examples_is_a_ten_app_whose_dependencies_are_the_graphs_packages() -> None:
+    """examples/ opens in TEN's designer and installs with TEN's package manager: an
+    app manifest naming the runtime and every extension its graph uses."""
+    manifest = _load(REPO_ROOT / "examples" / "manifest.json")
+    assert validation_errors(manifest, "manifest") == []
+    assert isinstance(manifest, dict) and manifest["type"] == "app"
+    names = set()
+    for dependency in manifest["dependencies"]:
+        if "path" in dependency:
+            package = _load(REPO_ROOT / "examples" / dependency["path"] / "manifest.json")
+            names.add(package["name"])  # type: ignore[index]
+        else:
+            names.add(dependency["name"])
+            if dependency["type"] == "extension":
+                local = REPO_ROOT / "examples" / "ten_packages" / "extension" / dependency["name"]
+                version = _load(local / "manifest.json")["version"]  # type: ignore[index]
+                assert version == dependency["version"], dependency
+    graph = _load(REPO_ROOT / "examples" / "property.json")
+    nodes = graph["ten"]["predefined_graphs"][0]["graph"]["nodes"]  # type: ignore[index]
+    assert {"ten_runtime_python"} | {node["addon"] for node in nodes} == names
+
+
+def test_the_package_includes_every_root_module() -> None:
+    """TEN's package manager ships only package.include: a module left out breaks the
+    installed extension (an ImportError in the app, not here)."""
+    manifest = _load(REPO_ROOT / "manifest.json")
+    include = set(manifest["package"]["include"])  # type: ignore[index]
+    modules = {path.name for path in REPO_ROOT.glob("*.py")}
+    assert modules - include == set()

@@ -392,10 +392,14 @@ class Node:
             return
         problem = self.check_msg(core, "in")
         if problem is not None:
+            # As natively (extension/msg_handling.c, ten_extension_validate_msg_schema
+            # in extension/extension.c): a warning, and the message never reaches the
+            # extension. A cmd is answered ERROR with the problem as its detail; data
+            # and frames, which have no result, are dropped.
+            self.log(3, f"See in {core.kind}::{core.name} with invalid schema: {problem}")
             if core.kind == "cmd":
                 self.auto_result(core, StatusCode.ERROR, problem)
-                return
-            self.log(3, f"Incoming {core.kind} '{core.name}' does not match the schema: {problem}")
+            return
         assert self.adapter is not None
         self.adapter.dispatch(core)
 

@@ -95,7 +95,8 @@ class TranscriptPrinter(AsyncExtension):
     def _on_result(self, r: dict[str, Any]) -> None:
         if self._json:
             print(json.dumps(r, ensure_ascii=False), file=_stdout(), flush=True)
-            if r.get("final"):
+            # An empty final only closes a turn whose text was already final.
+            if r.get("final") and r.get("text"):
                 self._finals.append(r.get("text", ""))
             return
         text = str(r.get("text", "")).strip()
