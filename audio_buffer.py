@@ -16,6 +16,12 @@ if somebody asks for it.
 `ReplayWindow` keeps, for the connection that takes new audio, the frames it
 was sent after its acknowledged point (the end of its latest final result):
 if that connection fails, they go back to the head of the buffer.
+
+`AudioLedger` is the one place where audio the engine gives up on goes: the
+buffer's bound, a stop or a fatal error with audio still queued. It counts it
+(in total and per reason) and groups it into *episodes* (an episode ends when
+audio flows to a connection again, a finalize is answered, or the session
+ends), so that each episode is reported once, with its size and its causes.
 """
 
 from __future__ import annotations
@@ -102,6 +108,102 @@ class DropReport:
     dropped_ms: float
     total_dropped_ms: float
     frames: int
+    ticks: int = 0  # dropped_ms, exact
+    # Where the dropped audio was in the user's stream: (start, end) ticks, merged.
+    spans: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class DropEpisode:
+    """Audio lost in a row, from the first loss until audio flowed again."""
+
+    number: int  # 1-based, per session
+    dropped_ms: float
+    frames: int
+    reasons: tuple[str, ...]  # in the order they first occurred
+    lasted_s: float  # from the first loss to the end of the episode
+    total_dropped_ms: float  # over the whole session, this episode included
+
+
+class AudioLedger:
+    """Audio the engine could not deliver: counted, grouped into episodes, reported once.
+
+    Every frame pushed is, at any time, queued (AudioBuffer), sent and awaiting a
+    final (ReplayWindow or a connection's turn), transcribed, or *lost*: lost audio
+    exists only here, so a loss nobody reports cannot happen. Plain bookkeeping
+    (no I/O, no clock of its own): the caller passes `now`.
+    """
+
+    def __init__(self) -> None:
+        self._lost = 0  # ticks
+        self._by_reason: dict[str, int] = {}
+        self.episodes = 0
+        self._episode_ticks = 0
+        self._episode_frames = 0
+        self._episode_reasons: list[str] = []
+        self._episode_since = 0.0
+        self.in_episode = False
+        self._spans: list[tuple[int, int]] = []  # user-stream ticks lost, merged
+
+    @property
+    def lost_spans_ms(self) -> list[tuple[float, float]]:
+        """Where the lost audio was in the user's stream: (start, end) in ms."""
+        return [(a / TICKS_PER_MS, b / TICKS_PER_MS) for a, b in self._spans]
+
+    def _add_span(self, start: int, end: int) -> None:
+        spans = self._spans
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+
+    @property
+    def lost_ms(self) -> float:
+        return self._lost / TICKS_PER_MS
+
+    @property
+    def lost_ms_by_reason(self) -> dict[str, float]:
+        return {reason: ticks / TICKS_PER_MS for reason, ticks in self._by_reason.items()}
+
+    def lose(
+        self,
+        ticks: int,
+        frames: int,
+        reason: str,
+        *,
+        now: float,
+        spans: tuple[tuple[int, int], ...] = (),
+    ) -> None:
+        if ticks <= 0:
+            return
+        for start, end in spans:
+            self._add_span(start, end)
+        if not self.in_episode:
+            self.in_episode = True
+            self._episode_ticks = self._episode_frames = 0
+            self._episode_reasons = []
+            self._episode_since = now
+        self._lost += ticks
+        self._by_reason[reason] = self._by_reason.get(reason, 0) + ticks
+        self._episode_ticks += ticks
+        self._episode_frames += frames
+        if reason not in self._episode_reasons:
+            self._episode_reasons.append(reason)
+
+    def end_episode(self, *, now: float) -> DropEpisode | None:
+        """The episode under way is over (audio flows again, a turn ends): its report."""
+        if not self.in_episode:
+            return None
+        self.in_episode = False
+        self.episodes += 1
+        return DropEpisode(
+            number=self.episodes,
+            dropped_ms=self._episode_ticks / TICKS_PER_MS,
+            frames=self._episode_frames,
+            reasons=tuple(self._episode_reasons),
+            lasted_s=max(0.0, now - self._episode_since),
+            total_dropped_ms=self.lost_ms,
+        )
 
 
 def _g711_table(kind: str) -> list[int]:
@@ -294,6 +396,7 @@ class AudioBuffer:
             return None
         dropped = 0
         frames = 0
+        spans: list[tuple[int, int]] = []
         kept_markers: list[FinalizeMarker] = []
         # Drop the oldest whole frames; finalize markers are not audio and stay,
         # in order, ahead of the audio that follows them.
@@ -305,11 +408,43 @@ class AudioBuffer:
             self._queued -= item.length
             dropped += item.length
             frames += 1
+            _merge_span(spans, item.start, item.start + item.length)
         for marker in reversed(kept_markers):
             self._items.appendleft(marker)
+        return self._count_dropped(dropped, frames, spans)
+
+    def drop_audio(self) -> DropReport | None:
+        """Take every queued frame out (the session ends with them unsent); markers stay."""
+        if not self._queued:
+            return None
+        dropped = self._queued
+        spans: list[tuple[int, int]] = []
+        frames = 0
+        for item in self._items:
+            if type(item) is AudioFrame:
+                frames += 1
+                _merge_span(spans, item.start, item.start + item.length)
+        self._items = deque(item for item in self._items if type(item) is not AudioFrame)
+        self._queued = 0
+        return self._count_dropped(dropped, frames, spans)
+
+    def _count_dropped(self, dropped: int, frames: int, spans: list[tuple[int, int]]) -> DropReport:
         self._dropped += dropped
         self.dropped_frames += frames
-        return DropReport(dropped / TICKS_PER_MS, self._dropped / TICKS_PER_MS, frames)
+        return DropReport(
+            dropped / TICKS_PER_MS,
+            self._dropped / TICKS_PER_MS,
+            frames,
+            ticks=dropped,
+            spans=tuple(spans),
+        )
+
+
+def _merge_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], end)
+    else:
+        spans.append((start, end))
 
 
 class ReplayWindow:

@@ -133,11 +133,11 @@ class XAIASRConfig(BaseModel):
 
     dump: StrictBool = False
     dump_path: StrictStr = "/tmp"
-    finalize_timeout_ms: StrictInt = Field(default=2000, ge=100, le=60_000)
+    finalize_timeout_ms: StrictInt = Field(default=2000, ge=100, le=86_400_000)
     auto_connect: StrictBool = True
     params: XAIParams
     # This project's knobs. Audio kept while disconnected, in ms of audio.
-    buffer_max_ms: StrictInt = Field(default=60_000, ge=0, le=600_000)
+    buffer_max_ms: StrictInt = Field(default=60_000, ge=0, le=86_400_000)
     # Un-finalized audio re-sent to the next connection after a failure; 0 disables.
     # Above stall_timeout_ms, so a silent stall found out late is still replayed whole.
     replay_max_ms: StrictInt = Field(default=20_000, ge=0, le=600_000)
@@ -151,6 +151,12 @@ class XAIASRConfig(BaseModel):
     reconnect_max_attempts: StrictInt = Field(default=10, ge=1, le=1000)
     healthy_after_ms: StrictInt = Field(default=5_000, ge=0, le=600_000)
     stall_timeout_ms: StrictInt = Field(default=15_000, ge=500, le=600_000)
+    # A connection quiet for a second is pinged when speech starts on it; no pong within
+    # this and it is dead: its audio goes to the standby (or the next) connection.
+    liveness_timeout_ms: StrictInt = Field(default=1_000, ge=50, le=60_000)
+    # WebSocket keepalive: a ping this often, as long to answer (finds a dead connection
+    # during a silence).
+    keepalive_ms: StrictInt = Field(default=5_000, ge=500, le=600_000)
     idle_close_ms: StrictInt = Field(default=30_000, ge=0, le=3_600_000)
     metrics_interval_ms: StrictInt = Field(default=5_000, ge=100, le=600_000)
 

@@ -93,6 +93,8 @@ def settings_from_config(config: XAIASRConfig) -> SessionSettings:
         ),
         healthy_after_s=config.healthy_after_ms / 1000,
         stall_timeout_s=config.stall_timeout_ms / 1000,
+        liveness_timeout_s=config.liveness_timeout_ms / 1000,
+        keepalive_s=config.keepalive_ms / 1000,
         idle_close_s=config.idle_close_ms / 1000,
     )
 
@@ -500,7 +502,10 @@ class XAIASRExtension(AsyncExtension):
             message=e.message,
             vendor_code=e.vendor_code or "",
             vendor_message=e.vendor_message or "",
+            dropped_ms=e.dropped_ms,
         )
+        if e.kind == "audio_dropped" and self._config is not None and self._session is not None:
+            self._emit_send_metrics()  # the new drop totals, with the error
 
     def handle_status(self, current: ConnState, last: ConnState, code: int, message: str) -> None:
         url = self._config.params.base_url if self._config else ""
@@ -529,17 +534,25 @@ class XAIASRExtension(AsyncExtension):
             self._dump.write(chunk)
 
     def handle_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
-        self._log(
-            LogLevel.WARN,
-            f"outage buffer full: dropped {dropped_ms:.0f} ms of the oldest audio "
-            f"({total_dropped_ms:.0f} ms in total)",
-        )
+        # Called per dropped frame: the session reports each drop episode once, as a
+        # NON_FATAL error (handle_error), and the totals go out in the metrics.
+        pass
 
     # ------------------------------------------------------------------ outbound
 
     def _emit_error(
-        self, *, fatal: bool, message: str, vendor_code: str, vendor_message: str
+        self,
+        *,
+        fatal: bool,
+        message: str,
+        vendor_code: str,
+        vendor_message: str,
+        dropped_ms: float | None = None,
     ) -> None:
+        metadata = dict(self._metadata)
+        if dropped_ms is not None:
+            # Audio lost in this episode, for a graph to count without parsing the message.
+            metadata["dropped_audio_ms"] = round(dropped_ms)
         self._enqueue(
             "error",
             {
@@ -552,7 +565,7 @@ class XAIASRExtension(AsyncExtension):
                     "code": self._redact(vendor_code),
                     "message": self._redact(vendor_message),
                 },
-                "metadata": dict(self._metadata),
+                "metadata": metadata,
             },
         )
 
@@ -590,6 +603,7 @@ class XAIASRExtension(AsyncExtension):
                     "failure_reconnects": stats.failure_reconnects,
                     "last_reconnect_gap_ms": stats.last_reconnect_gap_ms,
                     "dropped_audio_ms": round(stats.dropped_ms),
+                    "drop_episodes": stats.drop_episodes,
                     "replayed_audio_ms": round(stats.replayed_ms),
                     "connections_opened": stats.connections_opened,
                 },

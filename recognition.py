@@ -173,6 +173,10 @@ class Recognition:
                 additional_headers=auth_headers(self._api_key),
                 open_timeout=None,  # the caller's wait_for bounds the whole opening
                 close_timeout=self._close_timeout_s,
+                # No library keepalive: a ping waits behind the audio the server has not
+                # read yet, so a fixed pong timeout kills healthy connections that have a
+                # backlog. The session pings itself (probe), allowing for the backlog.
+                ping_interval=None,
                 compression=None,  # audio does not compress; spare the CPU
                 max_queue=64,
                 max_size=self._max_message_bytes,
@@ -299,6 +303,26 @@ class Recognition:
             await self._ws.send(message)
         except (ConnectionClosed, OSError) as exc:
             raise SendFailed(str(exc)) from exc
+
+    async def probe(self, timeout_s: float) -> bool | None:
+        """Prove the connection alive: a WebSocket ping. True when its pong came within
+        `timeout_s`, False when it did not (the connection is dead), None when the
+        connection closed meanwhile (its reader tells how)."""
+        ws = self._ws
+        if ws is None or self.verdict is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            # ping() itself can block: it waits for the socket to drain, and a dead peer
+            # reads nothing.
+            pong = await asyncio.wait_for(ws.ping(), timeout_s)
+            await asyncio.wait_for(pong, max(0.0, deadline - loop.time()))
+        except (asyncio.TimeoutError, TimeoutError):
+            return None if self.verdict is not None else False
+        except (ConnectionClosed, OSError, RuntimeError):
+            return None
+        return True
 
     # ---------------------------------------------------------------- closing
 

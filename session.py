@@ -122,6 +122,34 @@ leave time) or fails; replayed audio the outage buffer drops
 (`buffer_max_ms`, reported like any drop); and whatever is still buffered
 when the session gives up.
 
+Liveness. A connection that dies without FIN or RST (a partition, a NAT or
+proxy dropping an idle flow, a hung vendor) looks open, and speech sent to it
+is lost unless it is found out while that speech is still in its replay
+window. So when speech starts on a connection with no sign of life (an event
+or a pong) for `probe_quiet_s`, and when a finalize is sent on one, it is
+pinged; no pong within `liveness_timeout_s` and it fails ("dead_connection"):
+the current connection's window goes to the standby connection at once (no
+backoff: it is open; it is probed in turn when speech starts on it) or, with
+no standby, to the next connection as after any failure; a draining one is
+repaired (see Repair). During a silence the watchdog pings the current
+connection every `keepalive_s` (the library keepalive is off: its fixed pong
+timeout would kill a healthy connection with a backlog). A probe's timeout
+allows for the audio the vendor has not heard yet (`_backlog_s`: what was sent
+beyond the vendor's latest event, heard at real time from then). A draining
+connection with no transcript.done half-way to its deadline, though it has no
+backlog left, is repaired too ("no_done"): alive or dead, it is not answering.
+
+Loss. Audio the engine gives up on (the outage buffer's bound, audio still
+queued at stop or when the session gives up, and a turn that ends without its
+done and without a repair: its window past the interim text made final) goes
+to the `AudioLedger`
+(audio_buffer.py) through `_lose`, the only way out other than a
+transcription; it is reported once per episode (an episode ends when audio
+flows to a connection again, a finalize is answered, or the session ends) as a
+NON_FATAL `audio_dropped` error saying how much and why, with one WARN line,
+and counted in `stats` (dropped_ms, drop_episodes). After a FATAL error it is
+only counted: that error already says nothing more will be transcribed.
+
 Timing. `clock` measures (deadlines, health, latencies); `sleep` and `rng`
 drive only the reconnect backoff (reconnect_manager.py), so a test can
 inject them. Deadlines are waited for on the event loop's own timers.
@@ -139,7 +167,15 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Protocol
 
-from .audio_buffer import AudioBuffer, AudioFrame, DropReport, FinalizeMarker, ReplayWindow
+from .audio_buffer import (
+    AudioBuffer,
+    AudioFrame,
+    AudioLedger,
+    DropEpisode,
+    DropReport,
+    FinalizeMarker,
+    ReplayWindow,
+)
 from .protocol import (
     Failure,
     PlannedClose,
@@ -185,6 +221,12 @@ WATCHDOG_MIN_SLEEP_S = 0.01
 # The sender lets other tasks run at least this often during a long flush.
 PUMP_YIELD_EVERY_S = 0.005
 
+# Why audio was lost (AudioLedger reasons).
+LOST_BUFFER_FULL = "buffer_full"
+LOST_STOPPED = "stopped"
+LOST_GAVE_UP = "gave_up"
+LOST_UNANSWERED = "unanswered"
+
 
 class ConnState(str, enum.Enum):
     CONNECTING = "connecting"
@@ -229,6 +271,16 @@ class SessionSettings:
     idle_close_s: float = 30.0
     # Un-finalized audio kept per current connection to send again if it fails (0: off).
     replay_max_ms: int = 20_000  # above stall_timeout_s: a silent stall is replayed whole
+    # Liveness: when speech starts on a connection with no sign of life (an event or a
+    # pong) for probe_quiet_s, it is pinged; no pong within liveness_timeout_s and it is
+    # dead (its replay window goes to the next connection). Keep liveness_timeout_s well
+    # below finalize_timeout_s, so a turn finalized into a dead connection is repaired
+    # in time, and replay_max_ms above it.
+    probe_quiet_s: float = 1.0
+    liveness_timeout_s: float = 1.0
+    # The WebSocket keepalive (a ping every keepalive_s, keepalive_s to answer it): what
+    # finds a connection dead during a silence, when no speech starts.
+    keepalive_s: float = 5.0
 
     def __post_init__(self) -> None:
         bytes_per_sample(self.encoding)  # raises on an unknown encoding
@@ -240,6 +292,8 @@ class SessionSettings:
             "healthy_after_s",
             "stall_timeout_s",
             "idle_close_s",
+            "liveness_timeout_s",
+            "keepalive_s",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -247,6 +301,8 @@ class SessionSettings:
             raise ValueError("buffer_max_ms must not be negative")
         if self.replay_max_ms < 0:
             raise ValueError("replay_max_ms must not be negative")
+        if self.probe_quiet_s < 0:
+            raise ValueError("probe_quiet_s must not be negative")
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -300,6 +356,9 @@ class SessionSettings:
             "stall_timeout_s": self.stall_timeout_s,
             "idle_close_s": self.idle_close_s,
             "replay_max_ms": self.replay_max_ms,
+            "probe_quiet_s": self.probe_quiet_s,
+            "liveness_timeout_s": self.liveness_timeout_s,
+            "keepalive_s": self.keepalive_s,
         }
 
 
@@ -333,6 +392,7 @@ class SessionError:
     vendor_message: str | None  # the vendor's own text
     attempt: int  # failed attempts so far in this streak
     retry_in_s: float | None  # when non-fatal and a reconnect follows: the backoff delay
+    dropped_ms: float | None = None  # kind "audio_dropped": the audio this episode lost
 
 
 @dataclass(frozen=True)
@@ -374,6 +434,8 @@ class SessionStats:
     # Un-finalized audio that fell out of a connection's replay window (older than
     # replay_max_ms): it was sent once, it just would not be sent again.
     replay_trimmed_ms: float = 0.0
+    # Drop episodes reported (one NON_FATAL error each); dropped_ms is their total.
+    drop_episodes: int = 0
 
 
 class SessionListener(Protocol):
@@ -417,6 +479,13 @@ class _Live:
     window: ReplayWindow
     opened_at: float
     last_audio_at: float
+    # The last sign of life (an event, or the pong to a probe), and a probe under way.
+    alive_at: float = 0.0
+    probing: bool = False
+    # How far into the audio sent the vendor had got (connection ms) at its latest
+    # event, and when that was: what it has not heard yet delays a pong.
+    heard_ms: float = 0.0
+    heard_at: float = 0.0
     # When the first speech frame sent since the last event is heard, in real time: a
     # burst (a buffer flush) is heard later than it is sent, and the vendor is not
     # stalled while it is still listening to it.
@@ -497,6 +566,8 @@ class StreamingSession:
         self._clock = clock
         self._log = logger or logging.getLogger("xai_asr_python.session")
         self._buffer = AudioBuffer(settings.audio_format, settings.buffer_max_ms)
+        # Where audio the engine gives up on goes: counted and reported once per episode.
+        self._ledger = AudioLedger()
         self._reconnect = ReconnectManager(
             settings.backoff,
             healthy_after_s=settings.healthy_after_s,
@@ -513,6 +584,8 @@ class StreamingSession:
         # that opens it.
         self._standby: Recognition | None = None
         self._standby_task: asyncio.Task[None] | None = None
+        self._standby_opened_at = 0.0
+        self._switch_to_standby = False  # a dead connection's successor is the standby
         self._repair_recs: set[Recognition] = set()  # repair connections still open
         self._closing: set[Recognition] = set()  # closed politely in the background
         self._finalizes: dict[str, _Finalize] = {}  # in issue order
@@ -627,10 +700,13 @@ class StreamingSession:
             return False
         if self._fatal:
             self._warn_once("after_fatal", "audio is ignored: the session gave up (fatal error)")
+            fmt = self._buffer.format
+            frames = len(chunk) // fmt.bytes_per_frame
+            self._ledger.lose(frames * fmt.ticks_per_frame, 1, LOST_GAVE_UP, now=self._clock())
             return False
         report = self._buffer.push(chunk)
         if report is not None:
-            self._report_drop(report)
+            self._lose(report, LOST_BUFFER_FULL)
         return True
 
     def finalize(self, finalize_id: str) -> None:
@@ -710,6 +786,10 @@ class StreamingSession:
             task.cancel()
         if recs:
             await asyncio.gather(*(rec.wait_closed(0.1) for rec in recs))
+        # Audio never sent is lost now: reported before the turns end.
+        report = self._buffer.drop_audio()
+        if report is not None:
+            self._lose(report, LOST_STOPPED)
         # Turns end in order: the draining ones, oldest first, then the current one.
         for live in sorted(self._lives.values(), key=lambda lv: lv.generation):
             if live.draining:
@@ -721,6 +801,7 @@ class StreamingSession:
             self._end_finalize(f, "stopped", self._generation + 1)
         self._blockers.clear()
         self._release_held()
+        self._end_drop_episode()
         self._set_status(ConnState.DISCONNECTED, 1000, "stopped")
         self._stop_finished.set()
         self._log.info("session stopped")
@@ -738,7 +819,7 @@ class StreamingSession:
             planned_reconnects=self._planned_reconnects,
             failure_reconnects=self._failure_reconnects,
             last_reconnect_gap_ms=self._last_gap_ms,
-            dropped_ms=float(self._buffer.total_dropped_ms),
+            dropped_ms=self._ledger.lost_ms,
             connections_opened=self._connections_opened,
             current_state=self._state,
             generation=self._generation,
@@ -746,6 +827,7 @@ class StreamingSession:
             failed_attempts=self._reconnect.attempt,
             replayed_ms=self._replayed / TICKS_PER_MS,
             replay_trimmed_ms=self._replay_trimmed / TICKS_PER_MS,
+            drop_episodes=self._ledger.episodes,
         )
 
     # ================================================================ supervisor
@@ -794,7 +876,8 @@ class StreamingSession:
         while not self._stopped:
             settings = self._settings
             started = self._clock()
-            adopted = await self._adopt_standby() if reason == "planned" else None
+            switch, self._switch_to_standby = self._switch_to_standby, False
+            adopted = await self._adopt_standby() if reason == "planned" or switch else None
             if adopted is not None:
                 rec = adopted
                 generation = rec.generation
@@ -833,6 +916,9 @@ class StreamingSession:
                 window=ReplayWindow(settings.audio_format, settings.replay_max_ms),
                 opened_at=now,
                 last_audio_at=now,
+                # A standby's last sign of life is its transcript.created.
+                alive_at=self._standby_opened_at if adopted is not None else now,
+                heard_at=now,
                 channel_keys=(
                     tuple(range(settings.channels)) if settings.multichannel else (None,)
                 ),
@@ -910,6 +996,7 @@ class StreamingSession:
             # Python < 3.12 can, as the handshake completes): nobody owns it any more.
             rec.abort()
             return
+        self._standby_opened_at = self._clock()
         self._log.info(
             "gen %d: standby connection open in %.0f ms",
             rec.generation,
@@ -972,16 +1059,42 @@ class StreamingSession:
                 )
             self._enter_fatal()
             return False
+        standby = self._ready_standby() if failure.kind == "dead_connection" else None
+        if standby is not None:
+            # The connection stopped answering, and the standby, opened since, is open:
+            # switch to it at once (no backoff, no handshake). It is probed in turn
+            # when speech starts on it. Other failures take the usual path.
+            self._switch_to_standby = True
+            self._report_error(
+                failure,
+                fatal=False,
+                retry_in_s=0.0,
+                attempt=decision.attempt,
+                message=f"{failure.message}; switching to the standby connection "
+                f"(gen {standby.generation})",
+            )
+            return not self._stopped
         self._report_error(
             failure, fatal=False, retry_in_s=decision.delay_s, attempt=decision.attempt
         )
         await self._reconnect.wait(decision)
         return not self._stopped
 
+    def _ready_standby(self) -> Recognition | None:
+        """The standby connection, if it is open and usable right now."""
+        rec, task = self._standby, self._standby_task
+        if rec is None or (task is not None and not task.done()) or not rec.usable:
+            return None
+        return rec
+
     def _enter_fatal(self) -> None:
         """No connection will come: finalizes waiting for one end now."""
         self._fatal = True
         self._discard_standby("the session gave up")
+        report = self._buffer.drop_audio()
+        if report is not None:
+            self._lose(report, LOST_GAVE_UP)
+        self._end_drop_episode()
         self._set_status(ConnState.DISCONNECTED, 0, "gave up")
         for f in list(self._finalizes.values()):
             if f.sent_on is None:
@@ -1055,7 +1168,7 @@ class StreamingSession:
         )
         report = self._buffer.requeue([f.as_replayed() for f in frames])
         if report is not None:
-            self._report_drop(report)
+            self._lose(report, LOST_BUFFER_FULL)
 
     @staticmethod
     def _floors(live: _Live, replay_from: Fraction) -> dict[int | None, Fraction]:
@@ -1152,6 +1265,8 @@ class StreamingSession:
         now = self._clock()
         length = frame.length
         live.timeline.record_sent(frame.start, length)
+        if self._ledger.in_episode:
+            self._end_drop_episode()  # audio flows again
         trimmed = live.window.sent(frame)
         if trimmed:
             self._replay_trimmed += trimmed
@@ -1168,6 +1283,11 @@ class StreamingSession:
         if live.speech_since is None and frame.speech:
             live.speech_since = max(now, heard_at)
             live.poke.set()
+            if not live.probing and now - live.alive_at >= self._settings.probe_quiet_s:
+                # Speech is committed to a connection that has been quiet: prove it alive
+                # (its audio stays in the replay window meanwhile).
+                live.probing = True
+                self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
             if not live.standby_asked and self._settings.standby and self._settings.prewarm:
                 self._open_standby(live)
         self._bytes_sent += len(frame.data)
@@ -1234,6 +1354,12 @@ class StreamingSession:
         live.speech_since = None
         live.quiet_since = None
         live.audio_since_event_ms = 0.0
+        live.alive_at = live.heard_at = self._clock()
+        if isinstance(event, TranscriptPartial):
+            heard = float(live.timeline.vendor_to_conn_ms(event.start_s + event.duration_s))
+            live.heard_ms = max(live.heard_ms, heard)
+        elif isinstance(event, TranscriptDone):
+            live.heard_ms = float(live.timeline.sent_ms)
         if isinstance(event, TranscriptPartial):
             self._reconnect.connection_healthy()
             if event.is_final:
@@ -1314,6 +1440,11 @@ class StreamingSession:
                 live.rec.fail(failure)
                 self._wakeup.set()
                 return
+            keepalive_at = live.alive_at + settings.keepalive_s
+            if now >= keepalive_at and not live.probing:
+                # Keepalive: no sign of life for keepalive_s (a silence): prove it alive.
+                live.probing = True
+                self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
             idle_at = live.last_audio_at + settings.idle_close_s
             quiet = self._buffer.peek() is None and live.sending_since is None
             if now >= idle_at and quiet and not live.idle:
@@ -1324,12 +1455,39 @@ class StreamingSession:
             deadlines = [
                 idle_at if now < idle_at else now + settings.idle_close_s,
                 now + stall_s / 2,
+                keepalive_at if now < keepalive_at else now + settings.keepalive_s,
             ]
             for since in (live.speech_since, live.sending_since):
                 if since is not None:
                     deadlines.append(since + stall_s)
             live.poke.clear()
             await _wait_event(live.poke, max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now))
+
+    async def _probe(self, live: _Live, quiet_s: float) -> None:
+        """Ping a connection speech was just sent to; no pong in time: it is dead, and
+        fails like any other (replay to the next connection, or a repair when draining)."""
+        # The ping waits behind the audio the vendor has not heard yet: allow for it, at
+        # real time from the vendor's latest event (as fast as any live vendor hears).
+        timeout_s = self._settings.liveness_timeout_s + self._backlog_s(live, self._clock())
+        try:
+            alive = await live.rec.probe(timeout_s)
+        finally:
+            live.probing = False
+        if alive is None or self._lives.get(live.generation) is not live:
+            return  # closed meanwhile (its reader says how), or retired
+        if alive:
+            live.alive_at = self._clock()
+            return
+        if live.ended.is_set() or live.turn_finished.is_set() or live.repairing:
+            return
+        failure = Failure(
+            kind="dead_connection",
+            message=f"no answer to a ping within {timeout_s:.1f} s (no sign of life for "
+            f"{quiet_s:.1f} s before it): the connection is dead",
+        )
+        self._log.warning("gen %d: %s", live.generation, failure.message)
+        live.rec.fail(failure)
+        self._wakeup.set()
 
     def _begin_drain(self, live: _Live, f: _Finalize | None) -> None:
         """audio.done went out: this connection takes no more audio and gets until the
@@ -1348,6 +1506,11 @@ class StreamingSession:
         live.drain_deadline = (
             f.deadline if f is not None and not f.ended else now + self._settings.finalize_timeout_s
         )
+        if not live.probing:
+            # A finalize is committed to it: prove it alive now (one ping a turn), while
+            # the deadline still leaves time to repair the turn if it is dead.
+            live.probing = True
+            self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
         self._blockers.add(live.generation)
         self._current = None
         self._gap_since = now
@@ -1357,6 +1520,7 @@ class StreamingSession:
     async def _drain(self, live: _Live) -> None:
         try:
             if not live.turn_finished.is_set():
+                await self._hedge(live)
                 remaining = live.drain_deadline - self._clock()
                 finished = await _wait_event(live.turn_finished, remaining)
                 if not finished and live.repairing:
@@ -1369,6 +1533,7 @@ class StreamingSession:
                         message=f"no transcript.done within the finalize timeout ({timeout_s:g} s)",
                     )
                     live.rec.tracker.fail(failure)
+                    self._give_up_turn(live)
                     self._finish_turn(live, "timeout", failure)
             # The turn is over; the socket goes too, whether or not the server closes it.
             if not live.ended.is_set():
@@ -1378,6 +1543,34 @@ class StreamingSession:
         finally:
             if not self._stopped:
                 self._retire(live)
+
+    async def _hedge(self, live: _Live) -> None:
+        """Half the finalize timeout has passed without transcript.done, though the vendor
+        has heard everything (by the backlog estimate): a connection that never answers,
+        alive or not. Its turn is repaired now, while the other half of the timeout leaves
+        time for it, instead of ending "timeout" with only its interim text."""
+        settings = self._settings
+        hedge_at = live.drain_deadline - settings.finalize_timeout_s / 2
+        if await _wait_event(live.turn_finished, hedge_at - self._clock()):
+            return
+        if live.repairing or self._stopped or settings.replay_max_ms <= 0 or not live.window:
+            return
+        if self._backlog_s(live, self._clock()) > 0:
+            return  # still hearing a backlog (a burst): the done may well come in time
+        waited_s = self._clock() - (live.drain_deadline - settings.finalize_timeout_s)
+        failure = Failure(
+            kind="no_done",
+            message=f"no transcript.done {waited_s:.1f} s after audio.done",
+        )
+        self._log.warning("gen %d: %s", live.generation, failure.message)
+        live.rec.tracker.fail(failure)
+        self._drain_failed(live, failure)
+
+    def _backlog_s(self, live: _Live, now: float) -> float:
+        """Audio sent on `live` that the vendor has not heard yet, in seconds, if it hears
+        in real time from its latest event (as fast as any live vendor hears)."""
+        unheard_s = float(live.timeline.sent_ms) / 1000 - live.heard_ms / 1000
+        return max(0.0, unheard_s - (now - live.heard_at))
 
     def _finish_turn(
         self,
@@ -1413,12 +1606,19 @@ class StreamingSession:
             or not live.window
             or self._clock() >= live.drain_deadline
         ):
+            self._give_up_turn(live)
             self._finish_turn(live, "failed", failure)
             return
         live.repairing = True
         if failure is not None:
             # Reported now, like any draining failure; the finalize ends with the repair.
-            self._report_error(failure, fatal=False, retry_in_s=None)
+            self._report_error(
+                failure,
+                fatal=False,
+                retry_in_s=None,
+                message=f"{failure.message}; re-transcribing the turn's last "
+                f"{float(live.window.kept_ms) / 1000:.1f} s of audio on a new connection",
+            )
         replay_from = live.window.start_ms
         floors = self._floors(live, replay_from)
         frames = live.window.take()
@@ -1521,6 +1721,7 @@ class StreamingSession:
                     retry_in_s=None,
                     message=f"repair connection (gen {generation}) failed: {failure.message}",
                 )
+                self._give_up_turn(failed, frames)
                 self._finish_turn(failed, status)
         finally:
             try:
@@ -1571,11 +1772,45 @@ class StreamingSession:
             repair.ended.set()
             repair.turn_finished.set()
 
-    def _salvage(self, live: _Live, is_before: Callable[[float], bool] | None = None) -> None:
+    def _salvage(
+        self, live: _Live, is_before: Callable[[float], bool] | None = None
+    ) -> float | None:
         """The connection ends without a done: its interim text becomes final, not lost
-        (with `is_before`: only the words before the audio that will be replayed)."""
+        (with `is_before`: only the words before the audio that will be replayed).
+        Returns the end (user ms) of the text made final, if any."""
+        end: float | None = None
         for result in live.assembler.salvage(is_before):
             self._deliver_result(live, result)
+            start_ms, duration_ms = live.timeline.span(result.start_s, result.end_s)
+            end = max(end or 0.0, float(start_ms + duration_ms))
+        return end
+
+    def _give_up_turn(self, live: _Live, frames: list[AudioFrame] | None = None) -> None:
+        """A draining connection's turn ends without its transcript.done and without a
+        repair: its interim text is made final, and the audio of its window past that
+        text, which nothing will transcribe now, goes to the ledger as lost."""
+        if frames is None:
+            frames = live.window.take()
+        salvaged_end = self._salvage(live)
+        floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
+        lost = [f for f in frames if f.start >= floor]
+        if not lost:
+            return
+        spans: list[tuple[int, int]] = []
+        for f in lost:
+            if spans and spans[-1][1] == f.start:
+                spans[-1] = (spans[-1][0], f.start + f.length)
+            else:
+                spans.append((f.start, f.start + f.length))
+        ticks = sum(f.length for f in lost)
+        report = DropReport(
+            ticks / TICKS_PER_MS,
+            self._ledger.lost_ms + ticks / TICKS_PER_MS,
+            len(lost),
+            ticks=ticks,
+            spans=tuple(spans),
+        )
+        self._lose(report, LOST_UNANSWERED)
 
     def _retire(self, live: _Live) -> None:
         if self._lives.get(live.generation) is live:
@@ -1624,6 +1859,8 @@ class StreamingSession:
         if f.timer is not None and f.timer is not asyncio.current_task():
             f.timer.cancel()
         self._finalizes.pop(f.token, None)
+        if self._ledger.in_episode:
+            self._end_drop_episode()  # the graph hears of a loss before the turn's answer
         latency_ms = (self._clock() - f.issued_at) * 1000
         self._deliver(
             generation,
@@ -1725,17 +1962,22 @@ class StreamingSession:
         attempt: int | None = None,
         kind: str | None = None,
         message: str | None = None,
+        dropped_ms: float | None = None,
     ) -> None:
+        text = message or failure.message
+        if retry_in_s and not fatal:
+            text += f"; retrying in {retry_in_s:.2g} s"  # only when a retry is scheduled
         error = SessionError(
             fatal=fatal,
             kind=kind or failure.kind,
-            message=self._redact(message or failure.message),
+            message=self._redact(text),
             vendor_code=failure.vendor_code,
             vendor_message=(
                 None if failure.vendor_message is None else self._redact(failure.vendor_message)
             ),
             attempt=self._reconnect.attempt if attempt is None else attempt,
             retry_in_s=retry_in_s,
+            dropped_ms=dropped_ms,
         )
         level = logging.ERROR if fatal else logging.WARNING
         retry = f", retry in {retry_in_s:.3f} s" if retry_in_s is not None else ""
@@ -1751,15 +1993,53 @@ class StreamingSession:
         )
         self._emit("on_error", error)
 
-    def _report_drop(self, report: DropReport) -> None:
-        self._log.warning(
-            "outage buffer over %d ms: dropped the oldest %.0f ms (%d frames; %.0f ms in total)",
-            self._buffer.max_ms,
-            report.dropped_ms,
-            report.frames,
-            report.total_dropped_ms,
+    def _lose(self, report: DropReport, reason: str) -> None:
+        """The one way audio leaves the engine untranscribed: into the ledger, reported
+        once per episode (see _end_drop_episode), never silently and never per frame."""
+        self._ledger.lose(
+            report.ticks, report.frames, reason, now=self._clock(), spans=report.spans
         )
         self._emit("on_audio_dropped", report.dropped_ms, report.total_dropped_ms)
+
+    def _why_lost(self, reason: str) -> str:
+        if reason == LOST_BUFFER_FULL:
+            return (
+                "no connection took audio and the outage buffer (buffer_max_ms = "
+                f"{self._buffer.max_ms} ms) overflowed, the oldest audio first"
+            )
+        if reason == LOST_STOPPED:
+            return "the session stopped before it could be sent"
+        if reason == LOST_GAVE_UP:
+            return "the session gave up (fatal error) before it could be sent"
+        if reason == LOST_UNANSWERED:
+            return (
+                "a turn's connection gave no transcript.done and no other connection could "
+                "transcribe its audio again by the finalize's deadline (interim text, if "
+                "any, was made final)"
+            )
+        return reason
+
+    def _end_drop_episode(self) -> None:
+        episode: DropEpisode | None = self._ledger.end_episode(now=self._clock())
+        if episode is None:
+            return
+        why = "; ".join(self._why_lost(reason) for reason in episode.reasons)
+        message = (
+            f"dropped {episode.dropped_ms:.0f} ms of audio ({episode.frames} frames, "
+            f"over {episode.lasted_s:.1f} s): {why} "
+            f"[{episode.total_dropped_ms:.0f} ms dropped in this session]"
+        )
+        if self._fatal:
+            # The FATAL error already told the graph that nothing more is transcribed:
+            # counted (metrics) and logged, not reported once more.
+            self._log.warning("%s", message)
+            return
+        self._report_error(
+            Failure(kind="audio_dropped", message=message),
+            fatal=False,
+            retry_in_s=None,
+            dropped_ms=episode.dropped_ms,
+        )
 
     # ================================================================ helpers
 
@@ -1809,6 +2089,11 @@ class StreamingSession:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._log.error("task %s failed: %r", task.get_name(), task.exception())
+
+    @property
+    def ledger(self) -> AudioLedger:
+        """What was lost, where and why (read only)."""
+        return self._ledger
 
     @property
     def tasks(self) -> frozenset[asyncio.Task[Any]]:

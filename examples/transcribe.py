@@ -85,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             try:
-                _configure_graph(graph_file, args, audio_path, base_url, key, summary_path)
+                finalize_s = _configure_graph(
+                    graph_file, args, audio_path, audio_s, base_url, key, summary_path
+                )
             except ValueError as exc:
                 return _fail(str(exc))
             speed = 0.0 if args.fast else args.speed
-            budget = (audio_s / speed if speed > 0 else audio_s / 20) + GRACE_S
+            budget = (audio_s / speed if speed > 0 else 0.0) + finalize_s + GRACE_S
             return _run_graph(graph_file, args.graph, budget, summary_path, args.verbose)
     finally:
         summary_path.unlink(missing_ok=True)
@@ -180,10 +182,12 @@ def _configure_graph(
     graph_file: dict[str, Any],
     args: argparse.Namespace,
     audio_path: Path,
+    audio_s: float,
     base_url: str | None,
     key: str,
     summary_path: Path,
-) -> None:
+) -> float:
+    """Point the graph at the file and the recognizer; returns the finalize timeout (s)."""
     nodes = _graph_nodes(graph_file)
     by_addon = {node.get("addon"): node for node in nodes}
     for addon in ("audio_file_source", "xai_asr_python", "transcript_printer"):
@@ -202,13 +206,19 @@ def _configure_graph(
     if args.language:
         params["language"] = args.language
     stt.setdefault("reconnect_max_attempts", max(1, args.max_retries))
-    if args.fast:
-        # The recognizer gets the whole file at once and works through it after
-        # the finalize: give the finalize the time that takes, not a turn's.
-        stt["finalize_timeout_ms"] = max(stt.get("finalize_timeout_ms", 2000), 20_000)
+    audio_ms = int(audio_s * 1000)
+    # A file can wait, so none of it may be dropped: the outage buffer holds the whole
+    # file (a graph that sets a smaller one gets the loss reported, and a failed run).
+    stt.setdefault("buffer_max_ms", max(60_000, audio_ms + 10_000))
+    if args.fast or args.speed > 1:
+        # Faster than real time, the recognizer works through a backlog after the
+        # finalize (the socket slows the sending down to its pace): the finalize gets
+        # the time it takes to hear the whole file in real time, plus a margin.
+        stt["finalize_timeout_ms"] = max(stt.get("finalize_timeout_ms", 2000), audio_ms + 10_000)
     printer = by_addon["transcript_printer"].setdefault("property", {})
     printer["json"] = bool(args.json)
     printer["summary_path"] = str(summary_path)
+    return int(stt.get("finalize_timeout_ms", 2000)) / 1000
 
 
 def _graph_nodes(graph_file: dict[str, Any]) -> list[dict[str, Any]]:
@@ -276,7 +286,16 @@ def _run_graph(
         summary = {}
     if not summary:
         return _fail("the graph stopped without a summary")
-    return 1 if summary.get("fatal") else 0
+    if summary.get("fatal"):
+        return 1
+    if summary.get("dropped_ms"):
+        print(
+            f"error: {summary['dropped_ms'] / 1000:.1f} s of the audio were dropped, "
+            "not transcribed (see the errors above)",
+            file=sys.stderr,
+        )
+        return 3
+    return 0
 
 
 def _fail(message: str) -> int:

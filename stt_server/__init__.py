@@ -3,7 +3,7 @@
 See stt_server/README.md for the command line and the in-process API.
 """
 
-from stt_server.faults import Close, ErrorEvent, Fault, Malformed
+from stt_server.faults import Close, ErrorEvent, Fault, Malformed, Outage, Partition
 from stt_server.marker import MarkerFrame
 from stt_server.protocol import QueryError, SessionConfig, Word
 from stt_server.records import ConnectionRecord
@@ -16,6 +16,8 @@ __all__ = [
     "Fault",
     "Malformed",
     "MarkerFrame",
+    "Outage",
+    "Partition",
     "QueryError",
     "STTServer",
     "SessionConfig",

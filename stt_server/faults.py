@@ -99,6 +99,52 @@ class Malformed:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """The network between client and server goes silent, TCP stays open.
+
+    From the trigger on the server reads nothing (so it answers no ping and,
+    once the socket buffers fill, the client's sends block) and sends nothing
+    (events, pings and close frames are held back), with no FIN and no RST:
+    what a network partition, a NAT or proxy dropping an idle flow, or a hung
+    vendor process looks like to the client. for_ms: the partition heals after
+    that long (what was held back is then sent, as TCP would retransmit it, and
+    reading resumes); None: for good. No trigger: right after transcript.created.
+    A client that leaves meanwhile (RST or FIN) is noticed and the connection ends.
+    """
+
+    after_ms: int | None = None
+    after_bytes: int | None = None
+    for_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_trigger("Partition", self.after_ms, self.after_bytes)
+        if self.for_ms is not None and self.for_ms < 0:
+            raise ValueError("Partition: for_ms must be >= 0")
+
+
+OUTAGE_MODES = ("refuse", "hang")
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The whole service is down for `for_ms` (STTServer.begin_outage): every upgrade
+    request that arrives meanwhile is refused with `status` ("refuse") or left
+    unanswered until the outage is over and then handled as usual ("hang")."""
+
+    for_ms: int
+    mode: str = "refuse"
+    status: int = 503
+
+    def __post_init__(self) -> None:
+        if self.for_ms < 0:
+            raise ValueError("Outage: for_ms must be >= 0")
+        if self.mode not in OUTAGE_MODES:
+            raise ValueError(f"Outage.mode must be one of {OUTAGE_MODES}")
+        if not 400 <= self.status <= 599:
+            raise ValueError("Outage.status must be an HTTP error status (400-599)")
+
+
+@dataclass(frozen=True)
 class Fault:
     """Everything a connection may do wrong; the defaults do nothing wrong.
 
@@ -107,6 +153,7 @@ class Fault:
     close, malformed, ignore_audio_done, done_without_close,
     close_before_done (close 1000 instead of answering audio.done),
     stop_reading_after_bytes (+ stop_reading_for_ms, None = for good),
+    partition (stop reading and sending, TCP kept open),
     idle_end_after_s (end the session after that long without audio: socket
     stays open, audio ignored, nothing more sent). Answer shape: done_text
     ("whole" | "pending") and done_delay_ms, None = the server's default.
@@ -126,6 +173,7 @@ class Fault:
     stop_reading_after_bytes: int | None = None
     stop_reading_for_ms: int | None = None
     idle_end_after_s: float | None = None
+    partition: Partition | None = None
     done_text: str | None = None
     done_delay_ms: int | None = None
 

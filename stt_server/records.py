@@ -48,6 +48,9 @@ class ConnectionRecord:
     close_code: int | None = None
     close_reason: str | None = None
     closed_by: str | None = None
+    outage: str | None = None  # "refuse" | "hang": the upgrade arrived during an outage
+    partitioned_at_bytes: int | None = None  # audio bytes received when a partition began
+    partition_healed: bool = False
     marker_channels: list[list[MarkerFrame]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     ended: asyncio.Event = field(default_factory=asyncio.Event, repr=False)

@@ -24,7 +24,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from stt_server.faults import Close, ErrorEvent, Fault, Malformed
+from stt_server.faults import Close, ErrorEvent, Fault, Malformed, Outage, Partition
 from stt_server.protocol import (
     DONE_TEXT_MODES,
     STT_PATH,
@@ -106,6 +106,9 @@ class STTServer:
         self.connections: list[ConnectionRecord] = []
         self._faults: dict[int, Fault] = {}
         self._default_fault: Fault | None = None
+        self._outage: Outage | None = None
+        self._outage_until = 0.0  # loop time
+        self._outage_over = asyncio.Event()
         self._arrivals: dict[int, asyncio.Event] = {}
         self._pending: dict[ServerConnection, ConnectionRecord] = {}
         self._watchers: set[asyncio.Task[None]] = set()
@@ -189,6 +192,50 @@ class STTServer:
         """The fault for every connection without one of its own."""
         self._default_fault = fault
 
+    def begin_outage(self, outage: Outage) -> None:
+        """The service is down from now for `outage.for_ms`: every upgrade request that
+        arrives meanwhile is refused, or hangs until the outage is over."""
+        log.info("outage: %s for %d ms", outage.mode, outage.for_ms)
+        self._outage = outage
+        self._outage_until = asyncio.get_running_loop().time() + outage.for_ms / 1000
+        self._outage_over = asyncio.Event()
+
+    def end_outage(self) -> None:
+        if self._outage is not None:
+            log.info("outage over")
+        self._outage = None
+        self._outage_over.set()
+
+    @property
+    def outage_active(self) -> bool:
+        if self._outage is None:
+            return False
+        if asyncio.get_running_loop().time() >= self._outage_until:
+            self.end_outage()
+            return False
+        return True
+
+    async def _during_outage(self, record: ConnectionRecord) -> Outage | None:
+        """The outage this upgrade request falls in (a hang has waited it out)."""
+        if not self.outage_active:
+            return None
+        outage = self._outage
+        assert outage is not None
+        record.outage = outage.mode
+        if outage.mode == "refuse":
+            return outage
+        log.info("connection %d: outage: upgrade left hanging", record.number)
+        remaining = self._outage_until - asyncio.get_running_loop().time()
+        over = asyncio.ensure_future(self._outage_over.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({over, stopping}, timeout=max(0.0, remaining))
+        finally:
+            over.cancel()
+            stopping.cancel()
+        self.outage_active  # noqa: B018 - ends the outage when its time is up
+        return outage
+
     def connection(self, number: int) -> ConnectionRecord:
         if not 1 <= number <= len(self.connections):
             raise KeyError(number)
@@ -221,6 +268,13 @@ class STTServer:
         self._arrivals.setdefault(number, asyncio.Event()).set()
         log.debug("connection %d: upgrade request for %s", number, path)
 
+        outage = await self._during_outage(record)
+        if record.ended.is_set():
+            return None  # the client left while the upgrade hung
+        if outage is not None and outage.mode == "refuse":
+            return self._refuse(
+                connection, record, outage.status, _REFUSAL_TEXT.get(outage.status, "Outage.")
+            )
         if fault is not None and fault.handshake_delay_ms:
             log.info(
                 "connection %d: fault: handshake delayed %d ms", number, fault.handshake_delay_ms
@@ -348,8 +402,11 @@ class _ConnectionRunner:
         self.created_sent = False
         self.answering = True  # False once the session stopped answering
         self.reading_paused = False
+        self.partitioned = False
+        self._held_writes: list[tuple[str, bytes]] = []
         self._resume_reading: asyncio.Event | None = None
         self._aborted = False
+        self._peer_gone = False  # the client left during a partition
         self._idle_timer: asyncio.TimerHandle | None = None
         self._normal_rcvbuf = 0
         self._opened_at = 0.0
@@ -478,6 +535,9 @@ class _ConnectionRunner:
 
     def _record_end(self) -> None:
         record, protocol = self.record, self.connection.protocol
+        if self._peer_gone:
+            record.end, record.closed_by, record.close_code = "lost", "client", 1006
+            return
         if self._aborted:
             record.end, record.closed_by = "aborted", "server"
             return
@@ -633,6 +693,8 @@ class _ConnectionRunner:
             self._trigger(fault.close, "close", self._close, fault.close)
         if fault.malformed is not None and not fault.malformed.on_audio_done:
             self._trigger(fault.malformed, "malformed", self._send_malformed, fault.malformed)
+        if fault.partition is not None:
+            self._trigger(fault.partition, "partition", self._partition, fault.partition)
         if fault.stop_reading_after_bytes is not None:
             self._byte_triggers.append(
                 (fault.stop_reading_after_bytes, "stop reading", self._stop_reading)
@@ -641,7 +703,7 @@ class _ConnectionRunner:
 
     def _trigger(
         self,
-        spec: ErrorEvent | Close | Malformed,
+        spec: ErrorEvent | Close | Malformed | Partition,
         name: str,
         action: Callable[[T], Awaitable[None]],
         argument: T,
@@ -705,6 +767,102 @@ class _ConnectionRunner:
                 resume_later,
             )
 
+    async def _partition(self, spec: Partition) -> None:
+        """Stop reading and sending, keep TCP open (see faults.Partition)."""
+        if self.partitioned:
+            return
+        log.info(
+            "connection %d: fault: partition after %d bytes%s",
+            self.number,
+            len(self.record.audio),
+            f" for {spec.for_ms} ms" if spec.for_ms is not None else "",
+        )
+        self.partitioned = True
+        self.record.partitioned_at_bytes = len(self.record.audio)
+        connection = self.connection
+        transport = connection.transport
+        # Nothing leaves: writes (events, pongs, pings, close frames, FIN) are held.
+        held = self._held_writes
+        transport.write = lambda data: held.append(("write", bytes(data)))  # type: ignore[method-assign]
+        transport.write_eof = lambda: held.append(("eof", b""))  # type: ignore[method-assign]
+        if connection.keepalive_task is not None:
+            connection.keepalive_task.cancel()
+            connection.keepalive_task = None
+        # Nothing is read: no ping is answered, and the client's sends block once the
+        # socket buffers are full.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                self._normal_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        transport.pause_reading()
+        self.reading_paused = True
+        self._resume_reading = asyncio.Event()
+        watcher = asyncio.ensure_future(self._watch_partitioned_peer(sock))
+        self.tasks.add(watcher)
+        watcher.add_done_callback(self.tasks.discard)
+        if spec.for_ms is not None:
+
+            async def heal() -> None:
+                self._heal()
+
+            self._at_ms(
+                int((self.loop.time() - self._opened_at) * 1000) + spec.for_ms, "heal", heal
+            )
+
+    def _heal(self) -> None:
+        """The partition is over: what was held back goes out, in order; reading resumes."""
+        if not self.partitioned:
+            return
+        log.info("connection %d: fault: partition healed", self.number)
+        self.partitioned = False
+        self.record.partition_healed = True
+        transport = self.connection.transport
+        del transport.write  # type: ignore[method-assign]
+        del transport.write_eof  # type: ignore[method-assign]
+        held, self._held_writes = self._held_writes, []
+        for kind, data in held:
+            if transport.is_closing():
+                break
+            if kind == "write":
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+        self.connection.start_keepalive()
+        # Reading resumes here too: the read loop may be parked in recv(), not in
+        # _wait_resumed_or_closed (a time-triggered partition).
+        resume = self._resume_reading
+        self._resume_reading = None
+        self.reading_paused = False
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._normal_rcvbuf:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVBUF, max(self._normal_rcvbuf // 2, 65536)
+                )
+        transport.resume_reading()
+        if resume is not None:
+            resume.set()
+
+    async def _watch_partitioned_peer(self, sock: socket.socket | None) -> None:
+        """A partitioned server reads nothing, so it would never notice the client
+        leaving: look at the TCP state instead, and end the connection if it is gone."""
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        if sock is None or tcp_info is None:
+            return
+        established = 1  # Linux TCP_ESTABLISHED
+        while self.partitioned:
+            await asyncio.sleep(0.02)
+            try:
+                state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0]
+            except OSError:
+                state = 0
+            if state != established and self.partitioned:
+                log.info("connection %d: the client left during the partition", self.number)
+                self._peer_gone = True
+                self.abort("partitioned client gone")
+                return
+
     async def _wait_resumed_or_closed(self, resume: asyncio.Event) -> None:
         resumed = asyncio.ensure_future(resume.wait())
         closed = asyncio.ensure_future(self.connection.wait_closed())
@@ -714,7 +872,7 @@ class _ConnectionRunner:
             for waiter in (resumed, closed):
                 waiter.cancel()
             await asyncio.gather(resumed, closed, return_exceptions=True)
-        if resume.is_set():
+        if resume.is_set() and self._resume_reading is resume:
             log.info("connection %d: fault: reading resumed", self.number)
             self._resume_reading = None
             self.reading_paused = False

@@ -149,8 +149,10 @@ async def test_when_the_repair_fails_the_turn_ends_failed_as_before(repair_fault
         assert recorder.final_indices() == INTERIM_ONLY_1
         assert_words_exact(recorder.finals)
         errors = recorder.errors
-        assert len(errors) == 2 and not any(e.fatal for e in errors)
+        assert len(errors) == 3 and not any(e.fatal for e in errors)
         assert "repair connection" in errors[1].message
+        # What the interim text did not cover is reported lost (issue #12), with how much.
+        assert errors[2].kind == "audio_dropped" and errors[2].dropped_ms
         assert server.connection(2).number == 2
         # The session goes on: the next turn is normal.
         push_all(session, utterance(200, 20, 5))

@@ -319,15 +319,15 @@ async def test_planned_closes_replay_nothing() -> None:
     [
         (Fault(error_event=ErrorEvent(code=500, on_audio_done=True)), "failed"),
         (Fault(close_before_done=True), "failed"),
-        (Fault(ignore_audio_done=True), "timeout"),
     ],
-    ids=["error-on-audio-done", "close-before-done", "no-done"],
+    ids=["error-on-audio-done", "close-before-done"],
 )
 async def test_a_draining_connection_that_fails_replays_nothing(fault: Fault, status: str) -> None:
     """Nothing goes to the next connection, which already has newer audio: its interim
     text is made final, as before replay. (A failure, as opposed to no done by the
     deadline, is repaired on a separate connection when replay is on: that is
-    test_engine_repair.py; here replay is off for the failures.)"""
+    test_engine_repair.py; here replay is off for the failures. No done at all is
+    repaired too: test_engine_faults.py.)"""
     async with marker_server() as server:
         server.set_fault(1, fault)
         replay_max_ms = 0 if status == "failed" else 20_000

@@ -112,3 +112,86 @@ def test_unreachable_server_gives_up_with_a_clear_error() -> None:
     assert done.returncode != 0
     assert "fatal error" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------- no silent loss (#12)
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 16000) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return path
+
+
+def marker_file(tmp_path: Path, seconds: int) -> tuple[Path, int]:
+    """A WAV of marker audio: 1 s sentences (0.5 s speech, 0.5 s silence)."""
+    from stt_server import marker
+
+    pattern = [(True, 50), (False, 50)] * seconds
+    speech_frames = 50 * seconds
+    return write_wav(tmp_path / "long.wav", marker.generate(pattern)), speech_frames
+
+
+def indices(stdout: str) -> list[int]:
+    words = []
+    for line in stdout.splitlines():
+        if line.startswith("["):
+            words.extend(int(w) for w in line.split("]", 1)[1].split())
+    return words
+
+
+def test_a_file_longer_than_the_buffer_loses_nothing_with_fast(tmp_path: Path) -> None:
+    # 70 s of audio pushed at once: more than the default 60 s outage buffer.
+    path, _ = marker_file(tmp_path, 70)
+    with ServerThread(recognizer="marker") as srv:
+        done = run("--fast", "--base-url", srv.url, str(path))
+    assert done.returncode == 0, done.stderr
+    expected = [i for i in range(7000) if i % 100 < 50]
+    assert indices(done.stdout) == expected  # every sentence, once
+    summary = done.stdout.splitlines()[-1]
+    assert "0 error(s)" in summary and "dropped" not in summary, summary
+
+
+def test_lost_audio_is_counted_in_the_summary_and_fails_the_run(tmp_path: Path) -> None:
+    # A graph that insists on a 1 s buffer, and a server whose first handshake hangs
+    # for 3 s while the whole 5 s file is pushed: the oldest 4 s are dropped.
+    path, _ = marker_file(tmp_path, 5)
+    graph = json.loads((ROOT / "examples" / "property.json").read_text())
+    nodes = graph["ten"]["predefined_graphs"][0]["graph"]["nodes"]
+    stt = next(n for n in nodes if n["addon"] == "xai_asr_python")
+    stt["property"]["buffer_max_ms"] = 1000
+    graph_path = tmp_path / "graph.json"
+    graph_path.write_text(json.dumps(graph))
+    from stt_server import Fault
+
+    with ServerThread(recognizer="marker") as srv:
+        srv.set_fault(1, Fault(handshake_delay_ms=3000))
+        done = run("--fast", "--base-url", srv.url, "--graph", str(graph_path), str(path))
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "dropped 4000 ms of audio" in done.stderr, done.stderr
+    summary = done.stdout.splitlines()[-1]
+    assert "4.0 s of audio dropped" in summary, summary
+    assert "1 error(s)" in summary, summary
+    assert "Traceback" not in done.stderr
+
+
+def test_errors_say_what_happens_next(tmp_path: Path) -> None:
+    # Connection 1 closes abnormally mid-file: the error says what follows (a retry, or
+    # the turn transcribed again), and it does follow: nothing is lost.
+    from stt_server import Close, Fault
+
+    path, _ = marker_file(tmp_path, 5)
+    with ServerThread(recognizer="marker") as srv:
+        srv.set_fault(1, Fault(close=Close(code=1011, after_bytes=64_000)))
+        done = run("--fast", "--base-url", srv.url, str(path))
+    assert done.returncode == 0, done.stderr
+    [line] = [ln for ln in done.stderr.splitlines() if "error" in ln and "1011" in ln]
+    assert line.startswith("error: "), line
+    assert "retrying in " in line or "re-transcribing the turn" in line, line
+    assert "(retrying)" not in done.stderr
+    assert indices(done.stdout) == [i for i in range(500) if i % 100 < 50]

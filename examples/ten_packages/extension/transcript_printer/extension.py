@@ -28,6 +28,13 @@ from ten_runtime import (
 FATAL_ERROR = -1000
 
 
+def _stdout() -> Any:
+    """The process's own stdout: a host that silences stdout for a while (the main
+    job does, while the runtime announces the addons it loads) must not swallow
+    results that arrive meanwhile."""
+    return sys.__stdout__ or sys.stdout
+
+
 class TranscriptPrinter(AsyncExtension):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -44,6 +51,7 @@ class TranscriptPrinter(AsyncExtension):
         self._connects = 0
         self._error_since_connect = False
         self._audio_ms = 0
+        self._dropped_ms = 0  # audio the ASR node reported lost
         self._stopping = False
 
     async def on_init(self, ten_env: AsyncTenEnv) -> None:
@@ -86,7 +94,7 @@ class TranscriptPrinter(AsyncExtension):
 
     def _on_result(self, r: dict[str, Any]) -> None:
         if self._json:
-            print(json.dumps(r, ensure_ascii=False), flush=True)
+            print(json.dumps(r, ensure_ascii=False), file=_stdout(), flush=True)
             # An empty final only closes a turn whose text was already final.
             if r.get("final") and r.get("text"):
                 self._finals.append(r.get("text", ""))
@@ -101,14 +109,18 @@ class TranscriptPrinter(AsyncExtension):
                 self._audio_ms, int(r.get("start_ms", 0)) + int(r.get("duration_ms", 0))
             )
         elif self._interim and self._tty and text:
-            sys.stdout.write(f"\r\x1b[K  ... {text}")
-            sys.stdout.flush()
+            _stdout().write(f"\r\x1b[K  ... {text}")
+            _stdout().flush()
             self._interim_shown = True
 
     def _on_error(self, e: dict[str, Any]) -> None:
         self._errors.append(e)
         self._error_since_connect = True
-        kind = "fatal error" if e.get("code") == FATAL_ERROR else "error (retrying)"
+        dropped = (e.get("metadata") or {}).get("dropped_audio_ms")
+        if isinstance(dropped, (int, float)):
+            self._dropped_ms += int(dropped)
+        # The message says what happens next ("retrying in 1.2 s" when a retry is).
+        kind = "fatal error" if e.get("code") == FATAL_ERROR else "error"
         vendor = e.get("vendor_info") or {}
         detail = (
             f" [vendor {vendor.get('code')}: {vendor.get('message')}]" if vendor.get("code") else ""
@@ -123,6 +135,9 @@ class TranscriptPrinter(AsyncExtension):
             self._metrics["actual_send"] = metrics["actual_send"]
         if "vendor_metrics" in metrics:
             self._metrics["vendor_metrics"] = metrics["vendor_metrics"]
+            dropped = metrics["vendor_metrics"].get("dropped_audio_ms")
+            if isinstance(dropped, (int, float)):
+                self._dropped_ms = max(self._dropped_ms, int(dropped))
 
     def _on_status(self, s: dict[str, Any]) -> None:
         if s.get("current") == "connected":
@@ -132,15 +147,19 @@ class TranscriptPrinter(AsyncExtension):
             if self._error_since_connect and not self._json:
                 self._line("reconnected to the recognizer", stream=sys.stderr)
             self._error_since_connect = False
-        elif s.get("current") == "disconnected" and s.get("code") and not self._json:
+        elif (
+            s.get("current") == "disconnected"
+            and s.get("code") not in (None, 0, 1000)
+            and (not self._json)
+        ):
             self._line(f"disconnected: {s.get('message', '')}", stream=sys.stderr)
 
     def _line(self, text: str, stream: Any = None) -> None:
         if self._interim_shown:
-            sys.stdout.write("\r\x1b[K")
-            sys.stdout.flush()
+            _stdout().write("\r\x1b[K")
+            _stdout().flush()
             self._interim_shown = False
-        print(text, file=stream or sys.stdout, flush=True)
+        print(text, file=stream or _stdout(), flush=True)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -151,6 +170,7 @@ class TranscriptPrinter(AsyncExtension):
             "ttlw_ms": self._metrics.get("ttlw"),
             "connections": self._connects,
             "errors": len(self._errors),
+            "dropped_ms": self._dropped_ms,
             "fatal": self._fatal,
         }
 
@@ -168,6 +188,11 @@ class TranscriptPrinter(AsyncExtension):
                 f"-- {summary['audio_ms'] / 1000:.1f} s of audio, {summary['finals']} final(s), "
                 f"ttfw {ms(summary['ttfw_ms'])}, ttlw {ms(summary['ttlw_ms'])}, "
                 f"{summary['connections']} connection(s), {summary['errors']} error(s)"
+                + (
+                    f", {summary['dropped_ms'] / 1000:.1f} s of audio dropped"
+                    if summary["dropped_ms"]
+                    else ""
+                )
             )
         if self._summary_path:
             await asyncio.to_thread(_write_json, self._summary_path, summary)
