@@ -35,8 +35,9 @@ def test_an_outage_longer_than_the_buffer_is_one_non_fatal_error_and_metrics(srv
         await srv.wait_for_connection(2)  # refused, and retrying
         # 500 ms of speech, 10 ms a frame: the newest 200 ms are kept, 300 ms dropped.
         await t.send_audio(marker.generate([(True, 50)]), chunk_bytes=320)
-        srv.set_default_fault(None)
         await t.send_finalize("f1")
+        # Still in the outage: the finalize ends without a connection (the runtime
+        # delivers it after every frame, so all 500 ms were pushed by then).
         await t.wait_for("asr_finalize_end", timeout=10)
         # The error precedes the turn's answer, and carries what was lost and why.
         names = [
@@ -46,6 +47,10 @@ def test_an_outage_longer_than_the_buffer_is_one_non_fatal_error_and_metrics(srv
             or (m.name == "error" and "dropped" in m.payload["message"])
         ]
         assert names == ["error", "asr_finalize_end"], names
+        srv.set_default_fault(None)  # the outage ends: the kept 200 ms are transcribed
+        await t.wait_for(
+            "asr_result", lambda r: r["final"] and "49" in r["text"].split(), timeout=10
+        )
         await t.wait_for(
             "metrics",
             lambda m: m["metrics"].get("vendor_metrics", {}).get("drop_episodes") == 1,
