@@ -745,17 +745,8 @@ class _ConnectionRunner:
             len(self.record.audio),
             f" for {self.fault.stop_reading_for_ms} ms" if self.fault.stop_reading_for_ms else "",
         )
-        transport = self.connection.transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # A small receive buffer makes the client's sends block sooner
-            # (restored on resume: it would throttle loopback TCP badly).
-            with contextlib.suppress(OSError):
-                self._normal_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        transport.pause_reading()
-        self.reading_paused = True
-        resume = self._resume_reading = asyncio.Event()
+        self._pause_reading()
+        resume = self._resume_reading
         if self.fault.stop_reading_for_ms is not None:
 
             async def resume_later() -> None:
@@ -790,14 +781,7 @@ class _ConnectionRunner:
             connection.keepalive_task = None
         # Nothing is read: no ping is answered, and the client's sends block once the
         # socket buffers are full.
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                self._normal_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        transport.pause_reading()
-        self.reading_paused = True
-        self._resume_reading = asyncio.Event()
+        sock = self._pause_reading()
         watcher = asyncio.ensure_future(self._watch_partitioned_peer(sock))
         self.tasks.add(watcher)
         watcher.add_done_callback(self.tasks.discard)
@@ -809,6 +793,21 @@ class _ConnectionRunner:
             self._at_ms(
                 int((self.loop.time() - self._opened_at) * 1000) + spec.for_ms, "heal", heal
             )
+
+    def _pause_reading(self) -> socket.socket | None:
+        """Stop reading the socket until `_resume_reading` is set; returns the socket."""
+        transport = self.connection.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A small receive buffer makes the client's sends block sooner
+            # (restored on resume: it would throttle loopback TCP badly).
+            with contextlib.suppress(OSError):
+                self._normal_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        transport.pause_reading()
+        self.reading_paused = True
+        self._resume_reading = asyncio.Event()
+        return sock
 
     def _heal(self) -> None:
         """The partition is over: what was held back goes out, in order; reading resumes."""
