@@ -368,11 +368,18 @@ class XAIASRExtension(AsyncExtension):
             self._emit_metrics({"ttfw": round((now - self._turn.first_audio_at) * 1000)})
         if t.final:
             self._final_after_finalize(now)
+        self._send_result(t, self._metadata)
+
+    def _send_result(
+        self, t: Transcript, metadata: dict[str, Any], **asr_info_extra: Any
+    ) -> None:
+        """An asr_result for `t`; a final one ends its turn (the next result, a new id)."""
         self._results_end_ms = max(self._results_end_ms, int(t.start_ms + t.duration_ms))
         asr_info: dict[str, Any] = {
             "vendor": VENDOR,
             "locked": t.final,
             "speech_final": t.speech_final,
+            **asr_info_extra,
         }
         if t.channel is not None:
             asr_info["channel"] = t.channel
@@ -392,7 +399,7 @@ class XAIASRExtension(AsyncExtension):
                 }
                 for w in t.words
             ],
-            "metadata": {**self._metadata, "asr_info": asr_info},
+            "metadata": {**metadata, "asr_info": asr_info},
         }
         self._enqueue("asr_result", payload)
         if t.final:
@@ -471,28 +478,17 @@ class XAIASRExtension(AsyncExtension):
         TEN's guarder timestamp test wants every final to last at least 1 ms and no two
         to overlap; a turn with no audio left gets that 1 ms."""
         start_ms = self._results_end_ms
-        duration_ms = max(1, (position_ms or 0) - start_ms)
-        self._results_end_ms = start_ms + duration_ms
-        payload = {
-            "id": self._turn.id_for(None),
-            "text": "",
-            "final": True,
-            "start_ms": start_ms,
-            "duration_ms": duration_ms,
-            "language": self._config.language if self._config else "",
-            "words": [],
-            "metadata": {
-                **pending.metadata,
-                "asr_info": {
-                    "vendor": VENDOR,
-                    "locked": True,
-                    "speech_final": True,
-                    "finalize_id": pending.finalize_id,
-                },
-            },
-        }
-        self._enqueue("asr_result", payload)
-        self._turn.end(None)
+        closing = Transcript(
+            text="",
+            final=True,
+            start_ms=start_ms,
+            duration_ms=max(1, (position_ms or 0) - start_ms),
+            words=(),
+            channel=None,
+            speech_final=True,
+            generation=0,  # no connection's: the extension's own
+        )
+        self._send_result(closing, pending.metadata, finalize_id=pending.finalize_id)
 
     def handle_error(self, e: SessionError) -> None:
         level = LogLevel.ERROR if e.fatal else LogLevel.WARN
@@ -532,11 +528,6 @@ class XAIASRExtension(AsyncExtension):
         self._bytes_sent += len(chunk)
         if self._dump is not None:
             self._dump.write(chunk)
-
-    def handle_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
-        # Called per dropped frame: the session reports each drop episode once, as a
-        # NON_FATAL error (handle_error), and the totals go out in the metrics.
-        pass
 
     # ------------------------------------------------------------------ outbound
 
@@ -702,4 +693,6 @@ class _Listener:
         self._ext.handle_audio_sent(chunk)
 
     def on_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
-        self._ext.handle_audio_dropped(dropped_ms, total_dropped_ms)
+        # Called per drop: the session reports each drop episode once, as a NON_FATAL
+        # error (handle_error), and the totals go out in the metrics. Nothing to do here.
+        pass
