@@ -700,9 +700,8 @@ class StreamingSession:
             return False
         if self._fatal:
             self._warn_once("after_fatal", "audio is ignored: the session gave up (fatal error)")
-            fmt = self._buffer.format
-            frames = len(chunk) // fmt.bytes_per_frame
-            self._ledger.lose(frames * fmt.ticks_per_frame, 1, LOST_GAVE_UP, now=self._clock())
+            ticks = self._buffer.format.ticks(len(chunk))
+            self._ledger.lose(ticks, 1, LOST_GAVE_UP, now=self._clock())
             return False
         report = self._buffer.push(chunk)
         if report is not None:
@@ -1283,11 +1282,10 @@ class StreamingSession:
         if live.speech_since is None and frame.speech:
             live.speech_since = max(now, heard_at)
             live.poke.set()
-            if not live.probing and now - live.alive_at >= self._settings.probe_quiet_s:
+            if now - live.alive_at >= self._settings.probe_quiet_s:
                 # Speech is committed to a connection that has been quiet: prove it alive
                 # (its audio stays in the replay window meanwhile).
-                live.probing = True
-                self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
+                self._start_probe(live, now)
             if not live.standby_asked and self._settings.standby and self._settings.prewarm:
                 self._open_standby(live)
         self._bytes_sent += len(frame.data)
@@ -1441,10 +1439,9 @@ class StreamingSession:
                 self._wakeup.set()
                 return
             keepalive_at = live.alive_at + settings.keepalive_s
-            if now >= keepalive_at and not live.probing:
+            if now >= keepalive_at:
                 # Keepalive: no sign of life for keepalive_s (a silence): prove it alive.
-                live.probing = True
-                self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
+                self._start_probe(live, now)
             idle_at = live.last_audio_at + settings.idle_close_s
             quiet = self._buffer.peek() is None and live.sending_since is None
             if now >= idle_at and quiet and not live.idle:
@@ -1462,6 +1459,12 @@ class StreamingSession:
                     deadlines.append(since + stall_s)
             live.poke.clear()
             await _wait_event(live.poke, max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now))
+
+    def _start_probe(self, live: _Live, now: float) -> None:
+        """Ping `live` in the background, unless a ping is already on its way."""
+        if not live.probing:
+            live.probing = True
+            self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
 
     async def _probe(self, live: _Live, quiet_s: float) -> None:
         """Ping a connection speech was just sent to; no pong in time: it is dead, and
@@ -1506,11 +1509,9 @@ class StreamingSession:
         live.drain_deadline = (
             f.deadline if f is not None and not f.ended else now + self._settings.finalize_timeout_s
         )
-        if not live.probing:
-            # A finalize is committed to it: prove it alive now (one ping a turn), while
-            # the deadline still leaves time to repair the turn if it is dead.
-            live.probing = True
-            self._spawn(self._probe(live, now - live.alive_at), f"probe-{live.generation}")
+        # A finalize is committed to it: prove it alive now (one ping a turn), while the
+        # deadline still leaves time to repair the turn if it is dead.
+        self._start_probe(live, now)
         self._blockers.add(live.generation)
         self._current = None
         self._gap_since = now
