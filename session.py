@@ -2000,7 +2000,7 @@ class StreamingSession:
         self._ledger.lose(
             report.ticks, report.frames, reason, now=self._clock(), spans=report.spans
         )
-        self._emit("on_audio_dropped", report.dropped_ms, report.total_dropped_ms)
+        self._emit("on_audio_dropped", report.dropped_ms, self._ledger.lost_ms)
 
     def _why_lost(self, reason: str) -> str:
         if reason == LOST_BUFFER_FULL:
