@@ -4,9 +4,10 @@
     python3 examples/transcribe.py [FILE] [--fast] [--json] [--graph GRAPH.json]
 
 The graph (examples/property.json: examples/ is a TEN app, with its
-manifest.json, that TEN's designer opens) has three nodes: `audio_file_source` streams the file as
-pcm_frame messages in real time, `xai_asr_python` recognises it, and
-`transcript_printer` prints what comes back. With XAI_API_KEY set the
+manifest.json, that TEN's designer opens) has three nodes:
+`audio_file_source` streams the file as pcm_frame messages in real time,
+`xai_asr_python` recognises it, and `transcript_printer` prints what comes
+back. With XAI_API_KEY set the
 extension talks to xAI; without it this command starts the project's local
 xAI-compatible server on loopback, with offline Whisper tiny.en recognition
 (`--recognizer pocketsphinx` for the lighter, less accurate one).
