@@ -414,6 +414,15 @@ def transport_failure(detail: str) -> Failure:
     return Failure(kind="handshake_failed", message=f"could not connect: {detail}")
 
 
+def vendor_error_failure(event: VendorError) -> Failure:
+    return Failure(
+        kind="vendor_error",
+        message=f"the server reported an error: {event.message}",
+        vendor_code=event.code,
+        vendor_message=_vendor_text(event.message),
+    )
+
+
 class ConnectionPhase(str, enum.Enum):
     AWAITING_CREATED = "awaiting_created"
     STREAMING = "streaming"  # takes audio
@@ -457,14 +466,7 @@ class ConnectionTracker:
                 self.phase = ConnectionPhase.DONE
         elif isinstance(event, VendorError):
             # The live service can send an error and then nothing: the session is dead.
-            self.fail(
-                Failure(
-                    kind="vendor_error",
-                    message=f"the server reported an error: {event.message}",
-                    vendor_code=event.code,
-                    vendor_message=_vendor_text(event.message),
-                )
-            )
+            self.fail(vendor_error_failure(event))
 
     def audio_done_sent(self) -> None:
         if self.phase in (ConnectionPhase.AWAITING_CREATED, ConnectionPhase.STREAMING):

@@ -1,8 +1,9 @@
 """One vendor connection (`Recognition`) and the turn-result logic of one connection.
 
 A `Recognition` is exactly one WebSocket: it opens, waits for
-`transcript.created`, yields parsed events, sends what the session's sender
-gives it, and ends. It is never reused: the next turn, or the next attempt
+`transcript.created`, yields parsed events, sends what the session's driver
+gives it, and ends, saying how (`close_info`; what that means is the session
+core's ConnectionTracker's call). It is never reused: the next turn, or the next attempt
 after a failure, is a new object with a new generation number.
 
 `ResultAssembler` is pure: it turns one connection's partials and
@@ -26,14 +27,10 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.protocol import State
 
 from .protocol import (
     AUDIO_DONE_MESSAGE,
     MAX_MESSAGE_BYTES,
-    CloseVerdict,
-    ConnectionPhase,
-    ConnectionTracker,
     Failure,
     IgnoredFrame,
     ServerEvent,
@@ -48,6 +45,7 @@ from .protocol import (
     parse_event,
     transport_failure,
     url_for_log,
+    vendor_error_failure,
 )
 from .redaction import redact
 
@@ -99,7 +97,6 @@ class Recognition:
         api_key: str,
         *,
         connect_timeout_s: float,
-        expected_dones: int = 1,
         logger: logging.Logger | None = None,
         close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
@@ -111,34 +108,14 @@ class Recognition:
         self._connect_timeout_s = connect_timeout_s
         self._close_timeout_s = close_timeout_s
         self._log = logger or logging.getLogger("xai_asr_python.recognition")
-        self.tracker = ConnectionTracker(expected_dones=expected_dones)
         self._ws: ClientConnection | None = None
         self._opened = False  # open() was called: a Recognition is never reused
-        self.verdict: CloseVerdict | None = None
+        self._ended = False  # it failed to open, or its socket is closed
         self._where = f"gen {generation} {url_for_log(url)}"
 
     @property
     def is_open(self) -> bool:
-        return self._ws is not None and self.verdict is None
-
-    @property
-    def usable(self) -> bool:
-        """Open with transcript.created, and neither side has begun to close it (a
-        connection opened ahead of need may have been closed by the server meanwhile)."""
-        return (
-            self.is_open
-            and self.tracker.phase is ConnectionPhase.STREAMING
-            and self.tracker.failure is None
-            and self._ws is not None
-            and self._ws.state is State.OPEN
-        )
-
-    def describe_state(self) -> str:
-        if self._ws is None:
-            return "never opened"
-        if self.tracker.failure is not None:
-            return self.tracker.failure.message
-        return f"WebSocket {self._ws.state.name.lower()}"
+        return self._ws is not None and not self._ended
 
     # ---------------------------------------------------------------- opening
 
@@ -157,9 +134,8 @@ class Recognition:
             raise
 
     def _fail_open(self, failure: Failure) -> None:
-        self.tracker.fail(failure)
         self.abort()
-        self.verdict = failure
+        self._ended = True
         raise ConnectFailed(failure)
 
     async def _open(self) -> None:
@@ -217,12 +193,9 @@ class Recognition:
                 )
             event = self._parse(frame)
             if isinstance(event, TranscriptCreated):
-                self.tracker.receive(event)
                 return
             if isinstance(event, VendorError):
-                self.tracker.receive(event)
-                assert self.tracker.failure is not None
-                self._fail_open(self.tracker.failure)
+                self._fail_open(vendor_error_failure(event))
             if event is not None:
                 self._log.warning(
                     "%s: %s before transcript.created; ignored", self._where, type(event).__name__
@@ -248,7 +221,7 @@ class Recognition:
         return event
 
     async def events(self) -> AsyncIterator[ServerEvent]:
-        """Parsed events until the socket closes; then `verdict` says what the close meant."""
+        """Parsed events until the socket closes; then `close_info` says how it closed."""
         assert self._ws is not None, "open() first"
         ws = self._ws
         try:
@@ -258,33 +231,27 @@ class Recognition:
                 except ConnectionClosed:
                     break
                 event = self._parse(frame)
-                if event is None:
-                    continue
-                self.tracker.receive(event)
-                yield event
+                if event is not None:
+                    yield event
         finally:
-            if self.verdict is None and ws.protocol.state.name == "CLOSED":
-                self.verdict = self._closed_verdict()
+            if ws.protocol.state.name == "CLOSED":
+                self._ended = True
 
-    def finish(self) -> CloseVerdict:
-        """The verdict, forcing one if the socket ended without the reader seeing it."""
-        if self.verdict is None:
-            self.verdict = self._closed_verdict()
-        return self.verdict
-
-    def _closed_verdict(self) -> CloseVerdict:
-        # A close frame received says how the server ended it, none means a lost
-        # connection, unless this client's library ended it itself (sent, e.g., 1009).
+    def close_info(self) -> tuple[int | None, str | None, int | None, str | None]:
+        """How the socket ended: (code, reason) of the close frame received, None if none
+        came (a lost connection), and of the one this client sent when this client's
+        library ended it itself (e.g. 1009), else None. For ConnectionTracker.closed."""
+        self._ended = True
         protocol = self._ws.protocol if self._ws is not None else None
         rcvd = protocol.close_rcvd if protocol is not None else None
         sent = protocol.close_sent if protocol is not None else None
         if protocol is not None and protocol.close_rcvd_then_sent:
             sent = None  # our close only echoed the server's: the server ended it
-        return self.tracker.closed(
+        return (
             rcvd.code if rcvd is not None else None,
             rcvd.reason if rcvd is not None else None,
-            sent_code=sent.code if sent is not None else None,
-            sent_reason=sent.reason if sent is not None else None,
+            sent.code if sent is not None else None,
+            sent.reason if sent is not None else None,
         )
 
     # ---------------------------------------------------------------- sending
@@ -294,10 +261,9 @@ class Recognition:
 
     async def send_audio_done(self) -> None:
         await self._send(AUDIO_DONE_MESSAGE)
-        self.tracker.audio_done_sent()
 
     async def _send(self, message: str | bytes) -> None:
-        if self._ws is None or self.verdict is not None:
+        if self._ws is None or self._ended:
             raise SendFailed("not connected")
         try:
             await self._ws.send(message)
@@ -309,7 +275,7 @@ class Recognition:
         `timeout_s`, False when it did not (the connection is dead), None when the
         connection closed meanwhile (its reader tells how)."""
         ws = self._ws
-        if ws is None or self.verdict is not None:
+        if ws is None or self._ended:
             return None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -319,21 +285,15 @@ class Recognition:
             pong = await asyncio.wait_for(ws.ping(), timeout_s)
             await asyncio.wait_for(pong, max(0.0, deadline - loop.time()))
         except (asyncio.TimeoutError, TimeoutError):
-            return None if self.verdict is not None else False
+            return None if self._ended else False
         except (ConnectionClosed, OSError, RuntimeError):
             return None
         return True
 
     # ---------------------------------------------------------------- closing
 
-    def fail(self, failure: Failure) -> None:
-        """We decided this connection is dead: record why and drop it now."""
-        self.tracker.fail(failure)
-        self.abort()
-
     async def close(self, reason: str, *, timeout_s: float | None = None) -> None:
         """A planned close: a polite closing handshake, bounded, then the TCP drop."""
-        self.tracker.close_planned(reason)
         if self._ws is None:
             return
         self._ws.close_timeout = self._close_timeout_s if timeout_s is None else timeout_s

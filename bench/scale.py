@@ -307,7 +307,7 @@ async def _outage(n: int, buffer_ms: int) -> dict[str, Any]:
         "rss_per_session_mb": per_session / 2**20,
         "raw_audio_mb": raw / 2**20,
         "overhead_factor": per_session / raw,
-        "queued_ms": float(sessions[0]._buffer.queued_ms) if sessions else 0.0,
+        "queued_ms": float(sessions[0].queued_ms) if sessions else 0.0,
     }
 
 

@@ -29,7 +29,7 @@ from test_engine_support import (
 )
 
 from stt_server import Close, ErrorEvent, Fault, Malformed, STTServer
-from xai_asr_python.protocol import Failure
+from xai_asr_python.protocol import ConnectionPhase, ConnectionTracker, Failure
 from xai_asr_python.recognition import Recognition
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.redaction import mask_secret
@@ -61,7 +61,10 @@ def started(server: STTServer, **overrides: object) -> tuple[StreamingSession, R
 
 
 def supervisor_running(session: StreamingSession) -> bool:
-    return any(t.get_name().endswith(":supervisor") for t in session.tasks)
+    """An attempt to connect, or a backoff before one, is still under way."""
+    return any(
+        ":connection-" in t.get_name() or t.get_name().endswith(":backoff") for t in session.tasks
+    )
 
 
 # ------------------------------------------------------------------ refused upgrades
@@ -617,7 +620,9 @@ async def test_a_server_message_over_the_client_limit_is_reported_as_that() -> N
             return [event async for event in rec.events()]
 
         assert await asyncio.wait_for(all_events(), 5) == []
-        verdict = rec.finish()
+        code, reason, sent_code, sent_reason = rec.close_info()
+        tracker = ConnectionTracker(phase=ConnectionPhase.STREAMING)
+        verdict = tracker.closed(code, reason, sent_code=sent_code, sent_reason=sent_reason)
         assert isinstance(verdict, Failure), verdict
         assert "client closed the connection (1009)" in verdict.message, verdict.message
         await rec.close("test", timeout_s=1)

@@ -451,7 +451,7 @@ async def test_every_frame_arrives_exactly_once_across_planned_and_failed_reconn
         # Both senders were at work: the session's own task, and (with
         # push_audio_and_send) the pushing tasks while a connection was open.
         assert any(
-            task is not None and task.get_name() == "xai-session:supervisor"
+            task is not None and task.get_name().startswith("xai-session:sender-")
             for task in sending_tasks
         )
         assert bool(sending_tasks & set(senders)) == (feeder == "push_audio_and_send")

@@ -1,0 +1,1547 @@
+"""The session engine's core: every state and decision of a session, and no I/O.
+
+`SessionCore.handle(event)` takes one event (engine_io.py: what the user did,
+what a connection did, a timer) with the time it happened, updates the
+session's state, and returns the actions that follow (open, send, close,
+probe, set a timer, tell the listener). It reads no clock, awaits nothing and
+touches no socket: session.py's `StreamingSession` drives it on asyncio, and a
+test drives it on a virtual clock. The rules it implements (ownership of
+frames, planned versus failure, status, replay, repair, liveness, loss) are
+described in session.py's module docstring; this docstring is the picture of
+the machine.
+
+The session's phases (one at a time; what the next connection waits for):
+
+    IDLE --Start--> CONNECTING --Opened--> STREAMING
+    STREAMING --finalize sent, or idle--> CONNECTING (prewarm) | ADOPTING (standby) | LAZY
+    STREAMING --current failed--> SETTLING (a send failed, its close not seen yet)
+              --> BACKOFF --timer--> CONNECTING   (or ADOPTING: a dead one's standby)
+    LAZY --audio pushed--> CONNECTING          any --gave up--> FATAL --Start--> CONNECTING
+    any --StopAsked--> STOPPED
+
+A connection's roles are in connection_state.py (CONNECTING, STANDBY,
+CURRENT, DRAINING, FINISHED, REPAIR). A turn: its audio goes to the CURRENT
+connection; its finalize marker, reached in the buffer, becomes audio.done;
+the connection is DRAINING until transcript.done (turn "done"), a failure
+(repaired on a REPAIR connection, or "failed"), or the deadline ("timeout");
+then FINISHED, and closed. Its results block every newer generation's
+(delivery.py) until then.
+
+Timers (keys): ("finalize", token) a finalize's deadline while it waits for a
+connection; ("drain", gen) and ("hedge", gen) a draining turn's deadline and
+half-way point; ("grace", gen) the server's moment to close after done;
+("watch", gen) the current connection's stall, idle and keepalive checks;
+("settle", gen) how long a failed send waits for its close; ("repair", gen)
+a repair's deadline; ("backoff", 0) the next attempt.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+from . import engine_io as io
+from .audio_buffer import (
+    AudioBuffer,
+    AudioFrame,
+    AudioLedger,
+    DropEpisode,
+    DropReport,
+    FinalizeMarker,
+    ReplayWindow,
+)
+from .connection_state import (
+    Conn,
+    EndOfAudio,
+    Finalize,
+    Role,
+    acknowledge,
+    backlog_s,
+    floors_after,
+    new_conn,
+    to_transcript,
+)
+from .delivery import DeliveryOrder
+from .protocol import (
+    Failure,
+    PlannedClose,
+    ServerEvent,
+    TranscriptCreated,
+    TranscriptDone,
+    TranscriptPartial,
+    VendorError,
+    url_for_log,
+)
+from .recognition import VendorResult
+from .reconnect_manager import ReconnectManager, RetryDecision
+from .redaction import redact
+from .session_types import (
+    ConnState,
+    FinalizeOutcome,
+    SessionError,
+    SessionSettings,
+    SessionStats,
+    Transcript,
+    is_legal_transition,
+)
+from .timeline import TICKS_PER_MS, ConnectionTimeline, round_ms
+from .vendor import XAI, Vendor
+
+# After transcript.done the server closes by itself; it gets this long before we close.
+DONE_CLOSE_GRACE_S = 0.5
+# A failed connection is closed politely (so the server reads what we sent) for this long,
+# then dropped.
+FAILURE_CLOSE_TIMEOUT_S = 0.5
+# A socket that failed under a send is given this long for its reader to see the close.
+SEND_FAILURE_SETTLE_S = 1.0
+# The watchdog never polls faster than this.
+WATCHDOG_MIN_SLEEP_S = 0.01
+
+# Why audio was lost (AudioLedger reasons).
+LOST_BUFFER_FULL = "buffer_full"
+LOST_STOPPED = "stopped"
+LOST_GAVE_UP = "gave_up"
+LOST_UNANSWERED = "unanswered"
+
+BACKOFF_TIMER: io.TimerKey = ("backoff", 0)
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"  # not started
+    LAZY = "lazy"  # no connection wanted until audio comes
+    CONNECTING = "connecting"  # a new connection's handshake
+    ADOPTING = "adopting"  # waiting for the standby's handshake to finish
+    BACKOFF = "backoff"  # waiting out the delay after a failure
+    STREAMING = "streaming"  # the current connection takes audio
+    SETTLING = "settling"  # the current connection's send failed; waiting for its close
+    FATAL = "fatal"  # gave up; Start begins again
+    STOPPED = "stopped"
+
+
+_Delivery = Transcript | FinalizeOutcome
+
+
+class SessionCore:
+    """All of a session's state and decisions. Events in (`handle`), actions out."""
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        *,
+        vendor: Vendor = XAI,
+        rng: Callable[[], float] = random.random,
+        logger: logging.Logger | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self._settings = settings
+        self._vendor = vendor
+        self._log = logger or logging.getLogger("xai_asr_python.session")
+        self._now = now
+        self._out: list[io.Action] = []
+        self._buffer = AudioBuffer(settings.audio_format, settings.buffer_max_ms)
+        # Where audio the engine gives up on goes: counted and reported once per episode.
+        self._ledger = AudioLedger()
+        self._reconnect = ReconnectManager(
+            settings.backoff,
+            healthy_after_s=settings.healthy_after_s,
+            clock=lambda: self._now,
+            rng=rng,
+        )
+        self._phase = Phase.IDLE
+        self._state = ConnState.DISCONNECTED
+        self._generation = 0
+        self._conns: dict[int, Conn] = {}  # every connection the core still has a say on
+        self._current: Conn | None = None
+        self._connecting: Conn | None = None  # CONNECTING, or the standby being adopted
+        self._connect_reason = "start"
+        self._connect_started = 0.0
+        self._standby: Conn | None = None
+        self._switch_to_standby = False  # a dead connection's successor is the standby
+        self._finalizes: dict[str, Finalize] = {}  # in issue order
+        self._sent_on: dict[str, int] = {}  # finalize token -> generation of its audio.done
+        self._finalize_seq = 0
+        self._delivery: DeliveryOrder[_Delivery] = DeliveryOrder(self._emit_delivery)
+        self._stopped = False
+        self._fatal = False
+        self._warned: set[str] = set()
+        self._gap_since: float | None = None
+        # Word floors for the connection that will take replayed audio (multichannel).
+        self._next_floors: dict[int | None, Fraction] = {}
+        # Audio went to the vendor since the last audio.done (on any connection).
+        self._turn_has_audio = False
+        # stats
+        self._bytes_sent = 0
+        self._audio_ms_sent = 0.0
+        self._planned_reconnects = 0
+        self._failure_reconnects = 0
+        self._last_gap_ms: float | None = None
+        self._connections_opened = 0
+        self._replayed = 0  # ticks (timeline.py)
+        self._replay_trimmed = 0  # ticks
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            io.Start: self._on_start,
+            io.AudioPushed: self._on_audio,
+            io.FinalizeAsked: self._on_finalize,
+            io.SettingsChanged: self._on_settings,
+            io.StopAsked: self._on_stop,
+            io.Opened: self._on_opened,
+            io.OpenFailed: self._on_open_failed,
+            io.Received: self._on_received,
+            io.Closed: self._on_closed,
+            io.SendCompleted: self._on_send_completed,
+            io.ProbeAnswered: self._on_probe_answered,
+            io.TimerFired: self._on_timer,
+            io.DeferredDue: self._on_deferred,
+        }
+        self._timer_handlers: dict[str, Callable[[Any], None]] = {
+            "finalize": self._finalize_expired,
+            "drain": self._drain_expired,
+            "hedge": self._hedge,
+            "grace": self._grace_over,
+            "watch": self._watch_timer,
+            "settle": self._settle_expired,
+            "repair": self._repair_expired,
+            "backoff": self._backoff_over,
+        }
+
+    # ================================================================ interface
+
+    def handle(self, event: io.Event) -> list[io.Action]:
+        """Apply one event; the actions that follow, in order."""
+        self._now = event.now
+        self._handlers[type(event)](event)
+        out, self._out = self._out, []
+        return out
+
+    def crashed(self, now: float, exc: BaseException) -> list[io.Action]:
+        """A bug in the core surfaced (an exception from `handle`): a silent, dead session
+        is the one outcome we never accept, so it gives up loudly."""
+        self._now = now
+        if not self._stopped and not self._fatal:
+            self._report_error(
+                Failure(kind="internal", message=f"internal error: {type(exc).__name__}: {exc}"),
+                fatal=True,
+                retry_in_s=None,
+            )
+            self._enter_fatal()
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def settings(self) -> SessionSettings:
+        return self._settings
+
+    @property
+    def gave_up(self) -> bool:
+        return self._fatal
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def ledger(self) -> AudioLedger:
+        return self._ledger
+
+    @property
+    def queued_ms(self) -> Fraction:
+        return self._buffer.queued_ms
+
+    @property
+    def stats(self) -> SessionStats:
+        return SessionStats(
+            bytes_sent=self._bytes_sent,
+            audio_ms_sent=self._audio_ms_sent,
+            planned_reconnects=self._planned_reconnects,
+            failure_reconnects=self._failure_reconnects,
+            last_reconnect_gap_ms=self._last_gap_ms,
+            dropped_ms=self._ledger.lost_ms,
+            connections_opened=self._connections_opened,
+            current_state=self._state,
+            generation=self._generation,
+            dropped_frames=self._buffer.dropped_frames,
+            failed_attempts=self._reconnect.attempt,
+            replayed_ms=self._replayed / TICKS_PER_MS,
+            replay_trimmed_ms=self._replay_trimmed / TICKS_PER_MS,
+            drop_episodes=self._ledger.episodes,
+        )
+
+    # ================================================================ the user
+
+    def _on_start(self, event: io.Start) -> None:
+        if self._stopped or self._phase not in (Phase.IDLE, Phase.FATAL):
+            return
+        if self._fatal:
+            self._fatal = False
+            self._reconnect.connection_healthy()  # a new start is a new streak
+        self._log.info("session starting: %s", self._settings.redacted())
+        self._connect("start")
+
+    def _on_audio(self, event: io.AudioPushed) -> None:
+        if self._stopped:
+            self._warn_once("after_stop", "audio pushed after stop is ignored")
+            return
+        if self._fatal:
+            self._warn_once("after_fatal", "audio is ignored: the session gave up (fatal error)")
+            ticks = self._buffer.format.ticks(len(event.chunk))
+            self._ledger.lose(ticks, 1, LOST_GAVE_UP, now=self._now)
+            return
+        report = self._buffer.push(event.chunk)
+        if report is not None:
+            self._lose(report, LOST_BUFFER_FULL)
+        self._kick()
+
+    def _on_finalize(self, event: io.FinalizeAsked) -> None:
+        self._finalize_seq += 1
+        now = self._now
+        f = Finalize(
+            token=f"#{self._finalize_seq}",
+            finalize_id=event.finalize_id,
+            issued_at=now,
+            deadline=now + self._settings.finalize_timeout_s,
+            position_ms=round_ms(self._buffer.position_ms),
+        )
+        if self._stopped or self._fatal:
+            outcome = FinalizeOutcome(
+                f.finalize_id,
+                "stopped" if self._stopped else "no_connection",
+                0.0,
+                position_ms=f.position_ms,
+            )
+            # Answered on a later loop turn: never from inside the caller's finalize().
+            self._out.append(io.Defer(self._generation + 1, outcome))
+            return
+        self._finalizes[f.token] = f
+        self._buffer.mark_finalize(f.token)
+        self._out.append(io.SetTimer(("finalize", f.token), f.deadline))
+        self._kick()
+
+    def _on_settings(self, event: io.SettingsChanged) -> None:
+        """Takes effect at the next connection (and for audio pushed from now on)."""
+        settings = event.settings
+        self._settings = settings
+        self._buffer.set_format(settings.audio_format)
+        self._buffer.max_ms = settings.buffer_max_ms
+        self._reconnect.policy = settings.backoff
+        self._reconnect.healthy_after_s = settings.healthy_after_s
+        self._discard_standby("the settings changed")  # it was opened with the old ones
+        self._log.info("settings updated (next connection): %s", settings.redacted())
+
+    def _on_stop(self, event: io.StopAsked) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._phase = Phase.STOPPED
+        # Sockets first: nothing more goes out and nothing waits on the network.
+        for generation in sorted(self._conns):
+            self._out.append(io.Abort(generation))
+        # Audio never sent is lost now: reported before the turns end.
+        report = self._buffer.drop_audio()
+        if report is not None:
+            self._lose(report, LOST_STOPPED)
+        # Turns end in order: the draining ones, oldest first, then the current one.
+        for conn in sorted(self._conns.values(), key=lambda c: c.generation):
+            if conn.role is Role.DRAINING:
+                self._finish_turn(conn, "stopped")
+            elif conn.role is Role.CURRENT:
+                self._salvage(conn)
+        self._conns.clear()
+        self._current = self._connecting = self._standby = None
+        for f in list(self._finalizes.values()):
+            self._end_finalize(f, "stopped", self._generation + 1)
+        self._delivery.clear()
+        self._end_drop_episode()
+        self._set_status(ConnState.DISCONNECTED, 1000, "stopped")
+        self._log.info("session stopped")
+
+    def _on_deferred(self, event: io.DeferredDue) -> None:
+        self._delivery.deliver(event.generation, event.outcome)
+
+    def _kick(self) -> None:
+        """Something entered the buffer: the sender or the lazy wait may act on it."""
+        if self._phase is Phase.STREAMING:
+            self._pump()
+        elif self._phase is Phase.LAZY:
+            self._check_demand()
+
+    # ================================================================ connecting
+
+    def _next_connection(self, reason: str) -> None:
+        if self._stopped:
+            return
+        if reason == "lazy":
+            self._phase = Phase.LAZY
+            self._check_demand()
+            return
+        self._connect(reason)
+
+    def _check_demand(self) -> None:
+        """No connection is wanted until audio (or a finalize with audio before it) arrives."""
+        while self._phase is Phase.LAZY:
+            head = self._buffer.peek()
+            if isinstance(head, FinalizeMarker):
+                # Nothing of this turn is waiting to be recognised: nothing to finalize.
+                self._buffer.pop()
+                self._end_empty_finalize(head, self._generation + 1)
+                continue
+            if head is not None:
+                self._gap_since = self._now
+                self._connect("lazy")
+            return
+
+    def _connect(self, reason: str) -> None:
+        self._connect_reason = reason
+        self._connect_started = self._now
+        switch, self._switch_to_standby = self._switch_to_standby, False
+        if reason == "planned" or switch:
+            standby, self._standby = self._standby, None
+            if standby is not None:
+                self._set_status(ConnState.CONNECTING, 0, "switching to the standby connection")
+                if not standby.opened and not standby.open_failed:
+                    # Its handshake is under way: wait for the rest of it.
+                    self._phase = Phase.ADOPTING
+                    self._connecting = standby
+                    return
+                self._adopt(standby)
+                return
+        self._open_new()
+
+    def _adopt(self, standby: Conn) -> None:
+        self._connecting = None
+        if standby.usable:
+            self._go_live(standby, adopted=True)
+            return
+        self._log.info(
+            "gen %d: standby connection not usable (%s); connecting anew",
+            standby.generation,
+            standby.describe(),
+        )
+        self._conns.pop(standby.generation, None)
+        self._out.append(io.Abort(standby.generation))
+        self._open_new()
+
+    def _open_new(self) -> None:
+        self._discard_standby("a new connection is opened")
+        settings = self._settings
+        conn = self._new_conn(Role.CONNECTING, settings.connect_timeout_s)
+        self._connecting = conn
+        self._phase = Phase.CONNECTING
+        self._set_status(ConnState.CONNECTING, 0, f"connecting to {url_for_log(settings.url)}")
+        self._connect_started = self._now
+
+    def _new_conn(self, role: Role, connect_timeout_s: float, base_user: int = 0) -> Conn:
+        """A connection with the next generation number and the current settings."""
+        settings = self._settings
+        self._generation += 1
+        conn = new_conn(
+            self._generation,
+            role,
+            self._vendor.tracker(settings),
+            self._vendor.assembler(settings),
+            settings.audio_format,
+            settings.replay_max_ms if role is not Role.REPAIR else 0,
+            base_user,
+        )
+        conn.opened_at = conn.last_audio_at = self._now
+        self._conns[conn.generation] = conn
+        self._out.append(io.Open(conn.generation, settings, connect_timeout_s))
+        return conn
+
+    def _on_opened(self, event: io.Opened) -> None:
+        conn = self._conns.get(event.generation)
+        if conn is None or self._stopped:
+            # Discarded or stopped while it opened (its cancel came too late): nobody
+            # owns it any more.
+            self._out.append(io.Abort(event.generation))
+            return
+        conn.tracker.receive(TranscriptCreated())
+        conn.opened = True
+        conn.open_done_at = self._now
+        if conn.role is Role.CONNECTING:
+            self._connecting = None
+            self._go_live(conn, adopted=False)
+        elif conn.role is Role.STANDBY:
+            self._log.info(
+                "gen %d: standby connection open in %.0f ms",
+                conn.generation,
+                (self._now - conn.opened_at) * 1000,
+            )
+            if self._phase is Phase.ADOPTING and self._connecting is conn:
+                self._adopt(conn)
+        elif conn.role is Role.REPAIR:
+            self._repair_send_next(conn)
+
+    def _on_open_failed(self, event: io.OpenFailed) -> None:
+        conn = self._conns.pop(event.generation, None)
+        if conn is None or self._stopped:
+            return
+        conn.open_failed = True
+        failure = event.failure
+        conn.tracker.fail(failure)
+        if conn.role is Role.CONNECTING:
+            self._connecting = None
+            self._set_status(
+                ConnState.DISCONNECTED, _numeric_code(failure.vendor_code), failure.message
+            )
+            self._after_failure(failure)
+        elif conn.role is Role.STANDBY:
+            # Not an error yet: the next turn connects the usual way when it starts, and
+            # that attempt reports (and backs off) if the service is really refusing.
+            self._log.warning(
+                "gen %d: standby connection failed: %s; the next turn connects when it starts",
+                conn.generation,
+                failure.message,
+            )
+            if self._phase is Phase.ADOPTING and self._connecting is conn:
+                self._adopt(conn)
+        elif conn.role is Role.REPAIR:
+            self._repair_end(conn, failure)
+
+    def _go_live(self, conn: Conn, *, adopted: bool) -> None:
+        """`conn` becomes the current connection: new audio goes to it from now on."""
+        settings = self._settings
+        now = self._now
+        conn.role = Role.CURRENT
+        conn.timeline = ConnectionTimeline(settings.sample_rate, self._buffer_head())
+        conn.assembler = self._vendor.assembler(settings)
+        conn.window = ReplayWindow(settings.audio_format, settings.replay_max_ms)
+        conn.opened_at = conn.last_audio_at = conn.heard_at = now
+        # A standby's last sign of life is its transcript.created.
+        conn.alive_at = conn.open_done_at if adopted else now
+        conn.channel_keys = tuple(range(settings.channels)) if settings.multichannel else (None,)
+        conn.floors = self._next_floors
+        self._next_floors = {}
+        self._current = conn
+        self._phase = Phase.STREAMING
+        self._connections_opened += 1
+        reason = self._connect_reason
+        if reason == "failure":
+            self._failure_reconnects += 1
+        elif reason in ("planned", "lazy"):
+            self._planned_reconnects += 1
+        if self._gap_since is not None:
+            self._last_gap_ms = (now - self._gap_since) * 1000
+            self._gap_since = None
+        self._reconnect.connection_opened()
+        delay_ms = (now - self._connect_started) * 1000
+        self._log.info(
+            "gen %d: %s %s in %.0f ms",
+            conn.generation,
+            "switched to the standby connection to" if adopted else "connected to",
+            url_for_log(settings.url),
+            delay_ms,
+        )
+        self._set_status(ConnState.CONNECTED, 0, "transcript.created")
+        self._emit("on_connected", conn.generation, delay_ms)
+        self._watch(conn)
+        self._pump()
+
+    # ---------------------------------------------------------------- standby
+
+    def _open_standby(self, conn: Conn) -> None:
+        """Open the next turn's connection now, while this turn streams (its first speech
+        was just sent): at the finalize it is ready, and the audio after the finalize
+        goes out at once instead of waiting for a handshake."""
+        conn.standby_asked = True
+        if self._standby is not None or self._stopped:
+            return
+        self._standby = self._new_conn(Role.STANDBY, self._settings.connect_timeout_s)
+
+    def _discard_standby(self, why: str) -> None:
+        standby, self._standby = self._standby, None
+        if standby is None:
+            return
+        self._log.info("gen %d: standby connection closed: %s", standby.generation, why)
+        if self._conns.pop(standby.generation, None) is None:
+            return  # its opening failed: nothing left of it
+        if not standby.opened:
+            self._out.append(io.Abort(standby.generation))  # cancels its opening
+        else:
+            self._close(standby, "not needed")
+
+    def _ready_standby(self) -> Conn | None:
+        """The standby connection, if it is open and usable right now."""
+        standby = self._standby
+        return standby if standby is not None and standby.usable else None
+
+    # ---------------------------------------------------------------- failures
+
+    def _after_failure(self, failure: Failure, decision: RetryDecision | None = None) -> None:
+        """Report a failed attempt and wait the backoff, or give up."""
+        if decision is None:
+            decision = self._reconnect.record_failure(
+                fatal=failure.fatal, retry_after_s=failure.retry_after_s
+            )
+        if decision.give_up:
+            if failure.fatal:
+                self._report_error(failure, fatal=True, retry_in_s=None, attempt=decision.attempt)
+            else:
+                self._report_error(
+                    failure,
+                    fatal=True,
+                    retry_in_s=None,
+                    attempt=decision.attempt,
+                    kind="retries_exhausted",
+                    message=f"gave up after {decision.attempt} failed attempts in a row; "
+                    f"last: {failure.message}",
+                )
+            self._enter_fatal()
+            return
+        standby = self._ready_standby() if failure.kind == "dead_connection" else None
+        if standby is not None:
+            # The connection stopped answering, and the standby, opened since, is open:
+            # switch to it at once (no backoff, no handshake). It is probed in turn
+            # when speech starts on it. Other failures take the usual path.
+            self._switch_to_standby = True
+            self._report_error(
+                failure,
+                fatal=False,
+                retry_in_s=0.0,
+                attempt=decision.attempt,
+                message=f"{failure.message}; switching to the standby connection "
+                f"(gen {standby.generation})",
+            )
+            self._connect("failure")
+            return
+        self._report_error(
+            failure, fatal=False, retry_in_s=decision.delay_s, attempt=decision.attempt
+        )
+        if decision.delay_s > 0:
+            self._phase = Phase.BACKOFF
+            self._out.append(io.SetTimer(BACKOFF_TIMER, self._now + decision.delay_s))
+        else:
+            self._connect("failure")
+
+    def _backoff_over(self, _key: Any) -> None:
+        if self._phase is Phase.BACKOFF:
+            self._connect("failure")
+
+    def _enter_fatal(self) -> None:
+        """No connection will come: finalizes waiting for one end now."""
+        self._fatal = True
+        self._phase = Phase.FATAL
+        self._discard_standby("the session gave up")
+        report = self._buffer.drop_audio()
+        if report is not None:
+            self._lose(report, LOST_GAVE_UP)
+        self._end_drop_episode()
+        self._set_status(ConnState.DISCONNECTED, 0, "gave up")
+        for f in list(self._finalizes.values()):
+            if f.token not in self._sent_on:
+                self._buffer.remove_marker(f.token)
+                self._end_finalize(f, "no_connection", self._generation + 1)
+
+    # ================================================================ sending
+
+    def _pump(self) -> None:
+        """The one sender: the buffer's head goes to the current connection, one send at
+        a time (the next when the driver says this one is written)."""
+        conn = self._current
+        if self._phase is not Phase.STREAMING or conn is None or conn.in_flight is not None:
+            return
+        buffer = self._buffer
+        while True:
+            if conn.ended or conn.tracker.failure is not None:
+                self._current_ended(conn, "ended")
+                return
+            item = buffer.peek()
+            if item is None:
+                if conn.idle:
+                    self._close_idle(conn)
+                return
+            conn.idle = False
+            buffer.pop()
+            if type(item) is FinalizeMarker:
+                if conn.sent_bytes == 0:
+                    # Nothing of this turn is on this connection: nothing to finalize here.
+                    self._end_empty_finalize(item, conn.generation)
+                    continue
+                conn.in_flight = item
+                self._out.append(io.SendEndOfAudio(conn.generation))
+                return
+            assert type(item) is AudioFrame
+            conn.in_flight = item
+            conn.sending_since = self._now
+            self._out.append(io.Send(conn.generation, item.data))
+            return
+
+    def _on_send_completed(self, event: io.SendCompleted) -> None:
+        conn = self._conns.get(event.generation)
+        if conn is None or self._stopped:
+            return
+        item, conn.in_flight = conn.in_flight, None
+        conn.sending_since = None
+        if conn.role is Role.REPAIR:
+            self._repair_sent(conn, item, event.ok)
+            return
+        if item is None or conn.role is not Role.CURRENT:
+            return
+        if not event.ok:
+            if type(item) is not EndOfAudio:
+                # Not to the floor: it goes first to the next connection.
+                self._buffer.push_front(item)
+            self._current_ended(conn, "send_failed")
+            return
+        if type(item) is AudioFrame:
+            self._after_send(conn, item)
+            self._pump()
+            return
+        conn.tracker.audio_done_sent()
+        self._turn_has_audio = False
+        if item is EndOfAudio.IDLE:
+            self._begin_drain(conn, None)
+            self._gap_since = None
+            self._after_handoff("idle")
+        else:
+            assert type(item) is FinalizeMarker
+            self._begin_drain(conn, self._finalizes.get(item.finalize_id))
+            self._after_handoff("handoff")
+
+    def _after_send(self, conn: Conn, frame: AudioFrame) -> None:
+        # Runs for every frame sent: integer ticks, and the frame's speech level only
+        # while the watchdog still waits for the first speech since the last event.
+        now = self._now
+        length = frame.length
+        conn.timeline.record_sent(frame.start, length)
+        if self._ledger.in_episode:
+            self._end_drop_episode()  # audio flows again
+        trimmed = conn.window.sent(frame)
+        if trimmed:
+            self._replay_trimmed += trimmed
+        if frame.replayed:
+            self._replayed += length
+        conn.sent_bytes += len(frame.data)
+        self._turn_has_audio = True
+        conn.last_audio_at = now
+        if conn.quiet_since is None:
+            conn.quiet_since = now
+        heard_at = conn.quiet_since + conn.audio_since_event_ms / 1000
+        duration_ms = length / TICKS_PER_MS
+        conn.audio_since_event_ms += duration_ms
+        if conn.speech_since is None and frame.speech:
+            conn.speech_since = max(now, heard_at)
+            if now - conn.alive_at >= self._settings.probe_quiet_s:
+                # Speech is committed to a connection that has been quiet: prove it alive
+                # (its audio stays in the replay window meanwhile).
+                self._start_probe(conn)
+            settings = self._settings
+            if not conn.standby_asked and settings.standby and settings.prewarm:
+                self._open_standby(conn)
+            self._watch(conn)  # the stall deadline moved earlier
+        self._bytes_sent += len(frame.data)
+        self._audio_ms_sent += duration_ms
+        self._emit("on_audio_sent", frame.data)
+
+    def _close_idle(self, conn: Conn) -> None:
+        """No audio for idle_close_s: end the session ourselves (planned), before the
+        service ends it silently. Pending text is collected first with audio.done."""
+        self._log.info(
+            "gen %d: idle for %g s: closing", conn.generation, self._settings.idle_close_s
+        )
+        if conn.sent_bytes == 0:
+            self._current = None
+            self._reconnect.connection_closed()
+            self._close(conn, "idle")
+            self._retire(conn)
+            self._gap_since = None
+            self._after_handoff("idle")
+            return
+        conn.in_flight = EndOfAudio.IDLE
+        self._out.append(io.SendEndOfAudio(conn.generation))
+
+    def _after_handoff(self, how: str) -> None:
+        """The current connection finished its turn (finalize) or closed for idleness."""
+        settings = self._settings
+        if how == "idle":
+            self._discard_standby("the session is idle")
+            self._set_status(
+                ConnState.DISCONNECTED,
+                1000,
+                f"closed after {settings.idle_close_s:g} s without audio",
+            )
+            self._next_connection("lazy")
+            return
+        if settings.prewarm or self._buffer.peek() is not None:
+            self._next_connection("planned")
+            return
+        self._set_status(ConnState.DISCONNECTED, 1000, "turn finalized; next on audio")
+        self._next_connection("lazy")
+
+    def _buffer_head(self) -> int:
+        """User tick of the next audio the sender will take from the buffer."""
+        for item in self._buffer:
+            if isinstance(item, AudioFrame):
+                return item.start
+        return self._buffer.position
+
+    # ---------------------------------------------------------------- the current one ends
+
+    def _current_ended(self, conn: Conn, how: str) -> None:
+        """The current connection cannot take audio any more (nothing is in flight)."""
+        if conn.tracker.failure is None and not conn.ended:
+            # The socket failed under a send: its reader sees the close in a moment.
+            self._phase = Phase.SETTLING
+            conn.settling = how
+            self._out.append(
+                io.SetTimer(("settle", conn.generation), self._now + SEND_FAILURE_SETTLE_S)
+            )
+            return
+        self._conclude(conn, how)
+
+    def _settle_expired(self, generation: int) -> None:
+        conn = self._conns.get(generation)
+        if conn is None or conn.settling is None or self._current is not conn:
+            return
+        conn.tracker.fail(Failure(kind="send_failed", message="sending audio failed"))
+        self._out.append(io.Abort(generation))
+        self._conclude(conn, conn.settling)
+
+    def _conclude(self, conn: Conn, how: str) -> None:
+        """What the current connection's end means: planned (next connection at once) or
+        a failure (replay, backoff, maybe fatal)."""
+        if conn.settling is not None:
+            conn.settling = None
+            self._out.append(io.CancelTimer(("settle", conn.generation)))
+        verdict: PlannedClose | Failure
+        if conn.tracker.failure is not None:
+            verdict = conn.tracker.failure
+        else:
+            assert conn.verdict is not None
+            verdict = conn.verdict
+            if how == "send_failed" and isinstance(verdict, PlannedClose) and not conn.tracker.done:
+                verdict = Failure(kind="send_failed", message="sending audio failed")
+        self._current = None
+        self._gap_since = self._now
+        if isinstance(verdict, PlannedClose):
+            self._salvage(conn)
+            self._retire(conn)
+            self._reconnect.connection_closed()
+            self._set_status(ConnState.DISCONNECTED, 1000, f"closed ({verdict.reason})")
+            self._next_connection("planned" if self._settings.prewarm else "lazy")
+            return
+        decision = self._reconnect.record_failure(
+            fatal=verdict.fatal, retry_after_s=verdict.retry_after_s
+        )
+        if decision.give_up:
+            self._salvage(conn)  # no next connection: its interim text is all there is
+        else:
+            self._replay(conn)
+        self._retire(conn)
+        self._log.warning("gen %d: failed: %s", conn.generation, verdict.message)
+        self._set_status(
+            ConnState.DISCONNECTED, _numeric_code(verdict.vendor_code), verdict.message
+        )
+        self._phase = Phase.CONNECTING  # until after_failure says how the next one comes
+        self._after_failure(verdict, decision)
+
+    def _replay(self, conn: Conn) -> None:
+        """The current connection failed: what it was sent after its latest final goes
+        back to the head of the buffer, for the next connection to hear first."""
+        replay_from = conn.window.start_ms  # connection time
+        frames = conn.window.take()
+        # Its interim text over the replayed audio is dropped (the next connection
+        # transcribes that audio again); interim words before it (audio that fell out of
+        # the window) are made final, as they would never be heard again.
+        timeline = conn.timeline
+        if frames:
+            self._salvage(conn, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+        else:
+            self._salvage(conn)  # nothing will be heard again: all of it, as before
+        self._next_floors = floors_after(conn, replay_from)
+        if not frames:
+            return
+        replay_ms = sum(f.length for f in frames) / TICKS_PER_MS
+        self._log.warning(
+            "gen %d failed: replaying %.0f ms of un-finalized audio to the next connection",
+            conn.generation,
+            replay_ms,
+        )
+        report = self._buffer.requeue([f.as_replayed() for f in frames])
+        if report is not None:
+            self._lose(report, LOST_BUFFER_FULL)
+
+    # ================================================================ what connections say
+
+    def _on_received(self, event: io.Received) -> None:
+        conn = self._conns.get(event.generation)
+        if conn is None or self._stopped:
+            return
+        vendor_event = event.event
+        conn.tracker.receive(vendor_event)
+        if conn.role is Role.REPAIR:
+            self._repair_event(conn, vendor_event)
+            return
+        if conn.role is not Role.CURRENT and conn.role is not Role.DRAINING:
+            return  # a standby (nothing to say yet) or a finished turn
+        if conn.turn_finished or conn.repairing:
+            # Its turn is over (done, timeout or failure) and newer results may already
+            # be out, or it failed and a repair connection has its turn: anything more
+            # from it would break the order.
+            self._log.debug(
+                "gen %d: %s after its turn ended; ignored", conn.generation, vendor_event
+            )
+            return
+        now = self._now
+        conn.speech_since = None
+        conn.quiet_since = None
+        conn.audio_since_event_ms = 0.0
+        conn.alive_at = conn.heard_at = now
+        if isinstance(vendor_event, TranscriptPartial):
+            heard = conn.timeline.vendor_to_conn_ms(vendor_event.start_s + vendor_event.duration_s)
+            conn.heard_ms = max(conn.heard_ms, float(heard))
+            self._reconnect.connection_healthy()
+            end_s = self._vendor.acknowledged_until_s(vendor_event)
+            if end_s is not None:
+                acknowledge(conn, vendor_event, end_s)
+            result = conn.assembler.on_partial(vendor_event)
+            if result is not None:
+                self._deliver_result(conn, result)
+        elif isinstance(vendor_event, TranscriptDone):
+            conn.heard_ms = float(conn.timeline.sent_ms)
+            self._reconnect.connection_healthy()
+            result = conn.assembler.on_done(vendor_event)
+            if result is not None:
+                self._deliver_result(conn, result)
+            if conn.role is Role.DRAINING and conn.tracker.done:
+                self._finish_turn(conn, "done")
+        elif isinstance(vendor_event, VendorError):
+            failure = conn.tracker.failure
+            assert failure is not None
+            self._log.warning("gen %d: vendor error: %s", conn.generation, failure.message)
+            if conn.role is Role.DRAINING:
+                self._drain_failed(conn, failure)
+            self._close_failed(conn)
+            self._pump()
+
+    def _on_closed(self, event: io.Closed) -> None:
+        conn = self._conns.get(event.generation)
+        if conn is None or self._stopped:
+            return
+        close = event.close
+        if close.failure is not None:
+            conn.tracker.fail(close.failure)
+        conn.ended = True
+        if conn.verdict is None:
+            conn.verdict = conn.tracker.closed(
+                close.code, close.reason, sent_code=close.sent_code, sent_reason=close.sent_reason
+            )
+        if conn.role is Role.CURRENT:
+            if conn.settling is not None:
+                self._conclude(conn, conn.settling)
+            else:
+                self._pump()  # the sender decides what the close means
+        elif conn.role is Role.DRAINING:
+            if not conn.turn_finished:
+                verdict = conn.verdict
+                # Ends its turn (and retires it), or hands the turn to a repair.
+                self._drain_failed(conn, verdict if isinstance(verdict, Failure) else None)
+        elif conn.role is Role.FINISHED:
+            self._out.append(io.CancelTimer(("grace", conn.generation)))
+            self._retire(conn)
+        elif conn.role is Role.REPAIR:
+            self._repair_end(conn)
+
+    def _close_failed(self, conn: Conn) -> None:
+        """A dead session: close politely (the server reads what we sent), bounded."""
+        self._close(conn, "failed", FAILURE_CLOSE_TIMEOUT_S)
+
+    def _close(self, conn: Conn, reason: str, timeout_s: float | None = None) -> None:
+        """A polite close, once: a close after a failure stays that failure."""
+        if conn.ended or conn.closing:
+            return
+        conn.closing = True
+        conn.tracker.close_planned(reason)
+        self._out.append(io.Close(conn.generation, reason, timeout_s))
+
+    # ================================================================ liveness
+
+    def _watch(self, conn: Conn) -> None:
+        """Stall, idle and keepalive checks of the current connection; arms the next."""
+        if self._current is not conn or conn.ended or conn.tracker.failure is not None:
+            return
+        settings = self._settings
+        now = self._now
+        stall_s = settings.stall_timeout_s
+        failure: Failure | None = None
+        if conn.speech_since is not None and now - conn.speech_since >= stall_s:
+            failure = Failure(
+                kind="stall",
+                message=f"no event for {stall_s:g} s while speech audio was flowing: "
+                "the session is dead",
+            )
+        elif conn.sending_since is not None and now - conn.sending_since >= stall_s:
+            failure = Failure(
+                kind="stall",
+                message=f"a send has been blocked for {stall_s:g} s: the server stopped reading",
+            )
+        if failure is not None:
+            self._log.warning("gen %d: %s", conn.generation, failure.message)
+            # Dropped at once: a stalled socket may not even take a close frame.
+            conn.tracker.fail(failure)
+            self._out.append(io.Abort(conn.generation))
+            self._pump()
+            return
+        keepalive_at = conn.alive_at + settings.keepalive_s
+        if now >= keepalive_at:
+            # Keepalive: no sign of life for keepalive_s (a silence): prove it alive.
+            self._start_probe(conn)
+        idle_at = conn.last_audio_at + settings.idle_close_s
+        quiet = self._buffer.peek() is None and conn.sending_since is None
+        go_idle = now >= idle_at and quiet and not conn.idle
+        # A blocked send starts without a recheck: checking at least every half stall
+        # timeout still catches it within 1.5 stall timeouts.
+        deadlines = [
+            idle_at if now < idle_at else now + settings.idle_close_s,
+            now + stall_s / 2,
+            keepalive_at if now < keepalive_at else now + settings.keepalive_s,
+        ]
+        for since in (conn.speech_since, conn.sending_since):
+            if since is not None:
+                deadlines.append(since + stall_s)
+        at = now + max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now)
+        self._out.append(io.SetTimer(("watch", conn.generation), at))
+        if go_idle:
+            conn.idle = True
+            self._pump()
+
+    def _watch_timer(self, generation: int) -> None:
+        conn = self._conns.get(generation)
+        if conn is not None:
+            self._watch(conn)
+
+    def _start_probe(self, conn: Conn) -> None:
+        """Ping `conn`, unless a ping is already on its way. No pong in time and it is
+        dead, and fails like any other (replay to the next connection, or a repair when
+        draining). The ping waits behind the audio the vendor has not heard yet: the
+        timeout allows for it, at real time from the vendor's latest event."""
+        if conn.probing:
+            return
+        conn.probing = True
+        conn.probe_timeout_s = self._settings.liveness_timeout_s + backlog_s(conn, self._now)
+        conn.probe_quiet_s = self._now - conn.alive_at
+        self._out.append(io.Probe(conn.generation, conn.probe_timeout_s))
+
+    def _on_probe_answered(self, event: io.ProbeAnswered) -> None:
+        conn = self._conns.get(event.generation)
+        if conn is None or self._stopped:
+            return
+        conn.probing = False
+        if event.alive is None or conn.role not in (Role.CURRENT, Role.DRAINING):
+            return  # closed meanwhile (its Closed says how)
+        if event.alive:
+            conn.alive_at = self._now
+            return
+        if conn.ended or conn.turn_finished or conn.repairing:
+            return
+        failure = Failure(
+            kind="dead_connection",
+            message=f"no answer to a ping within {conn.probe_timeout_s:.1f} s (no sign of "
+            f"life for {conn.probe_quiet_s:.1f} s before it): the connection is dead",
+        )
+        self._log.warning("gen %d: %s", conn.generation, failure.message)
+        conn.tracker.fail(failure)
+        self._out.append(io.Abort(conn.generation))
+        self._pump()
+
+    # ================================================================ draining
+
+    def _begin_drain(self, conn: Conn, f: Finalize | None) -> None:
+        """audio.done went out: this connection takes no more audio and gets until the
+        deadline to deliver transcript.done."""
+        now = self._now
+        conn.role = Role.DRAINING
+        conn.finalize = f
+        # The window stays: if this connection fails before transcript.done, a repair
+        # connection is sent what it holds (see _drain_failed).
+        pending = f is not None and f.token in self._finalizes
+        if f is not None:
+            self._sent_on[f.token] = conn.generation
+            self._out.append(io.CancelTimer(("finalize", f.token)))
+        # A finalize still pending keeps its own deadline (it must end on time); an
+        # expired one, or an idle close, gives the vendor a full finalize timeout.
+        timeout_s = self._settings.finalize_timeout_s
+        conn.drain_deadline = f.deadline if f is not None and pending else now + timeout_s
+        # A finalize is committed to it: prove it alive now (one ping a turn), while the
+        # deadline still leaves time to repair the turn if it is dead.
+        self._start_probe(conn)
+        self._delivery.block(conn.generation)
+        self._current = None
+        self._gap_since = now
+        self._reconnect.connection_closed()
+        self._out.append(io.CancelTimer(("watch", conn.generation)))
+        self._out.append(
+            io.SetTimer(("hedge", conn.generation), conn.drain_deadline - timeout_s / 2)
+        )
+        self._out.append(io.SetTimer(("drain", conn.generation), conn.drain_deadline))
+
+    def _hedge(self, generation: int) -> None:
+        """Half the finalize timeout has passed without transcript.done, though the vendor
+        has heard everything (by the backlog estimate): a connection that never answers,
+        alive or not. Its turn is repaired now, while the other half of the timeout leaves
+        time for it, instead of ending "timeout" with only its interim text."""
+        conn = self._conns.get(generation)
+        if conn is None or conn.role is not Role.DRAINING:
+            return
+        if conn.turn_finished or conn.repairing or self._settings.replay_max_ms <= 0:
+            return
+        if not conn.window or backlog_s(conn, self._now) > 0:
+            return  # nothing to repair, or still hearing a backlog: the done may come
+        waited_s = self._now - (conn.drain_deadline - self._settings.finalize_timeout_s)
+        failure = Failure(
+            kind="no_done", message=f"no transcript.done {waited_s:.1f} s after audio.done"
+        )
+        self._log.warning("gen %d: %s", conn.generation, failure.message)
+        conn.tracker.fail(failure)
+        self._drain_failed(conn, failure)
+
+    def _drain_expired(self, generation: int) -> None:
+        conn = self._conns.get(generation)
+        if conn is None or conn.role is not Role.DRAINING or conn.turn_finished:
+            return
+        if conn.repairing:
+            return  # the repair ends the turn itself, within the same deadline
+        timeout_s = self._settings.finalize_timeout_s
+        failure = Failure(
+            kind="finalize_timeout",
+            message=f"no transcript.done within the finalize timeout ({timeout_s:g} s)",
+        )
+        conn.tracker.fail(failure)
+        self._give_up_turn(conn)
+        self._finish_turn(conn, "timeout", failure)
+
+    def _finish_turn(
+        self,
+        conn: Conn,
+        status: str,
+        failure: Failure | None = None,
+        *,
+        repaired: bool = False,
+    ) -> None:
+        """A draining connection's turn is over: done, timeout, failed or stopped."""
+        if conn.turn_finished:
+            return
+        conn.turn_finished = True
+        if status != "done":
+            self._salvage(conn)
+        if failure is not None:
+            self._report_error(failure, fatal=False, retry_in_s=None)
+        if conn.finalize is not None:
+            self._end_finalize(conn.finalize, status, conn.generation, repaired=repaired)
+        self._delivery.unblock(conn.generation)
+        if self._stopped:
+            return
+        # The turn is over; the socket goes too, whether or not the server closes it.
+        generation = conn.generation
+        self._out.append(io.CancelTimer(("hedge", generation)))
+        self._out.append(io.CancelTimer(("drain", generation)))
+        if conn.ended:
+            self._retire(conn)
+            return
+        conn.role = Role.FINISHED
+        if conn.tracker.failure is not None:
+            self._close(conn, "drained", FAILURE_CLOSE_TIMEOUT_S)
+            self._retire(conn)
+        else:
+            self._out.append(io.SetTimer(("grace", generation), self._now + DONE_CLOSE_GRACE_S))
+
+    def _grace_over(self, generation: int) -> None:
+        conn = self._conns.get(generation)
+        if conn is None or conn.role is not Role.FINISHED:
+            return
+        self._close(conn, "drained", FAILURE_CLOSE_TIMEOUT_S)
+        self._retire(conn)
+
+    # ================================================================ repair
+
+    def _drain_failed(self, conn: Conn, failure: Failure | None) -> None:
+        """A draining connection failed before its transcript.done. Its un-finalized audio
+        goes to a repair connection if there is time; else its turn ends "failed"."""
+        if conn.turn_finished or conn.repairing:
+            return
+        if (
+            self._settings.replay_max_ms <= 0
+            or self._stopped
+            or not conn.window
+            or self._now >= conn.drain_deadline
+        ):
+            self._give_up_turn(conn)
+            self._finish_turn(conn, "failed", failure)
+            return
+        conn.repairing = True
+        if failure is not None:
+            # Reported now, like any draining failure; the finalize ends with the repair.
+            self._report_error(
+                failure,
+                fatal=False,
+                retry_in_s=None,
+                message=f"{failure.message}; re-transcribing the turn's last "
+                f"{float(conn.window.kept_ms) / 1000:.1f} s of audio on a new connection",
+            )
+        replay_from = conn.window.start_ms
+        floors = floors_after(conn, replay_from)
+        frames = conn.window.take()
+        self._start_repair(conn, frames, replay_from, floors)
+
+    def _start_repair(
+        self,
+        failed: Conn,
+        frames: list[AudioFrame],
+        replay_from: Fraction,
+        floors: dict[int | None, Fraction],
+    ) -> None:
+        """Open a short-lived connection, send it `frames` and audio.done, and wait for its
+        transcript.done, all by the failed turn's deadline. Its results become the turn's."""
+        settings = self._settings
+        deadline = failed.drain_deadline
+        timeout_s = max(0.001, min(settings.connect_timeout_s, deadline - self._now))
+        repair = self._new_conn(Role.REPAIR, timeout_s, frames[0].start)
+        self._log.warning(
+            "gen %d failed while draining: repairing its turn on gen %d (%.0f ms of audio)",
+            failed.generation,
+            repair.generation,
+            sum(f.length for f in frames) / TICKS_PER_MS,
+        )
+        repair.channel_keys = failed.channel_keys
+        repair.floors = floors
+        repair.repair_of = failed
+        repair.repair_frames = frames
+        repair.replay_from = replay_from
+        repair.drain_deadline = deadline
+        self._out.append(io.SetTimer(("repair", repair.generation), deadline))
+
+    def _repair_send_next(self, repair: Conn) -> None:
+        if repair.repair_ended or repair.in_flight is not None:
+            return
+        if repair.repair_next < len(repair.repair_frames):
+            frame = repair.repair_frames[repair.repair_next]
+            repair.repair_next += 1
+            repair.in_flight = frame
+            self._out.append(io.Send(repair.generation, frame.data))
+        elif repair.repair_next == len(repair.repair_frames):
+            repair.repair_next += 1
+            repair.in_flight = EndOfAudio.REPAIR
+            self._out.append(io.SendEndOfAudio(repair.generation))
+
+    def _repair_sent(self, repair: Conn, item: Any, ok: bool) -> None:
+        if not ok or repair.repair_ended:
+            return  # its close says why
+        if type(item) is AudioFrame:
+            repair.timeline.record_sent(item.start, item.length)
+            self._replayed += item.length
+        elif item is EndOfAudio.REPAIR:
+            repair.tracker.audio_done_sent()
+        self._repair_send_next(repair)
+
+    def _repair_event(self, repair: Conn, event: ServerEvent) -> None:
+        """The repair connection's results, kept until its transcript.done (all or none)."""
+        if repair.repair_ended:
+            return
+        result: VendorResult | None = None
+        if isinstance(event, TranscriptPartial):
+            result = repair.assembler.on_partial(event)
+        elif isinstance(event, TranscriptDone):
+            result = repair.assembler.on_done(event)
+        if result is not None:
+            repair.repair_results.append(result)
+        if repair.tracker.done or repair.tracker.failure is not None:
+            self._repair_end(repair)
+
+    def _repair_expired(self, generation: int) -> None:
+        repair = self._conns.get(generation)
+        if repair is not None and repair.role is Role.REPAIR:
+            self._repair_end(repair)
+
+    def _repair_end(self, repair: Conn, open_failure: Failure | None = None) -> None:
+        """The repair is over, one way or another: the failed turn ends with it."""
+        if repair.repair_ended or self._stopped:
+            return
+        repair.repair_ended = True
+        failed = repair.repair_of
+        assert failed is not None
+        generation = repair.generation
+        deadline = repair.drain_deadline
+        self._out.append(io.CancelTimer(("repair", generation)))
+        settings = self._settings
+        tracker = repair.tracker
+        status = "failed"
+        failure = open_failure
+        if failure is None:
+            if tracker.done and tracker.failure is None:
+                status = "done"
+            elif tracker.failure is not None:
+                failure = tracker.failure
+            elif repair.ended:
+                verdict = repair.verdict
+                failure = (
+                    verdict
+                    if isinstance(verdict, Failure)
+                    else Failure(kind="abnormal_close", message="closed before transcript.done")
+                )
+            else:
+                status = "timeout"
+                failure = Failure(
+                    kind="finalize_timeout",
+                    message="no transcript.done within the finalize timeout "
+                    f"({settings.finalize_timeout_s:g} s)",
+                )
+        if status == "done":
+            # The failed connection's interim text over the repaired audio is dropped;
+            # its words before that audio (fallen out of the window) are made final.
+            timeline = failed.timeline
+            replay_from = repair.replay_from
+            self._salvage(failed, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+            for result in repair.repair_results:
+                if result.final:
+                    self._deliver_result(repair, result)
+            self._finish_turn(failed, "done", repaired=True)
+            self._log.info("gen %d: turn repaired on gen %d", failed.generation, generation)
+        else:
+            assert failure is not None
+            if self._now >= deadline:
+                status = "timeout"
+            self._report_error(
+                failure,
+                fatal=False,
+                retry_in_s=None,
+                message=f"repair connection (gen {generation}) failed: {failure.message}",
+            )
+            self._give_up_turn(failed, repair.repair_frames)
+            self._finish_turn(failed, status)
+        if not failed.turn_finished:
+            self._finish_turn(failed, "failed")  # never an open turn
+        self._conns.pop(generation, None)
+        if open_failure is not None:
+            return  # nothing was opened
+        if status == "done" and not repair.ended:
+            # The server closes after transcript.done; we close what it has not.
+            self._close(repair, "drained", FAILURE_CLOSE_TIMEOUT_S)
+        elif not repair.ended:
+            self._out.append(io.Abort(generation))
+
+    # ================================================================ turns and results
+
+    def _salvage(
+        self, conn: Conn, is_before: Callable[[float], bool] | None = None
+    ) -> float | None:
+        """The connection ends without a done: its interim text becomes final, not lost
+        (with `is_before`: only the words before the audio that will be replayed).
+        Returns the end (user ms) of the text made final, if any."""
+        end: float | None = None
+        for result in conn.assembler.salvage(is_before):
+            self._deliver_result(conn, result)
+            start_ms, duration_ms = conn.timeline.span(result.start_s, result.end_s)
+            end = max(end or 0.0, float(start_ms + duration_ms))
+        return end
+
+    def _give_up_turn(self, conn: Conn, frames: list[AudioFrame] | None = None) -> None:
+        """A draining connection's turn ends without its transcript.done and without a
+        repair: its interim text is made final, and the audio of its window past that
+        text, which nothing will transcribe now, goes to the ledger as lost."""
+        if frames is None:
+            frames = conn.window.take()
+        salvaged_end = self._salvage(conn)
+        floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
+        lost = [f for f in frames if f.start >= floor]
+        if not lost:
+            return
+        spans: list[tuple[int, int]] = []
+        for f in lost:
+            if spans and spans[-1][1] == f.start:
+                spans[-1] = (spans[-1][0], f.start + f.length)
+            else:
+                spans.append((f.start, f.start + f.length))
+        ticks = sum(f.length for f in lost)
+        report = DropReport(
+            ticks / TICKS_PER_MS,
+            self._ledger.lost_ms + ticks / TICKS_PER_MS,
+            len(lost),
+            ticks=ticks,
+            spans=tuple(spans),
+        )
+        self._lose(report, LOST_UNANSWERED)
+
+    def _retire(self, conn: Conn) -> None:
+        """`conn` leaves the books: nothing it says any more can touch the session."""
+        if self._conns.get(conn.generation) is conn:
+            del self._conns[conn.generation]
+        if self._current is conn:
+            self._current = None
+        self._out.append(io.CancelTimer(("watch", conn.generation)))
+        self._delivery.unblock(conn.generation)
+
+    def _finalize_expired(self, token: str) -> None:
+        f = self._finalizes.get(token)
+        if f is None or token in self._sent_on:
+            return  # answered, or its connection's drain owns the deadline now
+        # Its audio.done never went out: no connection could take it in time. The
+        # marker stays in the buffer, so the turn is still cut there when one comes.
+        self._log.warning("finalize %r: no connection within the finalize timeout", f.finalize_id)
+        self._end_finalize(f, "no_connection", self._generation + 1)
+
+    def _end_empty_finalize(self, marker: FinalizeMarker, generation: int) -> None:
+        """A finalize with no audio of its turn on the connection that would send it."""
+        # Either the turn had no audio at all (nothing to finalize: done), or its audio
+        # went to a connection that died before audio.done could (failed; the interim
+        # text was already made final).
+        status = "failed" if self._turn_has_audio else "done"
+        self._turn_has_audio = False
+        f = self._finalizes.get(marker.finalize_id)
+        if f is not None:
+            self._end_finalize(f, status, generation)
+
+    def _end_finalize(
+        self, f: Finalize, status: str, generation: int, *, repaired: bool = False
+    ) -> None:
+        if self._finalizes.pop(f.token, None) is None:
+            return  # already answered
+        self._sent_on.pop(f.token, None)
+        self._out.append(io.CancelTimer(("finalize", f.token)))
+        if self._ledger.in_episode:
+            self._end_drop_episode()  # the graph hears of a loss before the turn's answer
+        latency_ms = (self._now - f.issued_at) * 1000
+        self._delivery.deliver(
+            generation,
+            FinalizeOutcome(f.finalize_id, status, latency_ms, repaired, f.position_ms),
+        )
+
+    def _deliver_result(self, conn: Conn, result: VendorResult) -> None:
+        transcript = to_transcript(conn, result)
+        if transcript is not None:
+            self._delivery.deliver(conn.turn_generation, transcript)
+
+    def _emit_delivery(self, item: _Delivery) -> None:
+        if isinstance(item, Transcript):
+            self._emit("on_transcript", item)
+        else:
+            self._emit("on_finalize_end", item)
+
+    # ================================================================ reporting
+
+    def _set_status(self, current: ConnState, code: int, message: str) -> None:
+        last = self._state
+        if current is last:
+            return
+        if not is_legal_transition(last, current):
+            self._log.error("illegal status transition %s -> %s suppressed", last, current)
+            return
+        self._state = current
+        self._emit("on_status", current, last, code, self._redact(message))
+
+    def _report_error(
+        self,
+        failure: Failure,
+        *,
+        fatal: bool,
+        retry_in_s: float | None,
+        attempt: int | None = None,
+        kind: str | None = None,
+        message: str | None = None,
+        dropped_ms: float | None = None,
+    ) -> None:
+        text = message or failure.message
+        if retry_in_s and not fatal:
+            text += f"; retrying in {retry_in_s:.2g} s"  # only when a retry is scheduled
+        error = SessionError(
+            fatal=fatal,
+            kind=kind or failure.kind,
+            message=self._redact(text),
+            vendor_code=failure.vendor_code,
+            vendor_message=(
+                None if failure.vendor_message is None else self._redact(failure.vendor_message)
+            ),
+            attempt=self._reconnect.attempt if attempt is None else attempt,
+            retry_in_s=retry_in_s,
+            dropped_ms=dropped_ms,
+        )
+        level = logging.ERROR if fatal else logging.WARNING
+        retry = f", retry in {retry_in_s:.3f} s" if retry_in_s is not None else ""
+        self._log.log(
+            level,
+            "%s error (%s): %s [vendor code %s, attempt %d%s]",
+            "fatal" if fatal else "non-fatal",
+            error.kind,
+            error.message,
+            error.vendor_code,
+            error.attempt,
+            retry,
+        )
+        self._emit("on_error", error)
+
+    def _lose(self, report: DropReport, reason: str) -> None:
+        """The one way audio leaves the engine untranscribed: into the ledger, reported
+        once per episode (see _end_drop_episode), never silently and never per frame."""
+        self._ledger.lose(report.ticks, report.frames, reason, now=self._now, spans=report.spans)
+        self._emit("on_audio_dropped", report.dropped_ms, self._ledger.lost_ms)
+
+    def _why_lost(self, reason: str) -> str:
+        if reason == LOST_BUFFER_FULL:
+            return (
+                "no connection took audio and the outage buffer (buffer_max_ms = "
+                f"{self._buffer.max_ms} ms) overflowed, the oldest audio first"
+            )
+        if reason == LOST_STOPPED:
+            return "the session stopped before it could be sent"
+        if reason == LOST_GAVE_UP:
+            return "the session gave up (fatal error) before it could be sent"
+        if reason == LOST_UNANSWERED:
+            return (
+                "a turn's connection gave no transcript.done and no other connection could "
+                "transcribe its audio again by the finalize's deadline (interim text, if "
+                "any, was made final)"
+            )
+        return reason
+
+    def _end_drop_episode(self) -> None:
+        episode: DropEpisode | None = self._ledger.end_episode(now=self._now)
+        if episode is None:
+            return
+        why = "; ".join(self._why_lost(reason) for reason in episode.reasons)
+        message = (
+            f"dropped {episode.dropped_ms:.0f} ms of audio ({episode.frames} frames, "
+            f"over {episode.lasted_s:.1f} s): {why} "
+            f"[{episode.total_dropped_ms:.0f} ms dropped in this session]"
+        )
+        if self._fatal:
+            # The FATAL error already told the graph that nothing more is transcribed:
+            # counted (metrics) and logged, not reported once more.
+            self._log.warning("%s", message)
+            return
+        self._report_error(
+            Failure(kind="audio_dropped", message=message),
+            fatal=False,
+            retry_in_s=None,
+            dropped_ms=episode.dropped_ms,
+        )
+
+    # ================================================================ helpers
+
+    def _on_timer(self, event: io.TimerFired) -> None:
+        if self._stopped:
+            return
+        kind, arg = event.key
+        self._timer_handlers[kind](arg)
+
+    def _emit(self, method: str, *args: Any) -> None:
+        self._out.append(io.Notify(method, args))
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._settings.api_key)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._log.warning(message)
+
+
+def _numeric_code(code: str | None) -> int:
+    if code is not None and code.strip().lstrip("-").isdigit():
+        return int(code)
+    return 0
