@@ -166,13 +166,6 @@ def new_conn(
 # ---------------------------------------------------------------- rules
 
 
-def backlog_s(conn: Conn, now: float) -> float:
-    """Audio sent on `conn` that the vendor has not heard yet, in seconds, if it hears in
-    real time from its latest event (as fast as any live vendor hears)."""
-    unheard_s = float(conn.timeline.sent_ms) / 1000 - conn.heard_ms / 1000
-    return max(0.0, unheard_s - (now - conn.heard_at))
-
-
 def acknowledge(conn: Conn, event: TranscriptPartial, end_s: float) -> None:
     """A final result: the audio up to its end is transcribed for good, on its channel.
     The connection's acknowledged point is the earliest over its channels."""

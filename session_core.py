@@ -45,11 +45,11 @@ from fractions import Fraction
 from typing import Any
 
 from . import engine_io as io
+from . import liveness
 from .audio_buffer import (
     AudioBuffer,
     AudioFrame,
     AudioLedger,
-    DropEpisode,
     DropReport,
     FinalizeMarker,
     ReplayWindow,
@@ -60,7 +60,6 @@ from .connection_state import (
     Finalize,
     Role,
     acknowledge,
-    backlog_s,
     floors_after,
     new_conn,
     to_transcript,
@@ -78,15 +77,19 @@ from .protocol import (
 )
 from .recognition import VendorResult
 from .reconnect_manager import ReconnectManager, RetryDecision
-from .redaction import redact
+from .session_reports import (
+    LOST_BUFFER_FULL,
+    LOST_GAVE_UP,
+    LOST_STOPPED,
+    LOST_UNANSWERED,
+    SessionReports,
+)
 from .session_types import (
     ConnState,
     FinalizeOutcome,
-    SessionError,
     SessionSettings,
     SessionStats,
     Transcript,
-    is_legal_transition,
 )
 from .timeline import TICKS_PER_MS, ConnectionTimeline, round_ms
 from .vendor import XAI, Vendor
@@ -98,14 +101,7 @@ DONE_CLOSE_GRACE_S = 0.5
 FAILURE_CLOSE_TIMEOUT_S = 0.5
 # A socket that failed under a send is given this long for its reader to see the close.
 SEND_FAILURE_SETTLE_S = 1.0
-# The watchdog never polls faster than this.
-WATCHDOG_MIN_SLEEP_S = 0.01
 
-# Why audio was lost (AudioLedger reasons).
-LOST_BUFFER_FULL = "buffer_full"
-LOST_STOPPED = "stopped"
-LOST_GAVE_UP = "gave_up"
-LOST_UNANSWERED = "unanswered"
 
 BACKOFF_TIMER: io.TimerKey = ("backoff", 0)
 
@@ -152,7 +148,6 @@ class SessionCore:
             rng=rng,
         )
         self._phase = Phase.IDLE
-        self._state = ConnState.DISCONNECTED
         self._generation = 0
         self._conns: dict[int, Conn] = {}  # every connection the core still has a say on
         self._current: Conn | None = None
@@ -165,6 +160,14 @@ class SessionCore:
         self._sent_on: dict[str, int] = {}  # finalize token -> generation of its audio.done
         self._finalize_seq = 0
         self._delivery: DeliveryOrder[_Delivery] = DeliveryOrder(self._emit_delivery)
+        self._reports = SessionReports(
+            self._emit,
+            self._ledger,
+            self._log,
+            secret=lambda: self._settings.api_key,
+            attempt=lambda: self._reconnect.attempt,
+            buffer_max_ms=lambda: self._buffer.max_ms,
+        )
         self._stopped = False
         self._fatal = False
         self._warned: set[str] = set()
@@ -222,7 +225,7 @@ class SessionCore:
         is the one outcome we never accept, so it gives up loudly."""
         self._now = now
         if not self._stopped and not self._fatal:
-            self._report_error(
+            self._reports.error(
                 Failure(kind="internal", message=f"internal error: {type(exc).__name__}: {exc}"),
                 fatal=True,
                 retry_in_s=None,
@@ -265,7 +268,7 @@ class SessionCore:
             last_reconnect_gap_ms=self._last_gap_ms,
             dropped_ms=self._ledger.lost_ms,
             connections_opened=self._connections_opened,
-            current_state=self._state,
+            current_state=self._reports.state,
             generation=self._generation,
             dropped_frames=self._buffer.dropped_frames,
             failed_attempts=self._reconnect.attempt,
@@ -296,7 +299,7 @@ class SessionCore:
             return
         report = self._buffer.push(event.chunk)
         if report is not None:
-            self._lose(report, LOST_BUFFER_FULL)
+            self._reports.lose(report, LOST_BUFFER_FULL, self._now)
         self._kick()
 
     def _on_finalize(self, event: io.FinalizeAsked) -> None:
@@ -346,7 +349,7 @@ class SessionCore:
         # Audio never sent is lost now: reported before the turns end.
         report = self._buffer.drop_audio()
         if report is not None:
-            self._lose(report, LOST_STOPPED)
+            self._reports.lose(report, LOST_STOPPED, self._now)
         # Turns end in order: the draining ones, oldest first, then the current one.
         for conn in sorted(self._conns.values(), key=lambda c: c.generation):
             if conn.role is Role.DRAINING:
@@ -358,8 +361,8 @@ class SessionCore:
         for f in list(self._finalizes.values()):
             self._end_finalize(f, "stopped", self._generation + 1)
         self._delivery.clear()
-        self._end_drop_episode()
-        self._set_status(ConnState.DISCONNECTED, 1000, "stopped")
+        self._reports.end_drop_episode(self._now, gave_up=self._fatal)
+        self._reports.status(ConnState.DISCONNECTED, 1000, "stopped")
         self._log.info("session stopped")
 
     def _on_deferred(self, event: io.DeferredDue) -> None:
@@ -404,7 +407,7 @@ class SessionCore:
         if reason == "planned" or switch:
             standby, self._standby = self._standby, None
             if standby is not None:
-                self._set_status(ConnState.CONNECTING, 0, "switching to the standby connection")
+                self._reports.status(ConnState.CONNECTING, 0, "switching to the standby connection")
                 if not standby.opened and not standby.open_failed:
                     # Its handshake is under way: wait for the rest of it.
                     self._phase = Phase.ADOPTING
@@ -434,7 +437,7 @@ class SessionCore:
         conn = self._new_conn(Role.CONNECTING, settings.connect_timeout_s)
         self._connecting = conn
         self._phase = Phase.CONNECTING
-        self._set_status(ConnState.CONNECTING, 0, f"connecting to {url_for_log(settings.url)}")
+        self._reports.status(ConnState.CONNECTING, 0, f"connecting to {url_for_log(settings.url)}")
         self._connect_started = self._now
 
     def _new_conn(self, role: Role, connect_timeout_s: float, base_user: int = 0) -> Conn:
@@ -488,7 +491,7 @@ class SessionCore:
         conn.tracker.fail(failure)
         if conn.role is Role.CONNECTING:
             self._connecting = None
-            self._set_status(
+            self._reports.status(
                 ConnState.DISCONNECTED, _numeric_code(failure.vendor_code), failure.message
             )
             self._after_failure(failure)
@@ -539,7 +542,7 @@ class SessionCore:
             url_for_log(settings.url),
             delay_ms,
         )
-        self._set_status(ConnState.CONNECTED, 0, "transcript.created")
+        self._reports.status(ConnState.CONNECTED, 0, "transcript.created")
         self._emit("on_connected", conn.generation, delay_ms)
         self._watch(conn)
         self._pump()
@@ -582,9 +585,9 @@ class SessionCore:
             )
         if decision.give_up:
             if failure.fatal:
-                self._report_error(failure, fatal=True, retry_in_s=None, attempt=decision.attempt)
+                self._reports.error(failure, fatal=True, retry_in_s=None, attempt=decision.attempt)
             else:
-                self._report_error(
+                self._reports.error(
                     failure,
                     fatal=True,
                     retry_in_s=None,
@@ -601,7 +604,7 @@ class SessionCore:
             # switch to it at once (no backoff, no handshake). It is probed in turn
             # when speech starts on it. Other failures take the usual path.
             self._switch_to_standby = True
-            self._report_error(
+            self._reports.error(
                 failure,
                 fatal=False,
                 retry_in_s=0.0,
@@ -611,7 +614,7 @@ class SessionCore:
             )
             self._connect("failure")
             return
-        self._report_error(
+        self._reports.error(
             failure, fatal=False, retry_in_s=decision.delay_s, attempt=decision.attempt
         )
         if decision.delay_s > 0:
@@ -631,9 +634,9 @@ class SessionCore:
         self._discard_standby("the session gave up")
         report = self._buffer.drop_audio()
         if report is not None:
-            self._lose(report, LOST_GAVE_UP)
-        self._end_drop_episode()
-        self._set_status(ConnState.DISCONNECTED, 0, "gave up")
+            self._reports.lose(report, LOST_GAVE_UP, self._now)
+        self._reports.end_drop_episode(self._now, gave_up=self._fatal)
+        self._reports.status(ConnState.DISCONNECTED, 0, "gave up")
         for f in list(self._finalizes.values()):
             if f.token not in self._sent_on:
                 self._buffer.remove_marker(f.token)
@@ -712,7 +715,7 @@ class SessionCore:
         length = frame.length
         conn.timeline.record_sent(frame.start, length)
         if self._ledger.in_episode:
-            self._end_drop_episode()  # audio flows again
+            self._reports.end_drop_episode(self._now, gave_up=self._fatal)  # audio flows again
         trimmed = conn.window.sent(frame)
         if trimmed:
             self._replay_trimmed += trimmed
@@ -728,7 +731,7 @@ class SessionCore:
         conn.audio_since_event_ms += duration_ms
         if conn.speech_since is None and frame.speech:
             conn.speech_since = max(now, heard_at)
-            if now - conn.alive_at >= self._settings.probe_quiet_s:
+            if liveness.probe_due_on_speech(conn, self._settings, now):
                 # Speech is committed to a connection that has been quiet: prove it alive
                 # (its audio stays in the replay window meanwhile).
                 self._start_probe(conn)
@@ -762,7 +765,7 @@ class SessionCore:
         settings = self._settings
         if how == "idle":
             self._discard_standby("the session is idle")
-            self._set_status(
+            self._reports.status(
                 ConnState.DISCONNECTED,
                 1000,
                 f"closed after {settings.idle_close_s:g} s without audio",
@@ -772,7 +775,7 @@ class SessionCore:
         if settings.prewarm or self._buffer.peek() is not None:
             self._next_connection("planned")
             return
-        self._set_status(ConnState.DISCONNECTED, 1000, "turn finalized; next on audio")
+        self._reports.status(ConnState.DISCONNECTED, 1000, "turn finalized; next on audio")
         self._next_connection("lazy")
 
     def _buffer_head(self) -> int:
@@ -824,7 +827,7 @@ class SessionCore:
             self._salvage(conn)
             self._retire(conn)
             self._reconnect.connection_closed()
-            self._set_status(ConnState.DISCONNECTED, 1000, f"closed ({verdict.reason})")
+            self._reports.status(ConnState.DISCONNECTED, 1000, f"closed ({verdict.reason})")
             self._next_connection("planned" if self._settings.prewarm else "lazy")
             return
         decision = self._reconnect.record_failure(
@@ -836,7 +839,7 @@ class SessionCore:
             self._replay(conn)
         self._retire(conn)
         self._log.warning("gen %d: failed: %s", conn.generation, verdict.message)
-        self._set_status(
+        self._reports.status(
             ConnState.DISCONNECTED, _numeric_code(verdict.vendor_code), verdict.message
         )
         self._phase = Phase.CONNECTING  # until after_failure says how the next one comes
@@ -866,7 +869,7 @@ class SessionCore:
         )
         report = self._buffer.requeue([f.as_replayed() for f in frames])
         if report is not None:
-            self._lose(report, LOST_BUFFER_FULL)
+            self._reports.lose(report, LOST_BUFFER_FULL, self._now)
 
     # ================================================================ what connections say
 
@@ -967,48 +970,18 @@ class SessionCore:
         """Stall, idle and keepalive checks of the current connection; arms the next."""
         if self._current is not conn or conn.ended or conn.tracker.failure is not None:
             return
-        settings = self._settings
-        now = self._now
-        stall_s = settings.stall_timeout_s
-        failure: Failure | None = None
-        if conn.speech_since is not None and now - conn.speech_since >= stall_s:
-            failure = Failure(
-                kind="stall",
-                message=f"no event for {stall_s:g} s while speech audio was flowing: "
-                "the session is dead",
-            )
-        elif conn.sending_since is not None and now - conn.sending_since >= stall_s:
-            failure = Failure(
-                kind="stall",
-                message=f"a send has been blocked for {stall_s:g} s: the server stopped reading",
-            )
-        if failure is not None:
-            self._log.warning("gen %d: %s", conn.generation, failure.message)
+        verdict = liveness.watch(conn, self._settings, self._now, quiet=self._buffer.peek() is None)
+        if verdict.failure is not None:
+            self._log.warning("gen %d: %s", conn.generation, verdict.failure.message)
             # Dropped at once: a stalled socket may not even take a close frame.
-            conn.tracker.fail(failure)
+            conn.tracker.fail(verdict.failure)
             self._out.append(io.Abort(conn.generation))
             self._pump()
             return
-        keepalive_at = conn.alive_at + settings.keepalive_s
-        if now >= keepalive_at:
-            # Keepalive: no sign of life for keepalive_s (a silence): prove it alive.
-            self._start_probe(conn)
-        idle_at = conn.last_audio_at + settings.idle_close_s
-        quiet = self._buffer.peek() is None and conn.sending_since is None
-        go_idle = now >= idle_at and quiet and not conn.idle
-        # A blocked send starts without a recheck: checking at least every half stall
-        # timeout still catches it within 1.5 stall timeouts.
-        deadlines = [
-            idle_at if now < idle_at else now + settings.idle_close_s,
-            now + stall_s / 2,
-            keepalive_at if now < keepalive_at else now + settings.keepalive_s,
-        ]
-        for since in (conn.speech_since, conn.sending_since):
-            if since is not None:
-                deadlines.append(since + stall_s)
-        at = now + max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now)
-        self._out.append(io.SetTimer(("watch", conn.generation), at))
-        if go_idle:
+        if verdict.probe:
+            self._start_probe(conn)  # a silence: prove it alive
+        self._out.append(io.SetTimer(("watch", conn.generation), verdict.next_check_at))
+        if verdict.go_idle:
             conn.idle = True
             self._pump()
 
@@ -1025,7 +998,7 @@ class SessionCore:
         if conn.probing:
             return
         conn.probing = True
-        conn.probe_timeout_s = self._settings.liveness_timeout_s + backlog_s(conn, self._now)
+        conn.probe_timeout_s = liveness.probe_timeout_s(conn, self._settings, self._now)
         conn.probe_quiet_s = self._now - conn.alive_at
         self._out.append(io.Probe(conn.generation, conn.probe_timeout_s))
 
@@ -1041,11 +1014,7 @@ class SessionCore:
             return
         if conn.ended or conn.turn_finished or conn.repairing:
             return
-        failure = Failure(
-            kind="dead_connection",
-            message=f"no answer to a ping within {conn.probe_timeout_s:.1f} s (no sign of "
-            f"life for {conn.probe_quiet_s:.1f} s before it): the connection is dead",
-        )
+        failure = liveness.dead(conn)
         self._log.warning("gen %d: %s", conn.generation, failure.message)
         conn.tracker.fail(failure)
         self._out.append(io.Abort(conn.generation))
@@ -1078,26 +1047,19 @@ class SessionCore:
         self._reconnect.connection_closed()
         self._out.append(io.CancelTimer(("watch", conn.generation)))
         self._out.append(
-            io.SetTimer(("hedge", conn.generation), conn.drain_deadline - timeout_s / 2)
+            io.SetTimer(("hedge", conn.generation), liveness.hedge_at(conn, self._settings))
         )
         self._out.append(io.SetTimer(("drain", conn.generation), conn.drain_deadline))
 
     def _hedge(self, generation: int) -> None:
-        """Half the finalize timeout has passed without transcript.done, though the vendor
-        has heard everything (by the backlog estimate): a connection that never answers,
-        alive or not. Its turn is repaired now, while the other half of the timeout leaves
-        time for it, instead of ending "timeout" with only its interim text."""
+        """Half-way to the deadline: a connection that is not answering has its turn
+        repaired now (liveness.not_answering)."""
         conn = self._conns.get(generation)
         if conn is None or conn.role is not Role.DRAINING:
             return
-        if conn.turn_finished or conn.repairing or self._settings.replay_max_ms <= 0:
+        failure = liveness.not_answering(conn, self._settings, self._now)
+        if failure is None:
             return
-        if not conn.window or backlog_s(conn, self._now) > 0:
-            return  # nothing to repair, or still hearing a backlog: the done may come
-        waited_s = self._now - (conn.drain_deadline - self._settings.finalize_timeout_s)
-        failure = Failure(
-            kind="no_done", message=f"no transcript.done {waited_s:.1f} s after audio.done"
-        )
         self._log.warning("gen %d: %s", conn.generation, failure.message)
         conn.tracker.fail(failure)
         self._drain_failed(conn, failure)
@@ -1132,7 +1094,7 @@ class SessionCore:
         if status != "done":
             self._salvage(conn)
         if failure is not None:
-            self._report_error(failure, fatal=False, retry_in_s=None)
+            self._reports.error(failure, fatal=False, retry_in_s=None)
         if conn.finalize is not None:
             self._end_finalize(conn.finalize, status, conn.generation, repaired=repaired)
         self._delivery.unblock(conn.generation)
@@ -1178,7 +1140,7 @@ class SessionCore:
         conn.repairing = True
         if failure is not None:
             # Reported now, like any draining failure; the finalize ends with the repair.
-            self._report_error(
+            self._reports.error(
                 failure,
                 fatal=False,
                 retry_in_s=None,
@@ -1307,7 +1269,7 @@ class SessionCore:
             assert failure is not None
             if self._now >= deadline:
                 status = "timeout"
-            self._report_error(
+            self._reports.error(
                 failure,
                 fatal=False,
                 retry_in_s=None,
@@ -1366,7 +1328,7 @@ class SessionCore:
             ticks=ticks,
             spans=tuple(spans),
         )
-        self._lose(report, LOST_UNANSWERED)
+        self._reports.lose(report, LOST_UNANSWERED, self._now)
 
     def _retire(self, conn: Conn) -> None:
         """`conn` leaves the books: nothing it says any more can touch the session."""
@@ -1405,7 +1367,9 @@ class SessionCore:
         self._sent_on.pop(f.token, None)
         self._out.append(io.CancelTimer(("finalize", f.token)))
         if self._ledger.in_episode:
-            self._end_drop_episode()  # the graph hears of a loss before the turn's answer
+            self._reports.end_drop_episode(
+                self._now, gave_up=self._fatal
+            )  # the graph hears of a loss before the turn's answer
         latency_ms = (self._now - f.issued_at) * 1000
         self._delivery.deliver(
             generation,
@@ -1423,104 +1387,6 @@ class SessionCore:
         else:
             self._emit("on_finalize_end", item)
 
-    # ================================================================ reporting
-
-    def _set_status(self, current: ConnState, code: int, message: str) -> None:
-        last = self._state
-        if current is last:
-            return
-        if not is_legal_transition(last, current):
-            self._log.error("illegal status transition %s -> %s suppressed", last, current)
-            return
-        self._state = current
-        self._emit("on_status", current, last, code, self._redact(message))
-
-    def _report_error(
-        self,
-        failure: Failure,
-        *,
-        fatal: bool,
-        retry_in_s: float | None,
-        attempt: int | None = None,
-        kind: str | None = None,
-        message: str | None = None,
-        dropped_ms: float | None = None,
-    ) -> None:
-        text = message or failure.message
-        if retry_in_s and not fatal:
-            text += f"; retrying in {retry_in_s:.2g} s"  # only when a retry is scheduled
-        error = SessionError(
-            fatal=fatal,
-            kind=kind or failure.kind,
-            message=self._redact(text),
-            vendor_code=failure.vendor_code,
-            vendor_message=(
-                None if failure.vendor_message is None else self._redact(failure.vendor_message)
-            ),
-            attempt=self._reconnect.attempt if attempt is None else attempt,
-            retry_in_s=retry_in_s,
-            dropped_ms=dropped_ms,
-        )
-        level = logging.ERROR if fatal else logging.WARNING
-        retry = f", retry in {retry_in_s:.3f} s" if retry_in_s is not None else ""
-        self._log.log(
-            level,
-            "%s error (%s): %s [vendor code %s, attempt %d%s]",
-            "fatal" if fatal else "non-fatal",
-            error.kind,
-            error.message,
-            error.vendor_code,
-            error.attempt,
-            retry,
-        )
-        self._emit("on_error", error)
-
-    def _lose(self, report: DropReport, reason: str) -> None:
-        """The one way audio leaves the engine untranscribed: into the ledger, reported
-        once per episode (see _end_drop_episode), never silently and never per frame."""
-        self._ledger.lose(report.ticks, report.frames, reason, now=self._now, spans=report.spans)
-        self._emit("on_audio_dropped", report.dropped_ms, self._ledger.lost_ms)
-
-    def _why_lost(self, reason: str) -> str:
-        if reason == LOST_BUFFER_FULL:
-            return (
-                "no connection took audio and the outage buffer (buffer_max_ms = "
-                f"{self._buffer.max_ms} ms) overflowed, the oldest audio first"
-            )
-        if reason == LOST_STOPPED:
-            return "the session stopped before it could be sent"
-        if reason == LOST_GAVE_UP:
-            return "the session gave up (fatal error) before it could be sent"
-        if reason == LOST_UNANSWERED:
-            return (
-                "a turn's connection gave no transcript.done and no other connection could "
-                "transcribe its audio again by the finalize's deadline (interim text, if "
-                "any, was made final)"
-            )
-        return reason
-
-    def _end_drop_episode(self) -> None:
-        episode: DropEpisode | None = self._ledger.end_episode(now=self._now)
-        if episode is None:
-            return
-        why = "; ".join(self._why_lost(reason) for reason in episode.reasons)
-        message = (
-            f"dropped {episode.dropped_ms:.0f} ms of audio ({episode.frames} frames, "
-            f"over {episode.lasted_s:.1f} s): {why} "
-            f"[{episode.total_dropped_ms:.0f} ms dropped in this session]"
-        )
-        if self._fatal:
-            # The FATAL error already told the graph that nothing more is transcribed:
-            # counted (metrics) and logged, not reported once more.
-            self._log.warning("%s", message)
-            return
-        self._report_error(
-            Failure(kind="audio_dropped", message=message),
-            fatal=False,
-            retry_in_s=None,
-            dropped_ms=episode.dropped_ms,
-        )
-
     # ================================================================ helpers
 
     def _on_timer(self, event: io.TimerFired) -> None:
@@ -1531,9 +1397,6 @@ class SessionCore:
 
     def _emit(self, method: str, *args: Any) -> None:
         self._out.append(io.Notify(method, args))
-
-    def _redact(self, text: str) -> str:
-        return redact(text, self._settings.api_key)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

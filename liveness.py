@@ -1,0 +1,114 @@
+"""Is a connection alive? The rules, as plain functions of a connection and the time.
+
+A connection that dies without FIN or RST (a partition, a NAT dropping an idle
+flow, a hung vendor) looks open. The session core asks these rules and acts on
+the answers (a probe, a failure, an idle close, the next check); nothing here
+keeps state or does I/O. The reasoning is in session.py's "Liveness".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .connection_state import Conn
+from .protocol import Failure
+from .session_types import SessionSettings
+
+# The watchdog never checks more often than this.
+WATCHDOG_MIN_SLEEP_S = 0.01
+
+
+@dataclass(frozen=True)
+class WatchVerdict:
+    failure: Failure | None  # the connection is dead (a stall): fail it now
+    probe: bool  # no sign of life for keepalive_s: ping it
+    go_idle: bool  # no audio for idle_close_s and nothing to send: close it
+    next_check_at: float  # when to look again
+
+
+def backlog_s(conn: Conn, now: float) -> float:
+    """Audio sent on `conn` that the vendor has not heard yet, in seconds, if it hears in
+    real time from its latest event (as fast as any live vendor hears)."""
+    unheard_s = float(conn.timeline.sent_ms) / 1000 - conn.heard_ms / 1000
+    return max(0.0, unheard_s - (now - conn.heard_at))
+
+
+def watch(conn: Conn, settings: SessionSettings, now: float, *, quiet: bool) -> WatchVerdict:
+    """The current connection's stall, keepalive and idle checks. `quiet`: nothing is
+    waiting to be sent."""
+    stall_s = settings.stall_timeout_s
+    failure: Failure | None = None
+    if conn.speech_since is not None and now - conn.speech_since >= stall_s:
+        failure = Failure(
+            kind="stall",
+            message=f"no event for {stall_s:g} s while speech audio was flowing: "
+            "the session is dead",
+        )
+    elif conn.sending_since is not None and now - conn.sending_since >= stall_s:
+        failure = Failure(
+            kind="stall",
+            message=f"a send has been blocked for {stall_s:g} s: the server stopped reading",
+        )
+    keepalive_at = conn.alive_at + settings.keepalive_s
+    idle_at = conn.last_audio_at + settings.idle_close_s
+    # A blocked send starts without a recheck: checking at least every half stall
+    # timeout still catches it within 1.5 stall timeouts.
+    deadlines = [
+        idle_at if now < idle_at else now + settings.idle_close_s,
+        now + stall_s / 2,
+        keepalive_at if now < keepalive_at else now + settings.keepalive_s,
+    ]
+    for since in (conn.speech_since, conn.sending_since):
+        if since is not None:
+            deadlines.append(since + stall_s)
+    return WatchVerdict(
+        failure=failure,
+        probe=failure is None and now >= keepalive_at,
+        go_idle=(
+            failure is None
+            and now >= idle_at
+            and quiet
+            and conn.sending_since is None
+            and not conn.idle
+        ),
+        next_check_at=now + max(WATCHDOG_MIN_SLEEP_S, min(deadlines) - now),
+    )
+
+
+def probe_due_on_speech(conn: Conn, settings: SessionSettings, now: float) -> bool:
+    """Speech is committed to a connection that has been quiet: prove it alive (its audio
+    stays in the replay window meanwhile)."""
+    return now - conn.alive_at >= settings.probe_quiet_s
+
+
+def probe_timeout_s(conn: Conn, settings: SessionSettings, now: float) -> float:
+    """A ping waits behind the audio the vendor has not heard yet: allow for it."""
+    return settings.liveness_timeout_s + backlog_s(conn, now)
+
+
+def dead(conn: Conn) -> Failure:
+    """The verdict on a probe that got no pong in time."""
+    return Failure(
+        kind="dead_connection",
+        message=f"no answer to a ping within {conn.probe_timeout_s:.1f} s (no sign of "
+        f"life for {conn.probe_quiet_s:.1f} s before it): the connection is dead",
+    )
+
+
+def hedge_at(conn: Conn, settings: SessionSettings) -> float:
+    """Half-way through a draining connection's finalize timeout."""
+    return conn.drain_deadline - settings.finalize_timeout_s / 2
+
+
+def not_answering(conn: Conn, settings: SessionSettings, now: float) -> Failure | None:
+    """Half the finalize timeout has passed without transcript.done, though the vendor
+    has heard everything (by the backlog estimate): a connection that never answers,
+    alive or not. Its turn is better repaired now, while the other half of the timeout
+    leaves time for it, than ended "timeout" with only its interim text. None when it
+    may still answer in time (a backlog) or there is nothing to repair."""
+    if conn.turn_finished or conn.repairing or settings.replay_max_ms <= 0:
+        return None
+    if not conn.window or backlog_s(conn, now) > 0:
+        return None
+    waited_s = now - (conn.drain_deadline - settings.finalize_timeout_s)
+    return Failure(kind="no_done", message=f"no transcript.done {waited_s:.1f} s after audio.done")
