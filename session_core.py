@@ -50,7 +50,6 @@ from .audio_buffer import (
     AudioBuffer,
     AudioFrame,
     AudioLedger,
-    DropReport,
     FinalizeMarker,
     ReplayWindow,
 )
@@ -62,26 +61,21 @@ from .connection_state import (
     acknowledge,
     floors_after,
     new_conn,
-    to_transcript,
 )
-from .delivery import DeliveryOrder
 from .protocol import (
     Failure,
     PlannedClose,
-    ServerEvent,
     TranscriptCreated,
     TranscriptDone,
     TranscriptPartial,
     VendorError,
     url_for_log,
 )
-from .recognition import VendorResult
 from .reconnect_manager import ReconnectManager, RetryDecision
 from .session_reports import (
     LOST_BUFFER_FULL,
     LOST_GAVE_UP,
     LOST_STOPPED,
-    LOST_UNANSWERED,
     SessionReports,
 )
 from .session_types import (
@@ -89,16 +83,11 @@ from .session_types import (
     FinalizeOutcome,
     SessionSettings,
     SessionStats,
-    Transcript,
 )
 from .timeline import TICKS_PER_MS, ConnectionTimeline, round_ms
+from .turns import FAILURE_CLOSE_TIMEOUT_S, Turns
 from .vendor import XAI, Vendor
 
-# After transcript.done the server closes by itself; it gets this long before we close.
-DONE_CLOSE_GRACE_S = 0.5
-# A failed connection is closed politely (so the server reads what we sent) for this long,
-# then dropped.
-FAILURE_CLOSE_TIMEOUT_S = 0.5
 # A socket that failed under a send is given this long for its reader to see the close.
 SEND_FAILURE_SETTLE_S = 1.0
 
@@ -116,9 +105,6 @@ class Phase(enum.Enum):
     SETTLING = "settling"  # the current connection's send failed; waiting for its close
     FATAL = "fatal"  # gave up; Start begins again
     STOPPED = "stopped"
-
-
-_Delivery = Transcript | FinalizeOutcome
 
 
 class SessionCore:
@@ -156,10 +142,6 @@ class SessionCore:
         self._connect_started = 0.0
         self._standby: Conn | None = None
         self._switch_to_standby = False  # a dead connection's successor is the standby
-        self._finalizes: dict[str, Finalize] = {}  # in issue order
-        self._sent_on: dict[str, int] = {}  # finalize token -> generation of its audio.done
-        self._finalize_seq = 0
-        self._delivery: DeliveryOrder[_Delivery] = DeliveryOrder(self._emit_delivery)
         self._reports = SessionReports(
             self._emit,
             self._ledger,
@@ -168,14 +150,13 @@ class SessionCore:
             attempt=lambda: self._reconnect.attempt,
             buffer_max_ms=lambda: self._buffer.max_ms,
         )
+        self._turns = Turns(self, self._log)
         self._stopped = False
         self._fatal = False
         self._warned: set[str] = set()
         self._gap_since: float | None = None
         # Word floors for the connection that will take replayed audio (multichannel).
         self._next_floors: dict[int | None, Fraction] = {}
-        # Audio went to the vendor since the last audio.done (on any connection).
-        self._turn_has_audio = False
         # stats
         self._bytes_sent = 0
         self._audio_ms_sent = 0.0
@@ -201,13 +182,13 @@ class SessionCore:
             io.DeferredDue: self._on_deferred,
         }
         self._timer_handlers: dict[str, Callable[[Any], None]] = {
-            "finalize": self._finalize_expired,
-            "drain": self._drain_expired,
-            "hedge": self._hedge,
-            "grace": self._grace_over,
+            "finalize": self._turns.finalize_expired,
+            "drain": self._turns.drain_expired,
+            "hedge": self._turns.hedge,
+            "grace": self._turns.grace_over,
             "watch": self._watch_timer,
             "settle": self._settle_expired,
-            "repair": self._repair_expired,
+            "repair": self._turns.repair_expired,
             "backoff": self._backoff_over,
         }
 
@@ -303,15 +284,7 @@ class SessionCore:
         self._kick()
 
     def _on_finalize(self, event: io.FinalizeAsked) -> None:
-        self._finalize_seq += 1
-        now = self._now
-        f = Finalize(
-            token=f"#{self._finalize_seq}",
-            finalize_id=event.finalize_id,
-            issued_at=now,
-            deadline=now + self._settings.finalize_timeout_s,
-            position_ms=round_ms(self._buffer.position_ms),
-        )
+        f = self._turns.new_finalize(event.finalize_id, round_ms(self._buffer.position_ms))
         if self._stopped or self._fatal:
             outcome = FinalizeOutcome(
                 f.finalize_id,
@@ -322,9 +295,8 @@ class SessionCore:
             # Answered on a later loop turn: never from inside the caller's finalize().
             self._out.append(io.Defer(self._generation + 1, outcome))
             return
-        self._finalizes[f.token] = f
+        self._turns.register(f)
         self._buffer.mark_finalize(f.token)
-        self._out.append(io.SetTimer(("finalize", f.token), f.deadline))
         self._kick()
 
     def _on_settings(self, event: io.SettingsChanged) -> None:
@@ -353,20 +325,19 @@ class SessionCore:
         # Turns end in order: the draining ones, oldest first, then the current one.
         for conn in sorted(self._conns.values(), key=lambda c: c.generation):
             if conn.role is Role.DRAINING:
-                self._finish_turn(conn, "stopped")
+                self._turns.finish(conn, "stopped")
             elif conn.role is Role.CURRENT:
-                self._salvage(conn)
+                self._turns.salvage(conn)
         self._conns.clear()
         self._current = self._connecting = self._standby = None
-        for f in list(self._finalizes.values()):
-            self._end_finalize(f, "stopped", self._generation + 1)
-        self._delivery.clear()
+        self._turns.end_all("stopped")
+        self._turns.delivery.clear()
         self._reports.end_drop_episode(self._now, gave_up=self._fatal)
         self._reports.status(ConnState.DISCONNECTED, 1000, "stopped")
         self._log.info("session stopped")
 
     def _on_deferred(self, event: io.DeferredDue) -> None:
-        self._delivery.deliver(event.generation, event.outcome)
+        self._turns.delivery.deliver(event.generation, event.outcome)
 
     def _kick(self) -> None:
         """Something entered the buffer: the sender or the lazy wait may act on it."""
@@ -393,7 +364,7 @@ class SessionCore:
             if isinstance(head, FinalizeMarker):
                 # Nothing of this turn is waiting to be recognised: nothing to finalize.
                 self._buffer.pop()
-                self._end_empty_finalize(head, self._generation + 1)
+                self._turns.end_empty(head, self._generation + 1)
                 continue
             if head is not None:
                 self._gap_since = self._now
@@ -480,7 +451,7 @@ class SessionCore:
             if self._phase is Phase.ADOPTING and self._connecting is conn:
                 self._adopt(conn)
         elif conn.role is Role.REPAIR:
-            self._repair_send_next(conn)
+            self._turns.repair_send_next(conn)
 
     def _on_open_failed(self, event: io.OpenFailed) -> None:
         conn = self._conns.pop(event.generation, None)
@@ -506,7 +477,7 @@ class SessionCore:
             if self._phase is Phase.ADOPTING and self._connecting is conn:
                 self._adopt(conn)
         elif conn.role is Role.REPAIR:
-            self._repair_end(conn, failure)
+            self._turns.repair_end(conn, failure)
 
     def _go_live(self, conn: Conn, *, adopted: bool) -> None:
         """`conn` becomes the current connection: new audio goes to it from now on."""
@@ -637,10 +608,9 @@ class SessionCore:
             self._reports.lose(report, LOST_GAVE_UP, self._now)
         self._reports.end_drop_episode(self._now, gave_up=self._fatal)
         self._reports.status(ConnState.DISCONNECTED, 0, "gave up")
-        for f in list(self._finalizes.values()):
-            if f.token not in self._sent_on:
-                self._buffer.remove_marker(f.token)
-                self._end_finalize(f, "no_connection", self._generation + 1)
+        for f in self._turns.unsent():
+            self._buffer.remove_marker(f.token)
+            self._turns.end(f, "no_connection", self._generation + 1)
 
     # ================================================================ sending
 
@@ -665,7 +635,7 @@ class SessionCore:
             if type(item) is FinalizeMarker:
                 if conn.sent_bytes == 0:
                     # Nothing of this turn is on this connection: nothing to finalize here.
-                    self._end_empty_finalize(item, conn.generation)
+                    self._turns.end_empty(item, conn.generation)
                     continue
                 conn.in_flight = item
                 self._out.append(io.SendEndOfAudio(conn.generation))
@@ -683,7 +653,7 @@ class SessionCore:
         item, conn.in_flight = conn.in_flight, None
         conn.sending_since = None
         if conn.role is Role.REPAIR:
-            self._repair_sent(conn, item, event.ok)
+            self._turns.repair_sent(conn, item, event.ok)
             return
         if item is None or conn.role is not Role.CURRENT:
             return
@@ -698,14 +668,14 @@ class SessionCore:
             self._pump()
             return
         conn.tracker.audio_done_sent()
-        self._turn_has_audio = False
+        self._turns.has_audio = False
         if item is EndOfAudio.IDLE:
             self._begin_drain(conn, None)
             self._gap_since = None
             self._after_handoff("idle")
         else:
             assert type(item) is FinalizeMarker
-            self._begin_drain(conn, self._finalizes.get(item.finalize_id))
+            self._begin_drain(conn, self._turns.finalize(item.finalize_id))
             self._after_handoff("handoff")
 
     def _after_send(self, conn: Conn, frame: AudioFrame) -> None:
@@ -722,7 +692,7 @@ class SessionCore:
         if frame.replayed:
             self._replayed += length
         conn.sent_bytes += len(frame.data)
-        self._turn_has_audio = True
+        self._turns.has_audio = True
         conn.last_audio_at = now
         if conn.quiet_since is None:
             conn.quiet_since = now
@@ -824,7 +794,7 @@ class SessionCore:
         self._current = None
         self._gap_since = self._now
         if isinstance(verdict, PlannedClose):
-            self._salvage(conn)
+            self._turns.salvage(conn)
             self._retire(conn)
             self._reconnect.connection_closed()
             self._reports.status(ConnState.DISCONNECTED, 1000, f"closed ({verdict.reason})")
@@ -834,7 +804,7 @@ class SessionCore:
             fatal=verdict.fatal, retry_after_s=verdict.retry_after_s
         )
         if decision.give_up:
-            self._salvage(conn)  # no next connection: its interim text is all there is
+            self._turns.salvage(conn)  # no next connection: its interim text is all there is
         else:
             self._replay(conn)
         self._retire(conn)
@@ -855,9 +825,9 @@ class SessionCore:
         # the window) are made final, as they would never be heard again.
         timeline = conn.timeline
         if frames:
-            self._salvage(conn, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+            self._turns.salvage(conn, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
         else:
-            self._salvage(conn)  # nothing will be heard again: all of it, as before
+            self._turns.salvage(conn)  # nothing will be heard again: all of it, as before
         self._next_floors = floors_after(conn, replay_from)
         if not frames:
             return
@@ -880,7 +850,7 @@ class SessionCore:
         vendor_event = event.event
         conn.tracker.receive(vendor_event)
         if conn.role is Role.REPAIR:
-            self._repair_event(conn, vendor_event)
+            self._turns.repair_event(conn, vendor_event)
             return
         if conn.role is not Role.CURRENT and conn.role is not Role.DRAINING:
             return  # a standby (nothing to say yet) or a finished turn
@@ -906,21 +876,21 @@ class SessionCore:
                 acknowledge(conn, vendor_event, end_s)
             result = conn.assembler.on_partial(vendor_event)
             if result is not None:
-                self._deliver_result(conn, result)
+                self._turns.deliver_result(conn, result)
         elif isinstance(vendor_event, TranscriptDone):
             conn.heard_ms = float(conn.timeline.sent_ms)
             self._reconnect.connection_healthy()
             result = conn.assembler.on_done(vendor_event)
             if result is not None:
-                self._deliver_result(conn, result)
+                self._turns.deliver_result(conn, result)
             if conn.role is Role.DRAINING and conn.tracker.done:
-                self._finish_turn(conn, "done")
+                self._turns.finish(conn, "done")
         elif isinstance(vendor_event, VendorError):
             failure = conn.tracker.failure
             assert failure is not None
             self._log.warning("gen %d: vendor error: %s", conn.generation, failure.message)
             if conn.role is Role.DRAINING:
-                self._drain_failed(conn, failure)
+                self._turns.drain_failed(conn, failure)
             self._close_failed(conn)
             self._pump()
 
@@ -945,12 +915,12 @@ class SessionCore:
             if not conn.turn_finished:
                 verdict = conn.verdict
                 # Ends its turn (and retires it), or hands the turn to a repair.
-                self._drain_failed(conn, verdict if isinstance(verdict, Failure) else None)
+                self._turns.drain_failed(conn, verdict if isinstance(verdict, Failure) else None)
         elif conn.role is Role.FINISHED:
             self._out.append(io.CancelTimer(("grace", conn.generation)))
             self._retire(conn)
         elif conn.role is Role.REPAIR:
-            self._repair_end(conn)
+            self._turns.repair_end(conn)
 
     def _close_failed(self, conn: Conn) -> None:
         """A dead session: close politely (the server reads what we sent), bounded."""
@@ -1020,315 +990,14 @@ class SessionCore:
         self._out.append(io.Abort(conn.generation))
         self._pump()
 
-    # ================================================================ draining
+    # ================================================================ turns
 
     def _begin_drain(self, conn: Conn, f: Finalize | None) -> None:
-        """audio.done went out: this connection takes no more audio and gets until the
-        deadline to deliver transcript.done."""
-        now = self._now
-        conn.role = Role.DRAINING
-        conn.finalize = f
-        # The window stays: if this connection fails before transcript.done, a repair
-        # connection is sent what it holds (see _drain_failed).
-        pending = f is not None and f.token in self._finalizes
-        if f is not None:
-            self._sent_on[f.token] = conn.generation
-            self._out.append(io.CancelTimer(("finalize", f.token)))
-        # A finalize still pending keeps its own deadline (it must end on time); an
-        # expired one, or an idle close, gives the vendor a full finalize timeout.
-        timeout_s = self._settings.finalize_timeout_s
-        conn.drain_deadline = f.deadline if f is not None and pending else now + timeout_s
-        # A finalize is committed to it: prove it alive now (one ping a turn), while the
-        # deadline still leaves time to repair the turn if it is dead.
-        self._start_probe(conn)
-        self._delivery.block(conn.generation)
+        """audio.done went out: the turn is the turns' now, and the next connection comes."""
+        self._turns.begin_drain(conn, f)
         self._current = None
-        self._gap_since = now
+        self._gap_since = self._now
         self._reconnect.connection_closed()
-        self._out.append(io.CancelTimer(("watch", conn.generation)))
-        self._out.append(
-            io.SetTimer(("hedge", conn.generation), liveness.hedge_at(conn, self._settings))
-        )
-        self._out.append(io.SetTimer(("drain", conn.generation), conn.drain_deadline))
-
-    def _hedge(self, generation: int) -> None:
-        """Half-way to the deadline: a connection that is not answering has its turn
-        repaired now (liveness.not_answering)."""
-        conn = self._conns.get(generation)
-        if conn is None or conn.role is not Role.DRAINING:
-            return
-        failure = liveness.not_answering(conn, self._settings, self._now)
-        if failure is None:
-            return
-        self._log.warning("gen %d: %s", conn.generation, failure.message)
-        conn.tracker.fail(failure)
-        self._drain_failed(conn, failure)
-
-    def _drain_expired(self, generation: int) -> None:
-        conn = self._conns.get(generation)
-        if conn is None or conn.role is not Role.DRAINING or conn.turn_finished:
-            return
-        if conn.repairing:
-            return  # the repair ends the turn itself, within the same deadline
-        timeout_s = self._settings.finalize_timeout_s
-        failure = Failure(
-            kind="finalize_timeout",
-            message=f"no transcript.done within the finalize timeout ({timeout_s:g} s)",
-        )
-        conn.tracker.fail(failure)
-        self._give_up_turn(conn)
-        self._finish_turn(conn, "timeout", failure)
-
-    def _finish_turn(
-        self,
-        conn: Conn,
-        status: str,
-        failure: Failure | None = None,
-        *,
-        repaired: bool = False,
-    ) -> None:
-        """A draining connection's turn is over: done, timeout, failed or stopped."""
-        if conn.turn_finished:
-            return
-        conn.turn_finished = True
-        if status != "done":
-            self._salvage(conn)
-        if failure is not None:
-            self._reports.error(failure, fatal=False, retry_in_s=None)
-        if conn.finalize is not None:
-            self._end_finalize(conn.finalize, status, conn.generation, repaired=repaired)
-        self._delivery.unblock(conn.generation)
-        if self._stopped:
-            return
-        # The turn is over; the socket goes too, whether or not the server closes it.
-        generation = conn.generation
-        self._out.append(io.CancelTimer(("hedge", generation)))
-        self._out.append(io.CancelTimer(("drain", generation)))
-        if conn.ended:
-            self._retire(conn)
-            return
-        conn.role = Role.FINISHED
-        if conn.tracker.failure is not None:
-            self._close(conn, "drained", FAILURE_CLOSE_TIMEOUT_S)
-            self._retire(conn)
-        else:
-            self._out.append(io.SetTimer(("grace", generation), self._now + DONE_CLOSE_GRACE_S))
-
-    def _grace_over(self, generation: int) -> None:
-        conn = self._conns.get(generation)
-        if conn is None or conn.role is not Role.FINISHED:
-            return
-        self._close(conn, "drained", FAILURE_CLOSE_TIMEOUT_S)
-        self._retire(conn)
-
-    # ================================================================ repair
-
-    def _drain_failed(self, conn: Conn, failure: Failure | None) -> None:
-        """A draining connection failed before its transcript.done. Its un-finalized audio
-        goes to a repair connection if there is time; else its turn ends "failed"."""
-        if conn.turn_finished or conn.repairing:
-            return
-        if (
-            self._settings.replay_max_ms <= 0
-            or self._stopped
-            or not conn.window
-            or self._now >= conn.drain_deadline
-        ):
-            self._give_up_turn(conn)
-            self._finish_turn(conn, "failed", failure)
-            return
-        conn.repairing = True
-        if failure is not None:
-            # Reported now, like any draining failure; the finalize ends with the repair.
-            self._reports.error(
-                failure,
-                fatal=False,
-                retry_in_s=None,
-                message=f"{failure.message}; re-transcribing the turn's last "
-                f"{float(conn.window.kept_ms) / 1000:.1f} s of audio on a new connection",
-            )
-        replay_from = conn.window.start_ms
-        floors = floors_after(conn, replay_from)
-        frames = conn.window.take()
-        self._start_repair(conn, frames, replay_from, floors)
-
-    def _start_repair(
-        self,
-        failed: Conn,
-        frames: list[AudioFrame],
-        replay_from: Fraction,
-        floors: dict[int | None, Fraction],
-    ) -> None:
-        """Open a short-lived connection, send it `frames` and audio.done, and wait for its
-        transcript.done, all by the failed turn's deadline. Its results become the turn's."""
-        settings = self._settings
-        deadline = failed.drain_deadline
-        timeout_s = max(0.001, min(settings.connect_timeout_s, deadline - self._now))
-        repair = self._new_conn(Role.REPAIR, timeout_s, frames[0].start)
-        self._log.warning(
-            "gen %d failed while draining: repairing its turn on gen %d (%.0f ms of audio)",
-            failed.generation,
-            repair.generation,
-            sum(f.length for f in frames) / TICKS_PER_MS,
-        )
-        repair.channel_keys = failed.channel_keys
-        repair.floors = floors
-        repair.repair_of = failed
-        repair.repair_frames = frames
-        repair.replay_from = replay_from
-        repair.drain_deadline = deadline
-        self._out.append(io.SetTimer(("repair", repair.generation), deadline))
-
-    def _repair_send_next(self, repair: Conn) -> None:
-        if repair.repair_ended or repair.in_flight is not None:
-            return
-        if repair.repair_next < len(repair.repair_frames):
-            frame = repair.repair_frames[repair.repair_next]
-            repair.repair_next += 1
-            repair.in_flight = frame
-            self._out.append(io.Send(repair.generation, frame.data))
-        elif repair.repair_next == len(repair.repair_frames):
-            repair.repair_next += 1
-            repair.in_flight = EndOfAudio.REPAIR
-            self._out.append(io.SendEndOfAudio(repair.generation))
-
-    def _repair_sent(self, repair: Conn, item: Any, ok: bool) -> None:
-        if not ok or repair.repair_ended:
-            return  # its close says why
-        if type(item) is AudioFrame:
-            repair.timeline.record_sent(item.start, item.length)
-            self._replayed += item.length
-        elif item is EndOfAudio.REPAIR:
-            repair.tracker.audio_done_sent()
-        self._repair_send_next(repair)
-
-    def _repair_event(self, repair: Conn, event: ServerEvent) -> None:
-        """The repair connection's results, kept until its transcript.done (all or none)."""
-        if repair.repair_ended:
-            return
-        result: VendorResult | None = None
-        if isinstance(event, TranscriptPartial):
-            result = repair.assembler.on_partial(event)
-        elif isinstance(event, TranscriptDone):
-            result = repair.assembler.on_done(event)
-        if result is not None:
-            repair.repair_results.append(result)
-        if repair.tracker.done or repair.tracker.failure is not None:
-            self._repair_end(repair)
-
-    def _repair_expired(self, generation: int) -> None:
-        repair = self._conns.get(generation)
-        if repair is not None and repair.role is Role.REPAIR:
-            self._repair_end(repair)
-
-    def _repair_end(self, repair: Conn, open_failure: Failure | None = None) -> None:
-        """The repair is over, one way or another: the failed turn ends with it."""
-        if repair.repair_ended or self._stopped:
-            return
-        repair.repair_ended = True
-        failed = repair.repair_of
-        assert failed is not None
-        generation = repair.generation
-        deadline = repair.drain_deadline
-        self._out.append(io.CancelTimer(("repair", generation)))
-        settings = self._settings
-        tracker = repair.tracker
-        status = "failed"
-        failure = open_failure
-        if failure is None:
-            if tracker.done and tracker.failure is None:
-                status = "done"
-            elif tracker.failure is not None:
-                failure = tracker.failure
-            elif repair.ended:
-                verdict = repair.verdict
-                failure = (
-                    verdict
-                    if isinstance(verdict, Failure)
-                    else Failure(kind="abnormal_close", message="closed before transcript.done")
-                )
-            else:
-                status = "timeout"
-                failure = Failure(
-                    kind="finalize_timeout",
-                    message="no transcript.done within the finalize timeout "
-                    f"({settings.finalize_timeout_s:g} s)",
-                )
-        if status == "done":
-            # The failed connection's interim text over the repaired audio is dropped;
-            # its words before that audio (fallen out of the window) are made final.
-            timeline = failed.timeline
-            replay_from = repair.replay_from
-            self._salvage(failed, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
-            for result in repair.repair_results:
-                if result.final:
-                    self._deliver_result(repair, result)
-            self._finish_turn(failed, "done", repaired=True)
-            self._log.info("gen %d: turn repaired on gen %d", failed.generation, generation)
-        else:
-            assert failure is not None
-            if self._now >= deadline:
-                status = "timeout"
-            self._reports.error(
-                failure,
-                fatal=False,
-                retry_in_s=None,
-                message=f"repair connection (gen {generation}) failed: {failure.message}",
-            )
-            self._give_up_turn(failed, repair.repair_frames)
-            self._finish_turn(failed, status)
-        if not failed.turn_finished:
-            self._finish_turn(failed, "failed")  # never an open turn
-        self._conns.pop(generation, None)
-        if open_failure is not None:
-            return  # nothing was opened
-        if status == "done" and not repair.ended:
-            # The server closes after transcript.done; we close what it has not.
-            self._close(repair, "drained", FAILURE_CLOSE_TIMEOUT_S)
-        elif not repair.ended:
-            self._out.append(io.Abort(generation))
-
-    # ================================================================ turns and results
-
-    def _salvage(
-        self, conn: Conn, is_before: Callable[[float], bool] | None = None
-    ) -> float | None:
-        """The connection ends without a done: its interim text becomes final, not lost
-        (with `is_before`: only the words before the audio that will be replayed).
-        Returns the end (user ms) of the text made final, if any."""
-        end: float | None = None
-        for result in conn.assembler.salvage(is_before):
-            self._deliver_result(conn, result)
-            start_ms, duration_ms = conn.timeline.span(result.start_s, result.end_s)
-            end = max(end or 0.0, float(start_ms + duration_ms))
-        return end
-
-    def _give_up_turn(self, conn: Conn, frames: list[AudioFrame] | None = None) -> None:
-        """A draining connection's turn ends without its transcript.done and without a
-        repair: its interim text is made final, and the audio of its window past that
-        text, which nothing will transcribe now, goes to the ledger as lost."""
-        if frames is None:
-            frames = conn.window.take()
-        salvaged_end = self._salvage(conn)
-        floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
-        lost = [f for f in frames if f.start >= floor]
-        if not lost:
-            return
-        spans: list[tuple[int, int]] = []
-        for f in lost:
-            if spans and spans[-1][1] == f.start:
-                spans[-1] = (spans[-1][0], f.start + f.length)
-            else:
-                spans.append((f.start, f.start + f.length))
-        ticks = sum(f.length for f in lost)
-        report = DropReport(
-            ticks / TICKS_PER_MS,
-            self._ledger.lost_ms + ticks / TICKS_PER_MS,
-            len(lost),
-            ticks=ticks,
-            spans=tuple(spans),
-        )
-        self._reports.lose(report, LOST_UNANSWERED, self._now)
 
     def _retire(self, conn: Conn) -> None:
         """`conn` leaves the books: nothing it says any more can touch the session."""
@@ -1337,55 +1006,49 @@ class SessionCore:
         if self._current is conn:
             self._current = None
         self._out.append(io.CancelTimer(("watch", conn.generation)))
-        self._delivery.unblock(conn.generation)
+        self._turns.delivery.unblock(conn.generation)
 
-    def _finalize_expired(self, token: str) -> None:
-        f = self._finalizes.get(token)
-        if f is None or token in self._sent_on:
-            return  # answered, or its connection's drain owns the deadline now
-        # Its audio.done never went out: no connection could take it in time. The
-        # marker stays in the buffer, so the turn is still cut there when one comes.
-        self._log.warning("finalize %r: no connection within the finalize timeout", f.finalize_id)
-        self._end_finalize(f, "no_connection", self._generation + 1)
+    # ================================================================ what Turns may use
 
-    def _end_empty_finalize(self, marker: FinalizeMarker, generation: int) -> None:
-        """A finalize with no audio of its turn on the connection that would send it."""
-        # Either the turn had no audio at all (nothing to finalize: done), or its audio
-        # went to a connection that died before audio.done could (failed; the interim
-        # text was already made final).
-        status = "failed" if self._turn_has_audio else "done"
-        self._turn_has_audio = False
-        f = self._finalizes.get(marker.finalize_id)
-        if f is not None:
-            self._end_finalize(f, status, generation)
+    @property
+    def now(self) -> float:
+        return self._now
 
-    def _end_finalize(
-        self, f: Finalize, status: str, generation: int, *, repaired: bool = False
-    ) -> None:
-        if self._finalizes.pop(f.token, None) is None:
-            return  # already answered
-        self._sent_on.pop(f.token, None)
-        self._out.append(io.CancelTimer(("finalize", f.token)))
-        if self._ledger.in_episode:
-            self._reports.end_drop_episode(
-                self._now, gave_up=self._fatal
-            )  # the graph hears of a loss before the turn's answer
-        latency_ms = (self._now - f.issued_at) * 1000
-        self._delivery.deliver(
-            generation,
-            FinalizeOutcome(f.finalize_id, status, latency_ms, repaired, f.position_ms),
-        )
+    @property
+    def reports(self) -> SessionReports:
+        return self._reports
 
-    def _deliver_result(self, conn: Conn, result: VendorResult) -> None:
-        transcript = to_transcript(conn, result)
-        if transcript is not None:
-            self._delivery.deliver(conn.turn_generation, transcript)
+    @property
+    def next_generation(self) -> int:
+        """Where an outcome with no connection of its own takes its place in the order."""
+        return self._generation + 1
 
-    def _emit_delivery(self, item: _Delivery) -> None:
-        if isinstance(item, Transcript):
-            self._emit("on_transcript", item)
-        else:
-            self._emit("on_finalize_end", item)
+    def conn(self, generation: int) -> Conn | None:
+        return self._conns.get(generation)
+
+    def forget(self, generation: int) -> None:
+        self._conns.pop(generation, None)
+
+    def act(self, action: io.Action) -> None:
+        self._out.append(action)
+
+    def emit(self, method: str, *args: Any) -> None:
+        self._out.append(io.Notify(method, args))
+
+    def probe(self, conn: Conn) -> None:
+        self._start_probe(conn)
+
+    def retire(self, conn: Conn) -> None:
+        self._retire(conn)
+
+    def close(self, conn: Conn, reason: str, timeout_s: float | None = None) -> None:
+        self._close(conn, reason, timeout_s)
+
+    def new_conn(self, role: Role, connect_timeout_s: float, base_user: int = 0) -> Conn:
+        return self._new_conn(role, connect_timeout_s, base_user)
+
+    def count_replayed(self, ticks: int) -> None:
+        self._replayed += ticks
 
     # ================================================================ helpers
 

@@ -1,0 +1,448 @@
+"""A turn, from its audio.done to its one answer, and the order answers go out in.
+
+The session core hands a turn over when the current connection is sent
+audio.done (`begin_drain`). From then on `Turns` owns it: the connection is
+DRAINING until its transcript.done ("done"), a failure (re-transcribed on a
+REPAIR connection, or "failed"), or the deadline ("timeout"); its finalize
+gets exactly one outcome; its results, and any newer connection's, go out in
+order (delivery.py); audio nothing can transcribe any more goes to the ledger.
+It also keeps the finalizes from their request to their outcome.
+
+A turn's states, for the connection that carries it:
+
+    DRAINING --transcript.done------------------------------> FINISHED "done"
+    DRAINING --deadline-------------------------------------> FINISHED "timeout"
+    DRAINING --failure, no time left or replay off----------> FINISHED "failed"
+    DRAINING --failure, or no done half-way, time left--> repairing
+        repairing --the repair's transcript.done------------> FINISHED "done" (repaired)
+        repairing --the repair fails, or the deadline-------> FINISHED "failed" | "timeout"
+    any --stop----------------------------------------------> "stopped"
+
+Like the core, it does no I/O: it acts through its host (the core: `act`,
+`emit`, `new_conn`, `retire`, `close`, `probe`), reads the time from it, and is
+called by it on events and timers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from . import engine_io as io
+from . import liveness
+from .audio_buffer import AudioFrame, DropReport, FinalizeMarker
+from .connection_state import Conn, EndOfAudio, Finalize, Role, floors_after, to_transcript
+from .delivery import DeliveryOrder
+from .protocol import Failure, ServerEvent, TranscriptDone, TranscriptPartial
+from .recognition import VendorResult
+from .session_reports import LOST_UNANSWERED
+from .session_types import FinalizeOutcome, Transcript
+from .timeline import TICKS_PER_MS
+
+if TYPE_CHECKING:
+    from .session_core import SessionCore
+
+# After transcript.done the server closes by itself; it gets this long before we close.
+DONE_CLOSE_GRACE_S = 0.5
+# A failed connection is closed politely (so the server reads what we sent) for this long,
+# then dropped.
+FAILURE_CLOSE_TIMEOUT_S = 0.5
+
+
+class Turns:
+    def __init__(self, host: SessionCore, log: logging.Logger) -> None:
+        self._host = host
+        self._log = log
+        self._finalizes: dict[str, Finalize] = {}  # in issue order, until answered
+        self._sent_on: dict[str, int] = {}  # finalize token -> generation of its audio.done
+        self._finalize_seq = 0
+        self.delivery: DeliveryOrder[Transcript | FinalizeOutcome] = DeliveryOrder(
+            self._emit_delivery
+        )
+        # Audio went to the vendor since the last audio.done (on any connection).
+        self.has_audio = False
+
+    # ================================================================ finalizes
+
+    def new_finalize(self, finalize_id: str, position_ms: int) -> Finalize:
+        self._finalize_seq += 1
+        now = self._host.now
+        return Finalize(
+            token=f"#{self._finalize_seq}",
+            finalize_id=finalize_id,
+            issued_at=now,
+            deadline=now + self._host.settings.finalize_timeout_s,
+            position_ms=position_ms,
+        )
+
+    def register(self, f: Finalize) -> None:
+        """`f` waits for its turn's answer, by its deadline."""
+        self._finalizes[f.token] = f
+        self._host.act(io.SetTimer(("finalize", f.token), f.deadline))
+
+    def finalize(self, token: str) -> Finalize | None:
+        """The finalize still waiting for its answer, if it is."""
+        return self._finalizes.get(token)
+
+    def unsent(self) -> list[Finalize]:
+        """The finalizes whose audio.done has not gone out."""
+        return [f for f in self._finalizes.values() if f.token not in self._sent_on]
+
+    def end_all(self, status: str) -> None:
+        for f in list(self._finalizes.values()):
+            self.end(f, status, self._host.next_generation)
+
+    # ================================================================ draining
+
+    def begin_drain(self, conn: Conn, f: Finalize | None) -> None:
+        """audio.done went out on `conn` for `f` (None: an idle close): it takes no more
+        audio and gets until the deadline to deliver transcript.done."""
+        host = self._host
+        now = host.now
+        conn.role = Role.DRAINING
+        conn.finalize = f
+        # The window stays: if this connection fails before transcript.done, a repair
+        # connection is sent what it holds (see drain_failed).
+        pending = f is not None and f.token in self._finalizes
+        if f is not None:
+            self._sent_on[f.token] = conn.generation
+            host.act(io.CancelTimer(("finalize", f.token)))
+        # A finalize still pending keeps its own deadline (it must end on time); an
+        # expired one, or an idle close, gives the vendor a full finalize timeout.
+        timeout_s = host.settings.finalize_timeout_s
+        conn.drain_deadline = f.deadline if f is not None and pending else now + timeout_s
+        # A finalize is committed to it: prove it alive now (one ping a turn), while the
+        # deadline still leaves time to repair the turn if it is dead.
+        host.probe(conn)
+        self.delivery.block(conn.generation)
+        host.act(io.CancelTimer(("watch", conn.generation)))
+        host.act(io.SetTimer(("hedge", conn.generation), liveness.hedge_at(conn, host.settings)))
+        host.act(io.SetTimer(("drain", conn.generation), conn.drain_deadline))
+
+    def hedge(self, generation: int) -> None:
+        """Half-way to the deadline: a connection that is not answering has its turn
+        repaired now (liveness.not_answering)."""
+        conn = self._host.conn(generation)
+        if conn is None or conn.role is not Role.DRAINING:
+            return
+        verdict = liveness.not_answering(conn, self._host.settings, self._host.now)
+        if verdict.recheck_at is not None:
+            self._host.act(io.SetTimer(("hedge", generation), verdict.recheck_at))
+        failure = verdict.failure
+        if failure is None:
+            return
+        self._log.warning("gen %d: %s", conn.generation, failure.message)
+        conn.tracker.fail(failure)
+        self.drain_failed(conn, failure)
+
+    def drain_expired(self, generation: int) -> None:
+        conn = self._host.conn(generation)
+        if conn is None or conn.role is not Role.DRAINING or conn.turn_finished:
+            return
+        if conn.repairing:
+            return  # the repair ends the turn itself, within the same deadline
+        timeout_s = self._host.settings.finalize_timeout_s
+        failure = Failure(
+            kind="finalize_timeout",
+            message=f"no transcript.done within the finalize timeout ({timeout_s:g} s)",
+        )
+        conn.tracker.fail(failure)
+        self.give_up(conn)
+        self.finish(conn, "timeout", failure)
+
+    def finish(
+        self,
+        conn: Conn,
+        status: str,
+        failure: Failure | None = None,
+        *,
+        repaired: bool = False,
+    ) -> None:
+        """A draining connection's turn is over: done, timeout, failed or stopped."""
+        if conn.turn_finished:
+            return
+        conn.turn_finished = True
+        if status != "done":
+            self.salvage(conn)
+        if failure is not None:
+            self._host.reports.error(failure, fatal=False, retry_in_s=None)
+        if conn.finalize is not None:
+            self.end(conn.finalize, status, conn.generation, repaired=repaired)
+        self.delivery.unblock(conn.generation)
+        if self._host.stopped:
+            return
+        # The turn is over; the socket goes too, whether or not the server closes it.
+        generation = conn.generation
+        self._host.act(io.CancelTimer(("hedge", generation)))
+        self._host.act(io.CancelTimer(("drain", generation)))
+        if conn.ended:
+            self._host.retire(conn)
+            return
+        conn.role = Role.FINISHED
+        if conn.tracker.failure is not None:
+            self._host.close(conn, "drained", FAILURE_CLOSE_TIMEOUT_S)
+            self._host.retire(conn)
+        else:
+            self._host.act(io.SetTimer(("grace", generation), self._host.now + DONE_CLOSE_GRACE_S))
+
+    def grace_over(self, generation: int) -> None:
+        conn = self._host.conn(generation)
+        if conn is None or conn.role is not Role.FINISHED:
+            return
+        self._host.close(conn, "drained", FAILURE_CLOSE_TIMEOUT_S)
+        self._host.retire(conn)
+
+    # ================================================================ repair
+
+    def drain_failed(self, conn: Conn, failure: Failure | None) -> None:
+        """A draining connection failed before its transcript.done. Its un-finalized audio
+        goes to a repair connection if there is time; else its turn ends "failed"."""
+        if conn.turn_finished or conn.repairing:
+            return
+        if (
+            self._host.settings.replay_max_ms <= 0
+            or self._host.stopped
+            or not conn.window
+            or self._host.now >= conn.drain_deadline
+        ):
+            self.give_up(conn)
+            self.finish(conn, "failed", failure)
+            return
+        conn.repairing = True
+        if failure is not None:
+            # Reported now, like any draining failure; the finalize ends with the repair.
+            self._host.reports.error(
+                failure,
+                fatal=False,
+                retry_in_s=None,
+                message=f"{failure.message}; re-transcribing the turn's last "
+                f"{float(conn.window.kept_ms) / 1000:.1f} s of audio on a new connection",
+            )
+        replay_from = conn.window.start_ms
+        floors = floors_after(conn, replay_from)
+        frames = conn.window.take()
+        self._start_repair(conn, frames, replay_from, floors)
+
+    def _start_repair(
+        self,
+        failed: Conn,
+        frames: list[AudioFrame],
+        replay_from: Fraction,
+        floors: dict[int | None, Fraction],
+    ) -> None:
+        """Open a short-lived connection, send it `frames` and audio.done, and wait for its
+        transcript.done, all by the failed turn's deadline. Its results become the turn's."""
+        settings = self._host.settings
+        deadline = failed.drain_deadline
+        timeout_s = max(0.001, min(settings.connect_timeout_s, deadline - self._host.now))
+        repair = self._host.new_conn(Role.REPAIR, timeout_s, frames[0].start)
+        self._log.warning(
+            "gen %d failed while draining: repairing its turn on gen %d (%.0f ms of audio)",
+            failed.generation,
+            repair.generation,
+            sum(f.length for f in frames) / TICKS_PER_MS,
+        )
+        repair.channel_keys = failed.channel_keys
+        repair.floors = floors
+        repair.repair_of = failed
+        repair.repair_frames = frames
+        repair.replay_from = replay_from
+        repair.drain_deadline = deadline
+        self._host.act(io.SetTimer(("repair", repair.generation), deadline))
+
+    def repair_send_next(self, repair: Conn) -> None:
+        if repair.repair_ended or repair.in_flight is not None:
+            return
+        if repair.repair_next < len(repair.repair_frames):
+            frame = repair.repair_frames[repair.repair_next]
+            repair.repair_next += 1
+            repair.in_flight = frame
+            self._host.act(io.Send(repair.generation, frame.data))
+        elif repair.repair_next == len(repair.repair_frames):
+            repair.repair_next += 1
+            repair.in_flight = EndOfAudio.REPAIR
+            self._host.act(io.SendEndOfAudio(repair.generation))
+
+    def repair_sent(self, repair: Conn, item: Any, ok: bool) -> None:
+        if not ok or repair.repair_ended:
+            return  # its close says why
+        if type(item) is AudioFrame:
+            repair.timeline.record_sent(item.start, item.length)
+            self._host.count_replayed(item.length)
+        elif item is EndOfAudio.REPAIR:
+            repair.tracker.audio_done_sent()
+        self.repair_send_next(repair)
+
+    def repair_event(self, repair: Conn, event: ServerEvent) -> None:
+        """The repair connection's results, kept until its transcript.done (all or none)."""
+        if repair.repair_ended:
+            return
+        result: VendorResult | None = None
+        if isinstance(event, TranscriptPartial):
+            result = repair.assembler.on_partial(event)
+        elif isinstance(event, TranscriptDone):
+            result = repair.assembler.on_done(event)
+        if result is not None:
+            repair.repair_results.append(result)
+        if repair.tracker.done or repair.tracker.failure is not None:
+            self.repair_end(repair)
+
+    def repair_expired(self, generation: int) -> None:
+        repair = self._host.conn(generation)
+        if repair is not None and repair.role is Role.REPAIR:
+            self.repair_end(repair)
+
+    def repair_end(self, repair: Conn, open_failure: Failure | None = None) -> None:
+        """The repair is over, one way or another: the failed turn ends with it."""
+        if repair.repair_ended or self._host.stopped:
+            return
+        repair.repair_ended = True
+        failed = repair.repair_of
+        assert failed is not None
+        generation = repair.generation
+        deadline = repair.drain_deadline
+        self._host.act(io.CancelTimer(("repair", generation)))
+        settings = self._host.settings
+        tracker = repair.tracker
+        status = "failed"
+        failure = open_failure
+        if failure is None:
+            if tracker.done and tracker.failure is None:
+                status = "done"
+            elif tracker.failure is not None:
+                failure = tracker.failure
+            elif repair.ended:
+                verdict = repair.verdict
+                failure = (
+                    verdict
+                    if isinstance(verdict, Failure)
+                    else Failure(kind="abnormal_close", message="closed before transcript.done")
+                )
+            else:
+                status = "timeout"
+                failure = Failure(
+                    kind="finalize_timeout",
+                    message="no transcript.done within the finalize timeout "
+                    f"({settings.finalize_timeout_s:g} s)",
+                )
+        if status == "done":
+            # The failed connection's interim text over the repaired audio is dropped;
+            # its words before that audio (fallen out of the window) are made final.
+            timeline = failed.timeline
+            replay_from = repair.replay_from
+            self.salvage(failed, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
+            for result in repair.repair_results:
+                if result.final:
+                    self.deliver_result(repair, result)
+            self.finish(failed, "done", repaired=True)
+            self._log.info("gen %d: turn repaired on gen %d", failed.generation, generation)
+        else:
+            assert failure is not None
+            if self._host.now >= deadline:
+                status = "timeout"
+            self._host.reports.error(
+                failure,
+                fatal=False,
+                retry_in_s=None,
+                message=f"repair connection (gen {generation}) failed: {failure.message}",
+            )
+            self.give_up(failed, repair.repair_frames)
+            self.finish(failed, status)
+        if not failed.turn_finished:
+            self.finish(failed, "failed")  # never an open turn
+        self._host.forget(generation)
+        if open_failure is not None:
+            return  # nothing was opened
+        if status == "done" and not repair.ended:
+            # The server closes after transcript.done; we close what it has not.
+            self._host.close(repair, "drained", FAILURE_CLOSE_TIMEOUT_S)
+        elif not repair.ended:
+            self._host.act(io.Abort(generation))
+
+    # ================================================================ turns and results
+
+    def salvage(self, conn: Conn, is_before: Callable[[float], bool] | None = None) -> float | None:
+        """The connection ends without a done: its interim text becomes final, not lost
+        (with `is_before`: only the words before the audio that will be replayed).
+        Returns the end (user ms) of the text made final, if any."""
+        end: float | None = None
+        for result in conn.assembler.salvage(is_before):
+            self.deliver_result(conn, result)
+            start_ms, duration_ms = conn.timeline.span(result.start_s, result.end_s)
+            end = max(end or 0.0, float(start_ms + duration_ms))
+        return end
+
+    def give_up(self, conn: Conn, frames: list[AudioFrame] | None = None) -> None:
+        """A draining connection's turn ends without its transcript.done and without a
+        repair: its interim text is made final, and the audio of its window past that
+        text, which nothing will transcribe now, goes to the ledger as lost."""
+        if frames is None:
+            frames = conn.window.take()
+        salvaged_end = self.salvage(conn)
+        floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
+        lost = [f for f in frames if f.start >= floor]
+        if not lost:
+            return
+        spans: list[tuple[int, int]] = []
+        for f in lost:
+            if spans and spans[-1][1] == f.start:
+                spans[-1] = (spans[-1][0], f.start + f.length)
+            else:
+                spans.append((f.start, f.start + f.length))
+        ticks = sum(f.length for f in lost)
+        report = DropReport(
+            ticks / TICKS_PER_MS,
+            self._host.ledger.lost_ms + ticks / TICKS_PER_MS,
+            len(lost),
+            ticks=ticks,
+            spans=tuple(spans),
+        )
+        self._host.reports.lose(report, LOST_UNANSWERED, self._host.now)
+
+    def finalize_expired(self, token: str) -> None:
+        f = self._finalizes.get(token)
+        if f is None or token in self._sent_on:
+            return  # answered, or its connection's drain owns the deadline now
+        # Its audio.done never went out: no connection could take it in time. The
+        # marker stays in the buffer, so the turn is still cut there when one comes.
+        self._log.warning("finalize %r: no connection within the finalize timeout", f.finalize_id)
+        self.end(f, "no_connection", self._host.next_generation)
+
+    def end_empty(self, marker: FinalizeMarker, generation: int) -> None:
+        """A finalize with no audio of its turn on the connection that would send it."""
+        # Either the turn had no audio at all (nothing to finalize: done), or its audio
+        # went to a connection that died before audio.done could (failed; the interim
+        # text was already made final).
+        status = "failed" if self.has_audio else "done"
+        self.has_audio = False
+        f = self._finalizes.get(marker.finalize_id)
+        if f is not None:
+            self.end(f, status, generation)
+
+    def end(self, f: Finalize, status: str, generation: int, *, repaired: bool = False) -> None:
+        if self._finalizes.pop(f.token, None) is None:
+            return  # already answered
+        self._sent_on.pop(f.token, None)
+        self._host.act(io.CancelTimer(("finalize", f.token)))
+        if self._host.ledger.in_episode:
+            self._host.reports.end_drop_episode(
+                self._host.now, gave_up=self._host.gave_up
+            )  # the graph hears of a loss before the turn's answer
+        latency_ms = (self._host.now - f.issued_at) * 1000
+        self.delivery.deliver(
+            generation,
+            FinalizeOutcome(f.finalize_id, status, latency_ms, repaired, f.position_ms),
+        )
+
+    def deliver_result(self, conn: Conn, result: VendorResult) -> None:
+        transcript = to_transcript(conn, result)
+        if transcript is not None:
+            self.delivery.deliver(conn.turn_generation, transcript)
+
+    def _emit_delivery(self, item: Transcript | FinalizeOutcome) -> None:
+        if isinstance(item, Transcript):
+            self._host.emit("on_transcript", item)
+        else:
+            self._host.emit("on_finalize_end", item)
