@@ -100,15 +100,27 @@ def hedge_at(conn: Conn, settings: SessionSettings) -> float:
     return conn.drain_deadline - settings.finalize_timeout_s / 2
 
 
-def not_answering(conn: Conn, settings: SessionSettings, now: float) -> Failure | None:
-    """Half the finalize timeout has passed without transcript.done, though the vendor
-    has heard everything (by the backlog estimate): a connection that never answers,
-    alive or not. Its turn is better repaired now, while the other half of the timeout
-    leaves time for it, than ended "timeout" with only its interim text. None when it
-    may still answer in time (a backlog) or there is nothing to repair."""
-    if conn.turn_finished or conn.repairing or settings.replay_max_ms <= 0:
-        return None
-    if not conn.window or backlog_s(conn, now) > 0:
-        return None
+@dataclass(frozen=True)
+class HedgeVerdict:
+    failure: Failure | None  # not answering: repair its turn now
+    recheck_at: float | None  # still hearing a backlog: look again when it is heard
+
+
+def not_answering(conn: Conn, settings: SessionSettings, now: float) -> HedgeVerdict:
+    """Half the finalize timeout has passed without transcript.done. If the vendor has
+    heard everything (by the backlog estimate), the connection is not answering, alive
+    or not: its turn is better repaired now, while the rest of the timeout leaves time
+    for it, than ended "timeout" with only its interim text. If it is still hearing a
+    backlog (a buffer flushed after an outage), the done may yet come: look again when
+    the backlog is heard, if that is before the deadline."""
+    if conn.turn_finished or conn.repairing or settings.replay_max_ms <= 0 or not conn.window:
+        return HedgeVerdict(None, None)  # over, under repair, or nothing to repair
+    backlog = backlog_s(conn, now)
+    if backlog > 0:
+        at = now + backlog
+        return HedgeVerdict(None, at if at < conn.drain_deadline else None)
     waited_s = now - (conn.drain_deadline - settings.finalize_timeout_s)
-    return Failure(kind="no_done", message=f"no transcript.done {waited_s:.1f} s after audio.done")
+    failure = Failure(
+        kind="no_done", message=f"no transcript.done {waited_s:.1f} s after audio.done"
+    )
+    return HedgeVerdict(failure, None)

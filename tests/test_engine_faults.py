@@ -338,6 +338,33 @@ async def test_no_answer_to_audio_done_is_repaired_on_time_and_is_closed_by_us()
         await session.stop()
 
 
+async def test_no_answer_to_a_turn_flushed_after_an_outage_is_repaired_on_time() -> None:
+    """The turn's finalize waited for a connection (a slow handshake), so its audio goes
+    out in one burst with audio.done right behind it: half-way to the deadline the
+    vendor is still, by the real-time estimate, hearing that burst. The session looks
+    again once it should have heard it; still no done: the turn is repaired by the
+    deadline. (It used to give up at the half-way check and end "timeout" on the
+    interim text, the rest lost; the randomized soak found it, seed 87.)"""
+    async with marker_server() as server:
+        server.set_fault(1, Fault(created_delay_ms=500, ignore_audio_done=True))
+        session, recorder = started(
+            server,
+            finalize_timeout_s=1.6,
+            connect_timeout_s=3,
+            interim_results=False,  # no event while it hears the burst
+            endpointing_ms=None,
+        )
+        push_all(session, speech(60))
+        session.finalize("t1")
+        await recorder.wait_finalized(1, 3)
+        outcome = recorder.finalize_ends[0]
+        assert outcome.status == "done" and outcome.repaired, outcome
+        assert outcome.latency_ms <= 1600 + 300
+        assert [e.kind for e in recorder.errors] == ["no_done"]
+        assert recorder.final_indices() == list(range(60))
+        await session.stop()
+
+
 async def test_done_without_close_is_planned_and_we_close_the_socket() -> None:
     async with marker_server() as server:
         server.set_fault(1, Fault(done_without_close=True))
