@@ -29,7 +29,7 @@ from .timeline import AudioFormat, ConnectionTimeline, round_ms
 
 
 class Role(enum.Enum):
-    CONNECTING = "connecting"  # the supervisor's next connection, handshake under way
+    CONNECTING = "connecting"  # the next current connection, handshake under way
     STANDBY = "standby"  # opened ahead for the next turn
     CURRENT = "current"  # takes new audio
     DRAINING = "draining"  # sent audio.done; its turn is not over

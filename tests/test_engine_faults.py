@@ -60,7 +60,7 @@ def started(server: STTServer, **overrides: object) -> tuple[StreamingSession, R
     return session, recorder
 
 
-def supervisor_running(session: StreamingSession) -> bool:
+def retrying(session: StreamingSession) -> bool:
     """An attempt to connect, or a backoff before one, is still under way."""
     return any(
         ":connection-" in t.get_name() or t.get_name().endswith(":backoff") for t in session.tasks
@@ -86,7 +86,7 @@ async def test_refusal_that_retrying_cannot_fix_is_fatal_at_once(status: int) ->
         # The pending finalize ends at once: no connection will come.
         await recorder.wait_finalized(1, 1)
         assert recorder.finalize_ends[0].status == "no_connection"
-        assert not supervisor_running(session)  # no retry loop left behind
+        assert not retrying(session)  # no retry loop left behind
         assert len(server.connections) == 1
         assert recorder.state is ConnState.DISCONNECTED
         recorder.assert_legal_statuses()
@@ -155,7 +155,7 @@ async def test_retry_ceiling_ends_in_one_fatal_error() -> None:
         assert [(e.fatal, e.attempt) for e in errors] == [(False, 1), (False, 2), (True, 3)]
         assert errors[-1].kind == "retries_exhausted" and errors[-1].vendor_code == "503"
         assert len(server.connections) == 3
-        assert not supervisor_running(session)
+        assert not retrying(session)
         # After giving up: audio is ignored and a finalize still ends, honestly.
         session.push_audio(speech(5))
         session.finalize("late")
