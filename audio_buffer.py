@@ -105,8 +105,9 @@ QueueItem = AudioFrame | FinalizeMarker
 
 @dataclass(frozen=True)
 class DropReport:
+    """Audio taken out of the engine's hands at once; the ledger keeps the totals."""
+
     dropped_ms: float
-    total_dropped_ms: float
     frames: int
     ticks: int = 0  # dropped_ms, exact
     # Where the dropped audio was in the user's stream: (start, end) ticks, merged.
@@ -136,6 +137,7 @@ class AudioLedger:
 
     def __init__(self) -> None:
         self._lost = 0  # ticks
+        self.frames = 0  # frames lost, in total
         self._by_reason: dict[str, int] = {}
         self.episodes = 0
         self._episode_ticks = 0
@@ -184,6 +186,7 @@ class AudioLedger:
             self._episode_reasons = []
             self._episode_since = now
         self._lost += ticks
+        self.frames += frames
         self._by_reason[reason] = self._by_reason.get(reason, 0) + ticks
         self._episode_ticks += ticks
         self._episode_frames += frames
@@ -281,8 +284,6 @@ class AudioBuffer:
         self._queued = 0  # ticks of audio queued
         self._carry = b""
         self._position = 0  # user-stream tick of the next byte pushed
-        self._dropped = 0  # ticks dropped in total
-        self.dropped_frames = 0
         self.max_ms = max_ms
         self.set_format(fmt)
 
@@ -319,10 +320,6 @@ class AudioBuffer:
     @property
     def queued_ms(self) -> Fraction:
         return ticks_to_ms(self._queued)
-
-    @property
-    def total_dropped_ms(self) -> Fraction:
-        return ticks_to_ms(self._dropped)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -428,16 +425,9 @@ class AudioBuffer:
         self._queued = 0
         return self._count_dropped(dropped, frames, spans)
 
-    def _count_dropped(self, dropped: int, frames: int, spans: list[tuple[int, int]]) -> DropReport:
-        self._dropped += dropped
-        self.dropped_frames += frames
-        return DropReport(
-            dropped / TICKS_PER_MS,
-            self._dropped / TICKS_PER_MS,
-            frames,
-            ticks=dropped,
-            spans=tuple(spans),
-        )
+    @staticmethod
+    def _count_dropped(dropped: int, frames: int, spans: list[tuple[int, int]]) -> DropReport:
+        return DropReport(dropped / TICKS_PER_MS, frames, ticks=dropped, spans=tuple(spans))
 
 
 def _merge_span(spans: list[tuple[int, int]], start: int, end: int) -> None:

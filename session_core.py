@@ -251,7 +251,7 @@ class SessionCore:
             connections_opened=self._connections_opened,
             current_state=self._reports.state,
             generation=self._generation,
-            dropped_frames=self._buffer.dropped_frames,
+            dropped_frames=self._ledger.frames,
             failed_attempts=self._reconnect.attempt,
             replayed_ms=self._replayed / TICKS_PER_MS,
             replay_trimmed_ms=self._replay_trimmed / TICKS_PER_MS,

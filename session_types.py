@@ -209,11 +209,11 @@ class SessionStats:
     planned_reconnects: int
     failure_reconnects: int
     last_reconnect_gap_ms: float | None
-    dropped_ms: float
+    dropped_ms: float  # all audio lost, whatever the reason (the ledger's total)
     connections_opened: int
     current_state: ConnState
     generation: int
-    dropped_frames: int = 0
+    dropped_frames: int = 0  # the frames of dropped_ms
     failed_attempts: int = 0  # the current failure streak
     # Audio sent again, after the connection it was first sent on failed before a final
     # result covered it (counted when it is re-sent: to the next connection, or to a

@@ -392,13 +392,7 @@ class Turns:
             else:
                 spans.append((f.start, f.start + f.length))
         ticks = sum(f.length for f in lost)
-        report = DropReport(
-            ticks / TICKS_PER_MS,
-            self._host.ledger.lost_ms + ticks / TICKS_PER_MS,
-            len(lost),
-            ticks=ticks,
-            spans=tuple(spans),
-        )
+        report = DropReport(ticks / TICKS_PER_MS, len(lost), ticks=ticks, spans=tuple(spans))
         self._host.reports.lose(report, LOST_UNANSWERED, self._host.now)
 
     def finalize_expired(self, token: str) -> None:
