@@ -16,6 +16,9 @@ from .session_types import SessionSettings
 
 # The watchdog never checks more often than this.
 WATCHDOG_MIN_SLEEP_S = 0.01
+# A backlog shorter than this is rounding (backlog_s subtracts float seconds), not
+# audio the vendor still has to hear: waiting for it would re-check at the same instant.
+BACKLOG_RESOLUTION_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def not_answering(conn: Conn, settings: SessionSettings, now: float) -> HedgeVer
     if conn.turn_finished or conn.repairing or settings.replay_max_ms <= 0 or not conn.window:
         return HedgeVerdict(None, None)  # over, under repair, or nothing to repair
     backlog = backlog_s(conn, now)
-    if backlog > 0:
+    if backlog >= BACKLOG_RESOLUTION_S:
         at = now + backlog
         return HedgeVerdict(None, at if at < conn.drain_deadline else None)
     waited_s = now - (conn.drain_deadline - settings.finalize_timeout_s)

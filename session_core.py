@@ -275,8 +275,14 @@ class SessionCore:
             return
         if self._fatal:
             self._warn_once("after_fatal", "audio is ignored: the session gave up (fatal error)")
-            ticks = self._buffer.format.ticks(len(event.chunk))
-            self._ledger.lose(ticks, 1, LOST_GAVE_UP, now=self._now)
+            # Still part of the user's stream: it takes its place on the timeline (so
+            # times stay right after a new start) and in the ledger, counted, not
+            # reported again (the FATAL error said nothing more is transcribed).
+            for report in (self._buffer.push(event.chunk), self._buffer.drop_audio()):
+                if report is not None:
+                    self._ledger.lose(
+                        report.ticks, report.frames, LOST_GAVE_UP, now=self._now, spans=report.spans
+                    )
             return
         report = self._buffer.push(event.chunk)
         if report is not None:

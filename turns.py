@@ -110,9 +110,15 @@ class Turns:
             self._sent_on[f.token] = conn.generation
             host.act(io.CancelTimer(("finalize", f.token)))
         # A finalize still pending keeps its own deadline (it must end on time); an
-        # expired one, or an idle close, gives the vendor a full finalize timeout.
+        # expired one, or an idle close, gives the vendor a full finalize timeout, but
+        # never past the deadline of a finalize still waiting behind this turn: its
+        # answer may not go out before this turn's end (delivery order), and it must
+        # go out on time.
         timeout_s = host.settings.finalize_timeout_s
         conn.drain_deadline = f.deadline if f is not None and pending else now + timeout_s
+        waiting = [g.deadline for g in self._finalizes.values() if g is not f]
+        if waiting:
+            conn.drain_deadline = min(conn.drain_deadline, min(waiting))
         # A finalize is committed to it: prove it alive now (one ping a turn), while the
         # deadline still leaves time to repair the turn if it is dead.
         host.probe(conn)

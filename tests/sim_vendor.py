@@ -1,0 +1,721 @@
+"""A virtual clock, a timer heap and a simulated xAI-like vendor for the session core.
+
+The session core (session_core.py) does no I/O: events in, actions out. This
+module is the world around it for tests: `Harness` feeds the core events at
+virtual times, carries out its actions (timers, deferred outcomes, listener
+calls) and hands connection actions to `SimVendor`, which answers them the way
+a live socket to the xAI service would (opened or refused, sends completed,
+partials, transcript.done, closes, pongs) after random but reproducible
+delays.
+
+The vendor "recognises" marker audio: every 10 ms frame of 16 kHz PCM (320
+bytes) carries its index in the user's stream. A loud frame is speech and is
+heard as the word ``w<index>``; a quiet frame is silence. Word times are on
+the connection's own timeline (the frame's byte offset among the bytes that
+connection received), so a test can check that the core maps them back to the
+user's timeline exactly (frame ``i`` is ``[10 i, 10 i + 10)`` ms there).
+
+Faults a test can inject per connection: a vendor error event, an abrupt
+close, a close 1000 without done, a silent partition (sends still complete,
+no events, pings unanswered), a connection that never answers audio.done, a
+broken socket (the next send fails), slow writes (back-pressure); and for the
+next openings: refusals (503, or 401: fatal), or no answer until the connect
+timeout.
+
+The harness also checks properties of the core's traffic as it goes (one send
+in flight per connection, no audio after audio.done, nothing sent to a
+connection whose close was delivered, no connection work after stop); the
+violations are collected in `Harness.violations`.
+"""
+
+from __future__ import annotations
+
+import array
+import heapq
+import itertools
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xai_asr_python.engine_io import (
+    Abort,
+    Action,
+    CancelTimer,
+    Close,
+    Closed,
+    CloseInfo,
+    Defer,
+    DeferredDue,
+    Event,
+    Notify,
+    Open,
+    Opened,
+    OpenFailed,
+    Probe,
+    ProbeAnswered,
+    Received,
+    Send,
+    SendCompleted,
+    SendEndOfAudio,
+    SetTimer,
+    TimerFired,
+    TimerKey,
+)
+from xai_asr_python.protocol import (
+    Failure,
+    ServerEvent,
+    TranscriptDone,
+    TranscriptPartial,
+    VendorError,
+    WordTiming,
+)
+
+SAMPLE_RATE = 16_000
+FRAME_MS = 10
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 160
+FRAME_BYTES = FRAME_SAMPLES * 2  # 320
+BYTES_PER_SECOND = SAMPLE_RATE * 2  # 32000
+SPEECH_LEVEL = 8000  # about -12 dBFS: well above the -40 dBFS speech threshold
+SPEECH_TAG = 0x1234
+SILENCE_TAG = 0x5A  # below 256: the frame stays quiet
+# More scheduled callbacks than this at one virtual instant: the core (or the sim) loops.
+MAX_CALLBACKS_PER_INSTANT = 20_000
+
+
+# --------------------------------------------------------------------------- marker audio
+
+
+def _to_bytes(samples: array.array[int]) -> bytes:
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def speech_frame(index: int) -> bytes:
+    """A loud 10 ms frame that the vendor hears as the word ``w<index>``."""
+    samples = array.array("h", [SPEECH_LEVEL] * FRAME_SAMPLES)
+    samples[1] = index & 0x7FFF
+    samples[2] = (index >> 15) & 0x7FFF
+    samples[3] = SPEECH_TAG
+    return _to_bytes(samples)
+
+
+def silence_frame(index: int) -> bytes:
+    """A quiet 10 ms frame (every sample below 256) that still carries its index."""
+    samples = array.array("h", [0] * FRAME_SAMPLES)
+    samples[0] = index & 0xFF
+    samples[1] = (index >> 8) & 0xFF
+    samples[2] = (index >> 16) & 0xFF
+    samples[3] = SILENCE_TAG
+    return _to_bytes(samples)
+
+
+def decode_frame(data: bytes) -> tuple[int, bool]:
+    """(index, is_speech) of one marker frame; ValueError if it is not one."""
+    if len(data) != FRAME_BYTES:
+        raise ValueError(f"a frame is {FRAME_BYTES} bytes, not {len(data)}")
+    samples = array.array("h")
+    samples.frombytes(data)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    if samples[3] == SPEECH_TAG and samples[0] == SPEECH_LEVEL:
+        return samples[1] | (samples[2] << 15), True
+    if samples[3] == SILENCE_TAG:
+        return samples[0] | (samples[1] << 8) | (samples[2] << 16), False
+    raise ValueError("not a marker frame (altered on the way?)")
+
+
+def word_index(token: str) -> int:
+    """``w17`` -> 17."""
+    if not token.startswith("w") or not token[1:].isdigit():
+        raise ValueError(f"not a marker word: {token!r}")
+    return int(token[1:])
+
+
+# --------------------------------------------------------------------------- the vendor
+
+
+@dataclass
+class VendorProfile:
+    """How the simulated vendor behaves (drawn once per test run)."""
+
+    open_delay_s: tuple[float, float] = (0.02, 0.2)
+    latency_s: tuple[float, float] = (0.005, 0.08)
+    send_delay_s: tuple[float, float] = (0.0, 0.004)
+    # An interim result every this many frames heard (with words pending).
+    interim_every: int = 20
+    # A final (speech_final) after this much silence following speech; None: never.
+    endpoint_ms: int | None = 300
+    # Finals end at the end of what was heard (True) or at the last word (False).
+    final_to_heard_end: bool = True
+    # Before transcript.done, a final for the pending words (else only the done).
+    final_before_done: bool = False
+    # The server closes by itself after transcript.done (else it waits for the client).
+    close_after_done: bool = True
+    # transcript.done carries the whole connection's text (else only what was not final).
+    done_text_whole: bool = True
+
+
+@dataclass
+class SimConn:
+    generation: int
+    opened_at: float
+    state: str = "opening"  # opening, open, gone
+    fifo_tail: float = 0.0
+    closing: bool = False  # its Closed is on its way: nothing else is scheduled
+    # Faults.
+    partitioned: bool = False
+    broken: bool = False
+    no_done: bool = False
+    slow: bool = False  # sends take long to be written (back-pressure)
+    # Traffic.
+    received: bytearray = field(default_factory=bytearray)
+    frames: list[tuple[int, bool]] = field(default_factory=list)  # (index, speech) heard
+    words: list[tuple[int, float]] = field(default_factory=list)  # (index, conn start s)
+    final_ptr: int = 0  # words[:final_ptr] were sent as final
+    final_end_s: float = 0.0
+    frames_since_interim: int = 0
+    silence_run: int = 0
+    send_token: int | None = None  # the send in flight (its completion's token)
+    send_is_eoa: bool = False
+    eoa_sent: bool = False
+    done_sent: bool = False
+    probe_tokens: set[int] = field(default_factory=set)
+    closed_delivered: bool = False
+
+    @property
+    def heard_s(self) -> float:
+        return len(self.received) / BYTES_PER_SECOND
+
+    def text(self, words: list[tuple[int, float]]) -> str:
+        return " ".join(f"w{i}" for i, _ in words)
+
+
+def _timings(words: list[tuple[int, float]]) -> tuple[WordTiming, ...]:
+    step = FRAME_MS / 1000
+    return tuple(WordTiming(f"w{i}", start, start + step) for i, start in words)
+
+
+class Harness:
+    """The virtual clock, the timer heap and the listener log around one SessionCore.
+
+    `core` is anything with ``handle(event) -> list[action]``. Everything that
+    happens is scheduled on one heap of (time, sequence, callback) and run in
+    time order (ties in scheduling order) by `run_until`.
+    """
+
+    def __init__(self, core: Any, rng: random.Random, profile: VendorProfile | None = None):
+        self.core = core
+        self.rng = rng
+        self.now = 0.0
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._timer_tokens: dict[TimerKey, int] = {}
+        self._tokens = itertools.count(1)
+        self.vendor = SimVendor(self, profile or VendorProfile())
+        self.notifications: list[tuple[float, str, tuple[Any, ...]]] = []
+        self.trace: list[str] = []  # a readable log, for failure reports
+        self.violations: list[str] = []
+        self.stopped_at: float | None = None
+        self.events_fed = 0
+        self._same_instant = 0
+        self.keep_trace = True
+
+    # ---------------------------------------------------------------- scheduling
+
+    def schedule(self, at: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._heap, (max(at, self.now), next(self._seq), fn))
+
+    def run_until(self, t: float) -> None:
+        """Run everything due up to and including `t`; the clock ends at `t`."""
+        while self._heap and self._heap[0][0] <= t:
+            at, _, fn = heapq.heappop(self._heap)
+            if at > self.now:
+                self.now = at
+                self._same_instant = 0
+            self._same_instant += 1
+            if self._same_instant > MAX_CALLBACKS_PER_INSTANT:
+                raise AssertionError(
+                    f"livelock: over {MAX_CALLBACKS_PER_INSTANT} events at t={self.now:.4f} "
+                    "without the clock moving\n" + "\n".join(self.trace[-40:])
+                )
+            fn()
+        self.now = max(self.now, t)
+
+    def run_for(self, dt: float) -> None:
+        self.run_until(self.now + dt)
+
+    def next_due(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    # ---------------------------------------------------------------- the core
+
+    def feed(self, event: Event) -> list[Action]:
+        """Hand one event to the core at the current virtual time; carry out its actions."""
+        assert abs(event.now - self.now) < 1e-12, (event, self.now)
+        self.events_fed += 1
+        actions = self.core.handle(event)
+        if self.keep_trace:
+            self.trace.append(f"{self.now:9.4f} <- {_short(event)}")
+            for action in actions:
+                self.trace.append(f"{self.now:9.4f}    -> {_short(action)}")
+        for action in actions:
+            self._apply(action)
+        return actions
+
+    def _apply(self, action: Action) -> None:
+        stopped = self.stopped_at is not None
+        # (A Defer is a listener call on a later loop turn: allowed too.)
+        if stopped and not isinstance(action, (Abort, Close, CancelTimer, Notify, Defer)):
+            self.violations.append(f"t={self.now:.4f}: after stop the core asked for {action!r}")
+        if isinstance(action, SetTimer):
+            at = action.at
+            token = next(self._tokens)
+            self._timer_tokens[action.key] = token
+            key = action.key
+
+            def fire(key: TimerKey = key, token: int = token) -> None:
+                if self._timer_tokens.get(key) == token:
+                    del self._timer_tokens[key]
+                    self.feed(TimerFired(self.now, key))
+
+            self.schedule(at, fire)
+        elif isinstance(action, CancelTimer):
+            self._timer_tokens.pop(action.key, None)
+        elif isinstance(action, Defer):
+            generation, outcome = action.generation, action.outcome
+            self.schedule(self.now, lambda: self.feed(DeferredDue(self.now, generation, outcome)))
+        elif isinstance(action, Notify):
+            self.notifications.append((self.now, action.method, action.args))
+        else:
+            self.vendor.act(action)
+
+    def timers(self) -> dict[TimerKey, int]:
+        return dict(self._timer_tokens)
+
+
+class SimVendor:
+    """Answers the core's connection actions the way a live xAI socket would."""
+
+    def __init__(self, harness: Harness, profile: VendorProfile) -> None:
+        self.h = harness
+        self.p = profile
+        self.conns: dict[int, SimConn] = {}
+        self.refuse_until = -1.0
+        self.refuse_fatal = False
+        self.hang_opens = 0  # this many next openings get no answer (connect timeout)
+        self.opens: list[tuple[float, int]] = []
+        self.sent_frames: dict[int, list[int]] = {}  # generation -> frame indices sent
+
+    # ---------------------------------------------------------------- helpers
+
+    def _draw(self, span: tuple[float, float]) -> float:
+        return self.h.rng.uniform(*span)
+
+    def _deliver(
+        self,
+        conn: SimConn,
+        make: Callable[[], Event | None],
+        *,
+        fifo: bool = True,
+        delay: float | None = None,
+        final: bool = False,
+    ) -> None:
+        """Schedule an event of `conn` (in its order when `fifo`); `final`: its Closed."""
+        if conn.closing:
+            return
+        d = self._draw(self.p.latency_s) if delay is None else delay
+        at = self.h.now + d
+        if fifo:
+            at = max(at, conn.fifo_tail)
+            conn.fifo_tail = at
+        if final:
+            conn.closing = True
+
+        def run() -> None:
+            if conn.closed_delivered:
+                return
+            if conn.partitioned and fifo and not final:
+                return  # lost in the partition
+            event = make()
+            if event is None:
+                return
+            if isinstance(event, Closed):
+                self._flush_before_close(conn)
+                conn.closed_delivered = True
+                conn.state = "gone"
+            self.h.feed(event)
+
+        self.h.schedule(at, run)
+
+    def _flush_before_close(self, conn: SimConn) -> None:
+        """A socket that ends fails the send and the ping under way first."""
+        if conn.send_token is not None:
+            conn.send_token = None
+            self.h.feed(SendCompleted(self.h.now, conn.generation, False))
+        if conn.probe_tokens:
+            conn.probe_tokens.clear()
+            self.h.feed(ProbeAnswered(self.h.now, conn.generation, None))
+
+    def _event(self, conn: SimConn, event: ServerEvent) -> None:
+        gen = conn.generation
+        self._deliver(conn, lambda: Received(self.h.now, gen, event))
+
+    def _close(
+        self, conn: SimConn, info: CloseInfo, *, fifo: bool = True, delay: float | None = None
+    ) -> None:
+        gen = conn.generation
+        self._deliver(
+            conn, lambda: Closed(self.h.now, gen, info), fifo=fifo, delay=delay, final=True
+        )
+
+    # ---------------------------------------------------------------- actions
+
+    def act(self, action: Action) -> None:
+        if isinstance(action, Open):
+            self._open(action)
+            return
+        conn = self.conns.get(action.generation)  # type: ignore[union-attr]
+        if conn is None:
+            self.h.violations.append(f"t={self.h.now:.4f}: {action!r} on a generation never opened")
+            return
+        if isinstance(action, (Send, SendEndOfAudio)):
+            self._send(conn, action)
+        elif isinstance(action, Probe):
+            self._probe(conn, action)
+        elif isinstance(action, Close):
+            self._on_close(conn, action)
+        elif isinstance(action, Abort):
+            self._abort(conn)
+        else:  # pragma: no cover - the harness handles the rest
+            raise AssertionError(f"unexpected action {action!r}")
+
+    def _open(self, action: Open) -> None:
+        gen = action.generation
+        h = self.h
+        if gen in self.conns or (self.opens and gen <= max(g for _, g in self.opens)):
+            h.violations.append(f"t={h.now:.4f}: generation {gen} opened again / out of order")
+        conn = SimConn(gen, h.now)
+        self.conns[gen] = conn
+        self.opens.append((h.now, gen))
+        self.sent_frames[gen] = []
+        if h.now < self.refuse_until:
+            fatal = self.refuse_fatal
+            failure = Failure(
+                kind="handshake_refused",
+                message=f"the server refused the connection (HTTP {401 if fatal else 503})",
+                vendor_code="401" if fatal else "503",
+                fatal=fatal,
+            )
+            self._open_result(
+                conn, lambda: OpenFailed(h.now, gen, failure), self._draw(self.p.open_delay_s)
+            )
+            return
+        delay = self._draw(self.p.open_delay_s)
+        if self.hang_opens > 0 or delay >= action.connect_timeout_s:
+            self.hang_opens = max(0, self.hang_opens - 1)
+            failure = Failure(
+                kind="handshake_timeout",
+                message=f"the WebSocket handshake did not complete within "
+                f"{action.connect_timeout_s:g} s",
+            )
+            self._open_result(
+                conn, lambda: OpenFailed(h.now, gen, failure), action.connect_timeout_s
+            )
+            return
+
+        def opened() -> Event:
+            conn.state = "open"
+            return Opened(h.now, gen)
+
+        self._open_result(conn, opened, delay)
+
+    def _open_result(self, conn: SimConn, make: Callable[[], Event], delay: float) -> None:
+        def run() -> None:
+            if conn.state != "opening" or conn.closed_delivered or conn.closing:
+                return  # aborted meanwhile
+            event = make()
+            if isinstance(event, OpenFailed):
+                conn.state = "gone"
+                conn.closed_delivered = True  # nothing of it follows
+            self.h.feed(event)
+
+        at = self.h.now + delay
+        conn.fifo_tail = at
+        self.h.schedule(at, run)
+
+    def _send(self, conn: SimConn, action: Send | SendEndOfAudio) -> None:
+        h = self.h
+        gen = conn.generation
+        if conn.send_token is not None:
+            h.violations.append(
+                f"t={h.now:.4f}: gen {gen}: {_short(action)} while a send is in flight"
+            )
+        if conn.closed_delivered:
+            h.violations.append(f"t={h.now:.4f}: gen {gen}: {_short(action)} after its close")
+            return
+        if conn.state != "open":
+            h.violations.append(f"t={h.now:.4f}: gen {gen}: {_short(action)} before Opened")
+            return
+        if conn.eoa_sent:
+            h.violations.append(f"t={h.now:.4f}: gen {gen}: {_short(action)} after audio.done")
+        token = next(h._tokens)
+        conn.send_token = token
+        conn.send_is_eoa = isinstance(action, SendEndOfAudio)
+        if conn.broken:
+            # The socket is gone: the write fails, and its close follows.
+            def failed() -> None:
+                if conn.send_token != token or conn.closed_delivered:
+                    return
+                conn.send_token = None
+                h.feed(SendCompleted(h.now, gen, False))
+
+            h.schedule(h.now + self._draw(self.p.send_delay_s), failed)
+            self._close(conn, CloseInfo(), fifo=False, delay=0.002)
+            return
+        if isinstance(action, SendEndOfAudio):
+            conn.eoa_sent = True
+
+        def completed() -> None:
+            if conn.send_token != token or conn.closed_delivered:
+                return
+            # The vendor gets the message when the write is done: what the core counts
+            # as sent is what the vendor may have heard (with back-pressure a live socket
+            # may deliver a little earlier; the core maps times only over what it sent).
+            if isinstance(action, Send):
+                self._hear(conn, action.data)
+            else:
+                self._answer_end_of_audio(conn)
+            conn.send_token = None
+            h.feed(SendCompleted(h.now, gen, True))
+
+        delay = self._draw((0.02, 0.3)) if conn.slow else self._draw(self.p.send_delay_s)
+        h.schedule(h.now + delay, completed)
+
+    def _hear(self, conn: SimConn, data: bytes) -> None:
+        if len(data) == 0 or len(data) % FRAME_BYTES:
+            self.h.violations.append(
+                f"gen {conn.generation}: a send of {len(data)} bytes (not whole frames)"
+            )
+            return
+        for offset in range(0, len(data), FRAME_BYTES):
+            chunk = data[offset : offset + FRAME_BYTES]
+            try:
+                index, speech = decode_frame(chunk)
+            except ValueError as exc:
+                self.h.violations.append(f"gen {conn.generation}: {exc}")
+                continue
+            start_s = len(conn.received) / BYTES_PER_SECOND
+            conn.received += chunk
+            conn.frames.append((index, speech))
+            self.sent_frames[conn.generation].append(index)
+            if conn.partitioned:
+                continue  # it never reaches the vendor
+            conn.frames_since_interim += 1
+            if speech:
+                conn.words.append((index, start_s))
+                conn.silence_run = 0
+            else:
+                conn.silence_run += 1
+            pending = len(conn.words) > conn.final_ptr
+            if (
+                pending
+                and self.p.endpoint_ms is not None
+                and conn.silence_run * FRAME_MS >= self.p.endpoint_ms
+            ):
+                self.emit_final(conn, speech_final=True)
+            elif pending and conn.frames_since_interim >= self.p.interim_every:
+                self.emit_interim(conn)
+
+    # ---------------------------------------------------------------- results
+
+    def emit_interim(self, conn: SimConn) -> bool:
+        """An interim result over the words heard and not final yet."""
+        pending = conn.words[conn.final_ptr :]
+        conn.frames_since_interim = 0
+        if not pending or not self._may_speak(conn):
+            return False
+        start = pending[0][1]
+        end = pending[-1][1] + FRAME_MS / 1000
+        self._event(
+            conn,
+            TranscriptPartial(
+                text=conn.text(pending),
+                words=_timings(pending),
+                is_final=False,
+                speech_final=False,
+                start_s=start,
+                duration_s=end - start,
+                channel=None,
+            ),
+        )
+        return True
+
+    def emit_final(self, conn: SimConn, *, speech_final: bool = False) -> bool:
+        """A final result over the words heard and not final yet (to the end of what was
+        heard, or to the last word, as the profile says)."""
+        pending = conn.words[conn.final_ptr :]
+        conn.frames_since_interim = 0
+        if not pending or not self._may_speak(conn):
+            return False
+        start = (
+            max(conn.final_end_s, pending[0][1]) if self.p.final_to_heard_end else (pending[0][1])
+        )
+        end = conn.heard_s if self.p.final_to_heard_end else pending[-1][1] + FRAME_MS / 1000
+        conn.final_ptr = len(conn.words)
+        conn.final_end_s = end
+        self._event(
+            conn,
+            TranscriptPartial(
+                text=conn.text(pending),
+                words=_timings(pending),
+                is_final=True,
+                speech_final=speech_final,
+                start_s=start,
+                duration_s=end - start,
+                channel=None,
+            ),
+        )
+        return True
+
+    def _may_speak(self, conn: SimConn) -> bool:
+        return conn.state == "open" and not conn.closing and not conn.partitioned
+
+    def _answer_end_of_audio(self, conn: SimConn) -> None:
+        if conn.no_done or conn.partitioned:
+            return
+        if self.p.final_before_done:
+            self.emit_final(conn, speech_final=True)
+        conn.done_sent = True
+        words = conn.words if self.p.done_text_whole else conn.words[conn.final_ptr :]
+        conn.final_ptr = len(conn.words)
+        self._event(
+            conn,
+            TranscriptDone(text=conn.text(words), duration_s=conn.heard_s, channel=0),
+        )
+        if self.p.close_after_done:
+            self._close(conn, CloseInfo(code=1000, reason="done"))
+
+    # ---------------------------------------------------------------- probes and closes
+
+    def _probe(self, conn: SimConn, action: Probe) -> None:
+        h = self.h
+        gen = conn.generation
+        if conn.closed_delivered:
+            h.violations.append(f"t={h.now:.4f}: gen {gen}: Probe after its close")
+            return
+        if conn.state != "open":
+            h.violations.append(f"t={h.now:.4f}: gen {gen}: Probe before Opened")
+            return
+        token = next(h._tokens)
+        conn.probe_tokens.add(token)
+
+        def answer(alive: bool) -> None:
+            if token not in conn.probe_tokens or conn.closed_delivered:
+                return
+            conn.probe_tokens.discard(token)
+            h.feed(ProbeAnswered(h.now, gen, alive))
+
+        if conn.partitioned or conn.closing:
+            h.schedule(h.now + action.timeout_s, lambda: answer(False))
+        else:
+            # A pong: a control frame, behind whatever the server sent before it.
+            delay = self._draw(self.p.latency_s)
+            at = max(h.now + delay, conn.fifo_tail)
+            if at - h.now > action.timeout_s:
+                at = h.now + action.timeout_s
+                h.schedule(at, lambda: answer(False))
+            else:
+                h.schedule(at, lambda: answer(True))
+
+    def _on_close(self, conn: SimConn, action: Close) -> None:
+        if conn.closed_delivered or conn.closing:
+            return
+        if conn.state == "opening":
+            self._close(conn, CloseInfo(), fifo=False, delay=0.001)
+            return
+        if conn.partitioned:
+            timeout = 1.0 if action.timeout_s is None else action.timeout_s
+            self._close(
+                conn,
+                CloseInfo(sent_code=1000, sent_reason=action.reason),
+                fifo=False,
+                delay=timeout,
+            )
+            return
+        # The server reads what came before and echoes the close.
+        self._close(
+            conn,
+            CloseInfo(code=1000, reason=action.reason, sent_code=1000, sent_reason=action.reason),
+        )
+
+    def _abort(self, conn: SimConn) -> None:
+        if conn.closed_delivered:
+            return
+        conn.closing = False  # whatever was on its way is superseded
+        conn.partitioned = True  # nothing more is read from it
+        self._close(conn, CloseInfo(), fifo=False, delay=0.001)
+
+    # ---------------------------------------------------------------- faults
+
+    def live(self) -> list[SimConn]:
+        """Open connections whose close is not under way, newest first."""
+        return sorted(
+            (
+                c
+                for c in self.conns.values()
+                if c.state == "open" and not c.closing and not c.closed_delivered
+            ),
+            key=lambda c: -c.generation,
+        )
+
+    def inject(self, conn: SimConn, kind: str) -> None:
+        if kind == "error":
+            self._event(conn, VendorError(message="simulated internal error", code="500"))
+            self._close(conn, CloseInfo(code=1011, reason="internal error"))
+        elif kind == "abrupt":
+            self._close(conn, CloseInfo())
+        elif kind == "goaway":
+            self._close(conn, CloseInfo(code=1000, reason="bye"))
+        elif kind == "partition":
+            conn.partitioned = True
+        elif kind == "no_done":
+            conn.no_done = True
+        elif kind == "broken":
+            conn.broken = True
+        elif kind == "slow":
+            conn.slow = True
+        else:
+            raise ValueError(kind)
+
+    def refuse(self, until: float, *, fatal: bool = False) -> None:
+        self.refuse_until = until
+        self.refuse_fatal = fatal
+
+
+def _short(obj: object) -> str:
+    if isinstance(obj, (Send,)):
+        frames = []
+        for off in range(0, len(obj.data), FRAME_BYTES):
+            try:
+                i, sp = decode_frame(obj.data[off : off + FRAME_BYTES])
+                frames.append(f"{'w' if sp else 's'}{i}")
+            except ValueError:
+                frames.append("?")
+        return f"Send(gen={obj.generation}, {' '.join(frames)})"
+    if isinstance(obj, Open):
+        return f"Open(gen={obj.generation}, timeout={obj.connect_timeout_s:g})"
+    text = repr(obj)
+    if "AudioPushed" in text:
+        data: bytes = obj.chunk  # type: ignore[attr-defined]
+        parts = []
+        for off in range(0, len(data), FRAME_BYTES):
+            try:
+                i, sp = decode_frame(data[off : off + FRAME_BYTES])
+                parts.append(f"{'w' if sp else 's'}{i}")
+            except ValueError:
+                parts.append("?")
+        return f"AudioPushed({' '.join(parts)})"
+    return text if len(text) <= 400 else text[:400] + "..."

@@ -1,0 +1,768 @@
+"""Property-based, stateful tests of the session core on a virtual clock.
+
+A hypothesis `RuleBasedStateMachine` drives `SessionCore` (session_core.py)
+through sim_vendor.py's `Harness`: the user pushes speech and silence frames
+(each frame carries its index; the simulated vendor hears speech frame ``i`` as
+the word ``w<i>``), finalizes, lets virtual time pass, and the vendor emits
+results, fails in every way a connection fails, refuses or hangs openings. At
+the end every turn is finalized, time runs until everything settles, and the
+session is stopped. The properties (session.py's contract):
+
+(a) every speech frame is, at the end, in exactly one final transcript word or
+    inside the ledger's lost spans (never both, never twice, never neither), and
+    every word is timed exactly on the user's timeline;
+(b) final words come in the order of the audio;
+(c) every finalize ends exactly once, by its deadline;
+(d) every status transition is legal and starts from the status before it;
+(e) after stop: only aborts, closes, cancelled timers and listener calls, and no
+    Open or Send whatever happens next;
+(f) never two sends in flight on one connection (nor audio after audio.done,
+    nor traffic to a connection whose close was delivered);
+(g) after a FATAL error nothing pushed later is transcribed and the core says it
+    gave up; an error of the current connection with a retry is within the streak;
+(h) every loss is reported (an audio_dropped error per episode, the episodes
+    adding up to the ledger's total) unless a FATAL error came first.
+
+The plain tests at the end are deterministic scenarios on the same simulator:
+a clean turn, every fault of the current connection (replayed, nothing lost),
+a draining connection that fails (repaired), refusals up to FATAL; and the
+minimal reproductions of core bugs the machine found.
+
+Run (from the checkout): ``tests/bin/start tests/test_core_stateful.py -q``.
+CORE_STATEFUL_EXAMPLES=5000 runs more examples than the CI default (200).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from sim_vendor import (
+    FRAME_BYTES,
+    FRAME_MS,
+    Harness,
+    VendorProfile,
+    silence_frame,
+    speech_frame,
+    word_index,
+)
+
+from xai_asr_python.engine_io import (
+    AudioPushed,
+    FinalizeAsked,
+    SettingsChanged,
+    Start,
+    StopAsked,
+)
+from xai_asr_python.reconnect_manager import BackoffPolicy
+from xai_asr_python.session_core import SessionCore
+from xai_asr_python.session_types import (
+    ConnState,
+    FinalizeOutcome,
+    SessionError,
+    SessionSettings,
+    Transcript,
+    is_legal_transition,
+)
+
+# Every way the simulated vendor can fail a connection (sim_vendor.SimVendor.fault).
+FAULTS = ("error", "abrupt", "goaway", "partition", "no_done", "broken", "slow")
+MAX_ATTEMPTS = 6  # the default streak that ends in a FATAL error here
+FINALIZE_STATUSES = {"done", "timeout", "no_connection", "failed", "stopped"}
+EXAMPLES = int(os.environ.get("CORE_STATEFUL_EXAMPLES", "200"))
+# After the last turn: long enough for every timer (finalize, drain, backoff) to run out.
+SETTLE_S = 30.0
+EPS = 1e-6
+# The core logs every failure it handles; thousands of simulated runs would flood the output.
+QUIET = logging.getLogger("tests.core_stateful.quiet")
+QUIET.disabled = True
+QUIET.propagate = False
+
+
+def make_settings(**overrides: Any) -> SessionSettings:
+    values: dict[str, Any] = {
+        "url": "ws://sim",
+        "api_key": "k",
+        "finalize_timeout_s": 2.0,
+        "prewarm": True,
+        "standby": False,
+        "replay_max_ms": 20_000,
+        "liveness_timeout_s": 0.5,
+        "probe_quiet_s": 1.0,
+        "keepalive_s": 5.0,
+        "stall_timeout_s": 15.0,
+        "connect_timeout_s": 2.0,
+        "backoff": BackoffPolicy(base_s=0.05, cap_s=0.5, max_attempts=MAX_ATTEMPTS),
+    }
+    values.update(overrides)
+    return SessionSettings(**values)
+
+
+@dataclass
+class Finalize:
+    finalize_id: str
+    issued_at: float
+    deadline: float
+    ended: list[tuple[float, FinalizeOutcome]] = field(default_factory=list)
+
+
+class Session:
+    """The user's side of one session on the simulator, and the checks of its output."""
+
+    def __init__(
+        self, session_settings: SessionSettings, seed: int, profile: VendorProfile
+    ) -> None:
+        self.settings = session_settings
+        self.core = SessionCore(session_settings, rng=random.Random(seed + 1).random, logger=QUIET)
+        self.h = Harness(self.core, random.Random(seed), profile)
+        self.vendor = self.h.vendor
+        self.next_index = 0
+        self.speech: dict[int, float] = {}  # frame index -> when pushed
+        self.pushed_after_stop: set[int] = set()
+        self.finalizes: dict[str, Finalize] = {}
+        self.stop_at: float | None = None
+        self.fatal_at: float | None = None  # a FATAL error not followed by a new Start
+        self.ever_fatal = False
+        # Frame indices pushed while the session had given up: [start, end) (end None: on).
+        self.gave_up_spans: list[list[int | None]] = []
+        self.audio_since_finalize = False
+        # What the listener heard.
+        self.status = ConnState.DISCONNECTED
+        self.statuses: list[tuple[float, ConnState, ConnState, int]] = []
+        self.transcripts: list[tuple[float, Transcript]] = []
+        self.errors: list[tuple[float, SessionError]] = []
+        self.final_indices: list[int] = []
+        self._seen = 0
+
+    # ---------------------------------------------------------------- the user
+
+    def start(self) -> None:
+        self.h.feed(Start(self.h.now))
+        self.flush()
+
+    def push(self, frames: int, *, speech: bool, realtime: bool) -> None:
+        for k in range(frames):
+            if realtime and k:
+                self.h.run_for(FRAME_MS / 1000)
+                self.check()
+            index = self.next_index
+            self.next_index += 1
+            if self.stop_at is not None:
+                self.pushed_after_stop.add(index)
+            elif speech:
+                self.speech[index] = self.h.now
+            chunk = speech_frame(index) if speech else silence_frame(index)
+            assert len(chunk) == FRAME_BYTES
+            self.h.feed(AudioPushed(self.h.now, chunk))
+            self.audio_since_finalize = True
+        self.flush()
+
+    def restart(self) -> None:
+        """Start again (after a FATAL error: a new streak)."""
+        if self.fatal_at is not None:
+            self.gave_up_spans[-1][1] = self.next_index
+            self.fatal_at = None
+        self.h.feed(Start(self.h.now))
+        self.flush()
+
+    def change_settings(self, **changes: Any) -> None:
+        self.settings = replace(self.settings, **changes)
+        self.h.feed(SettingsChanged(self.h.now, self.settings))
+        self.flush()
+
+    def after_fatal(self, index: int) -> bool:
+        """Frame `index` was pushed while the session had given up."""
+        return any(
+            start is not None and start <= index and (end is None or index < end)
+            for start, end in self.gave_up_spans
+        )
+
+    def finalize(self) -> str:
+        finalize_id = f"f{len(self.finalizes) + 1}"
+        now = self.h.now
+        self.finalizes[finalize_id] = Finalize(
+            finalize_id, now, now + self.settings.finalize_timeout_s
+        )
+        self.audio_since_finalize = False
+        self.h.feed(FinalizeAsked(now, finalize_id))
+        self.flush()
+        return finalize_id
+
+    def advance(self, dt: float) -> None:
+        """Let `dt` pass, checking along the way (deadlines are checked at their time)."""
+        end = self.h.now + dt
+        while True:
+            due = self.h.next_due()
+            if due is None or due > end:
+                break
+            self.h.run_until(due)
+            self.check()
+        self.h.run_until(end)
+        self.check()
+
+    def stop(self) -> None:
+        self.stop_at = self.h.now
+        self.h.stopped_at = self.h.now
+        self.h.feed(StopAsked(self.h.now))
+        self.flush()
+
+    def flush(self) -> None:
+        """Run what is due now (deferred outcomes, zero-delay deliveries), then check."""
+        self.h.run_until(self.h.now)
+        self.check()
+
+    def settle_and_stop(self) -> None:
+        """The end of every run: finalize what is left, let everything settle, stop,
+        then poke the stopped core and check that nothing more goes out."""
+        # The network heals (openings are answered again), so every turn can end.
+        self.vendor.hang_opens = 0
+        self.vendor.refuse(-1.0)
+        for conn in self.vendor.conns.values():
+            conn.slow = False
+        if self.audio_since_finalize and self.fatal_at is None:
+            self.finalize()
+        self.advance(SETTLE_S)
+        self.stop()
+        self.advance(2.0)
+        opens_before = len(self.vendor.opens)
+        self.push(3, speech=True, realtime=False)
+        self.advance(5.0)
+        assert len(self.vendor.opens) == opens_before, "a connection opened after stop"
+        self.check_end()
+
+    # ---------------------------------------------------------------- checks
+
+    def fail(self, message: str) -> None:
+        tail = "\n".join(self.h.trace[-80:])
+        raise AssertionError(f"{message}\n--- last events/actions:\n{tail}")
+
+    def check(self) -> None:
+        """The running properties, on every listener call since the last check."""
+        h = self.h
+        if h.violations:
+            self.fail("harness: " + "; ".join(h.violations[:5]))
+        notes = h.notifications
+        while self._seen < len(notes):
+            at, method, args = notes[self._seen]
+            self._seen += 1
+            self._note(at, method, args)
+        # (c) deadlines: a finalize still open past its deadline is late.
+        for f in self.finalizes.values():
+            if not f.ended and h.now > f.deadline + EPS:
+                self.fail(
+                    f"(c) finalize {f.finalize_id} issued at {f.issued_at:.4f} has no "
+                    f"outcome at {h.now:.4f} (deadline {f.deadline:.4f})"
+                )
+        # (g) a FATAL error: the core says it gave up.
+        if self.fatal_at is not None and self.stop_at is None and not self.core.gave_up:
+            self.fail("(g) a FATAL error was reported but core.gave_up is False")
+
+    def _note(self, at: float, method: str, args: tuple[Any, ...]) -> None:
+        if method == "on_status":
+            current, last, code, _message = args
+            self.statuses.append((at, current, last, code))
+            if last is not self.status:
+                self.fail(f"(d) on_status({current}, last={last}) but the status was {self.status}")
+            if not is_legal_transition(last, current):
+                self.fail(f"(d) illegal status transition {last} -> {current}")
+            self.status = current
+        elif method == "on_transcript":
+            (t,) = args
+            self._transcript(at, t)
+        elif method == "on_finalize_end":
+            (outcome,) = args
+            f = self.finalizes.get(outcome.finalize_id)
+            if f is None:
+                self.fail(f"(c) on_finalize_end for an unknown finalize {outcome!r}")
+                return
+            if f.ended:
+                self.fail(
+                    f"(c) a second on_finalize_end for {f.finalize_id}: {outcome!r} "
+                    f"(first: {f.ended[0]!r})"
+                )
+            f.ended.append((at, outcome))
+            if outcome.status not in FINALIZE_STATUSES:
+                self.fail(f"(c) unknown finalize status {outcome.status!r}")
+            if at > f.deadline + EPS:
+                self.fail(
+                    f"(c) {f.finalize_id} ended at {at:.4f}, after its deadline "
+                    f"{f.deadline:.4f}: {outcome!r}"
+                )
+        elif method == "on_error":
+            (e,) = args
+            self.errors.append((at, e))
+            if e.fatal and self.fatal_at is None:
+                self.fatal_at = at
+                self.ever_fatal = True
+                self.gave_up_spans.append([self.next_index, None])
+            limit = self.settings.backoff.max_attempts
+            if not e.fatal and e.retry_in_s is not None and e.attempt >= limit:
+                self.fail(f"(g) failure number {e.attempt} of the streak is retried: {e!r}")
+        elif method in ("on_connected", "on_audio_sent", "on_audio_dropped"):
+            pass
+        else:
+            self.fail(f"unknown listener method {method!r}")
+
+    def _transcript(self, at: float, t: Transcript) -> None:
+        tokens = t.text.split()
+        indices = [word_index(tok) for tok in tokens]
+        if t.words:
+            # A done's words are those of the interim it shares a start with: a prefix.
+            if [w.text for w in t.words] != tokens[: len(t.words)]:
+                self.fail(f"(a) words {[w.text for w in t.words]} differ from the text {t!r}")
+            for w in t.words:
+                i = word_index(w.text)
+                if (w.start_ms, w.duration_ms) != (i * FRAME_MS, FRAME_MS):
+                    self.fail(
+                        f"(a) {w.text} timed at {w.start_ms}+{w.duration_ms} ms, not "
+                        f"{i * FRAME_MS}+{FRAME_MS}: {t!r}"
+                    )
+        for i in indices:
+            if i not in self.speech:
+                self.fail(f"(a) transcript word w{i} is not a speech frame pushed: {t!r}")
+            if self.after_fatal(i):
+                self.fail(f"(g) w{i}, pushed after the FATAL error, was transcribed: {t!r}")
+        if t.final:
+            for i in indices:
+                if self.final_indices and i <= self.final_indices[-1]:
+                    self.fail(
+                        f"(a/b) final word w{i} after w{self.final_indices[-1]} "
+                        f"(out of order or twice): {t!r}"
+                    )
+                self.final_indices.append(i)
+        self.transcripts.append((at, t))
+
+    def check_end(self) -> None:
+        self.check()
+        core = self.core
+        # (c) every finalize ended.
+        for f in self.finalizes.values():
+            if len(f.ended) != 1:
+                self.fail(f"(c) finalize {f.finalize_id} ended {len(f.ended)} times")
+        # (d) stopped: DISCONNECTED.
+        if self.status is not ConnState.DISCONNECTED:
+            self.fail(f"(d) the status after stop is {self.status}")
+        # (a) every speech frame: exactly one final word, or lost.
+        spans = core.ledger.lost_spans_ms
+        finals: dict[int, int] = {}
+        for i in self.final_indices:
+            finals[i] = finals.get(i, 0) + 1
+        trimmed = core.stats.replay_trimmed_ms > 0
+        sent = {i for frames in self.vendor.sent_frames.values() for i in frames}
+        for i in sorted(self.speech):
+            start, end = i * FRAME_MS, i * FRAME_MS + FRAME_MS
+            inside = any(a <= start + EPS and end <= b + EPS for a, b in spans)
+            overlaps = any(a < end - EPS and start < b - EPS for a, b in spans)
+            count = finals.get(i, 0)
+            if count > 1:
+                self.fail(f"(a) w{i} is final {count} times")
+            if count == 1 and overlaps:
+                self.fail(f"(a) w{i} is final and lost ({spans})")
+            if overlaps and not inside:
+                self.fail(f"(a) frame {i} is partly lost ({spans})")
+            if count == 0 and not inside:
+                if not self.after_fatal(i) and i not in sent:
+                    # Audio that never left the buffer goes to the ledger, even at give-up.
+                    self.fail(f"(a) w{i} was never sent, is not final and not lost ({spans})")
+                if self.ever_fatal or trimmed:
+                    continue  # not guaranteed: given up, or older than the replay window
+                self.fail(
+                    f"(a) w{i} (pushed at {self.speech[i]:.3f}) is neither final nor "
+                    f"lost; lost spans {spans}"
+                )
+        # (h) losses reported.
+        lost = core.ledger.lost_ms
+        dropped = [e for _, e in self.errors if e.kind == "audio_dropped"]
+        fatal = any(e.fatal for _, e in self.errors)
+        if lost > 0 and not dropped and not fatal:
+            self.fail(f"(h) {lost} ms lost and never reported")
+        if not fatal:
+            reported = sum(e.dropped_ms or 0.0 for e in dropped)
+            if abs(reported - lost) > 1e-3:
+                self.fail(f"(h) drops reported add up to {reported} ms, the ledger has {lost}")
+        if dropped and lost <= 0:
+            self.fail("(h) an audio_dropped error without loss")
+
+
+# =========================================================================== stateful
+
+
+class CoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.s: Session | None = None
+        self._clean = True
+
+    def _step(self, fn: Callable[[Session], None]) -> None:
+        assert self.s is not None
+        self._clean = False
+        fn(self.s)
+        self._clean = True
+
+    @initialize(
+        seed=st.integers(0, 2**32 - 1),
+        standby=st.booleans(),
+        prewarm=st.integers(0, 4),
+        finalize_timeout_s=st.sampled_from([1.0, 2.0, 3.0]),
+        buffer_max_ms=st.sampled_from([60_000, 60_000, 1_500]),
+        endpoint_ms=st.sampled_from([300, 500, None]),
+        interim_every=st.integers(5, 40),
+        final_to_heard_end=st.booleans(),
+        final_before_done=st.booleans(),
+        close_after_done=st.booleans(),
+        done_text_whole=st.booleans(),
+        pace=st.integers(0, 3),
+        max_attempts=st.sampled_from([MAX_ATTEMPTS, 10, 30]),
+    )
+    def init(
+        self,
+        seed: int,
+        standby: bool,
+        prewarm: int,
+        finalize_timeout_s: float,
+        buffer_max_ms: int,
+        endpoint_ms: int | None,
+        interim_every: int,
+        final_to_heard_end: bool,
+        final_before_done: bool,
+        close_after_done: bool,
+        done_text_whole: bool,
+        pace: int,
+        max_attempts: int,
+    ) -> None:
+        warm = prewarm != 0  # prewarm off one time in five
+        session_settings = make_settings(
+            finalize_timeout_s=finalize_timeout_s,
+            prewarm=warm,
+            standby=standby and warm,
+            buffer_max_ms=buffer_max_ms,
+            backoff=BackoffPolicy(base_s=0.05, cap_s=0.5, max_attempts=max_attempts),
+        )
+        profile = VendorProfile(
+            open_delay_s=(0.02, 0.2) if pace else (0.1, 1.5),
+            latency_s=(0.005, 0.08) if pace else (0.03, 0.35),
+            interim_every=interim_every,
+            endpoint_ms=endpoint_ms,
+            final_to_heard_end=final_to_heard_end,
+            final_before_done=final_before_done,
+            close_after_done=close_after_done,
+            done_text_whole=done_text_whole,
+        )
+        self.s = Session(session_settings, seed, profile)
+        self.s.h.keep_trace = True
+        self._step(lambda s: s.start())
+
+    def _running(self) -> bool:
+        return self.s is not None and self.s.stop_at is None
+
+    @precondition(_running)
+    @rule(frames=st.integers(1, 30), realtime=st.booleans())
+    def push_speech(self, frames: int, realtime: bool) -> None:
+        self._step(lambda s: s.push(frames, speech=True, realtime=realtime))
+
+    @precondition(_running)
+    @rule(frames=st.integers(1, 80), realtime=st.booleans())
+    def push_silence(self, frames: int, realtime: bool) -> None:
+        self._step(lambda s: s.push(frames, speech=False, realtime=realtime))
+
+    @precondition(_running)
+    @rule()
+    def finalize(self) -> None:
+        self._step(lambda s: s.finalize())
+
+    @precondition(_running)
+    @rule(dt=st.sampled_from([0.001, 0.01, 0.05, 0.2, 0.5, 1.0, 2.5, 6.0]))
+    def advance(self, dt: float) -> None:
+        self._step(lambda s: s.advance(dt))
+
+    @precondition(_running)
+    @rule(pick=st.integers(0, 3), final=st.booleans())
+    def vendor_result(self, pick: int, final: bool) -> None:
+        def go(s: Session) -> None:
+            live = s.vendor.live()
+            if not live:
+                return
+            conn = live[pick % len(live)]
+            if final:
+                s.vendor.emit_final(conn, speech_final=pick % 2 == 0)
+            else:
+                s.vendor.emit_interim(conn)
+            s.flush()
+
+        self._step(go)
+
+    @precondition(_running)
+    @rule(kind=st.sampled_from(FAULTS), pick=st.integers(0, 3))
+    def fault(self, kind: str, pick: int) -> None:
+        def go(s: Session) -> None:
+            live = s.vendor.live()
+            if not live:
+                return
+            conn = live[pick % len(live)]
+            s.vendor.inject(conn, kind)
+            s.h.trace.append(f"{s.h.now:9.4f} !! fault {kind} on gen {conn.generation}")
+            s.flush()
+
+        self._step(go)
+
+    @precondition(_running)
+    @rule(duration=st.sampled_from([0.1, 0.3, 1.0, 3.0]), fatal=st.integers(0, 19))
+    def refuse_opens(self, duration: float, fatal: int) -> None:
+        def go(s: Session) -> None:
+            s.vendor.refuse(s.h.now + duration, fatal=fatal == 0)
+            s.h.trace.append(
+                f"{s.h.now:9.4f} !! refuse opens for {duration} s{' (401)' if fatal == 0 else ''}"
+            )
+
+        self._step(go)
+
+    @precondition(_running)
+    @rule(count=st.just(1))
+    def hang_opens(self, count: int) -> None:
+        def go(s: Session) -> None:
+            s.vendor.hang_opens += count
+            s.h.trace.append(f"{s.h.now:9.4f} !! the next {count} openings hang")
+
+        self._step(go)
+
+    @precondition(_running)
+    @rule()
+    def restart(self) -> None:
+        self._step(lambda s: s.restart())
+
+    @precondition(_running)
+    @rule(
+        standby=st.booleans(),
+        prewarm=st.booleans(),
+        finalize_timeout_s=st.sampled_from([1.0, 2.0, 3.0]),
+    )
+    def change_settings(self, standby: bool, prewarm: bool, finalize_timeout_s: float) -> None:
+        self._step(
+            lambda s: s.change_settings(
+                standby=standby and prewarm,
+                prewarm=prewarm,
+                finalize_timeout_s=finalize_timeout_s,
+            )
+        )
+
+    def teardown(self) -> None:
+        if self.s is not None and self._clean:
+            self.s.settle_and_stop()
+
+
+CoreMachine.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+# pytest-timeout (120 s in pyproject.toml) bounds the whole run of examples.
+TestCoreStateful = pytest.mark.timeout(max(120, EXAMPLES))(CoreMachine.TestCase)
+
+
+# =========================================================================== scenarios
+
+
+def _session(**overrides: Any) -> Session:
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05),
+        latency_s=(0.02, 0.02),
+        send_delay_s=(0.001, 0.001),
+        interim_every=10,
+        endpoint_ms=None,
+    )
+    s = Session(make_settings(**overrides), seed=7, profile=profile)
+    s.start()
+    s.advance(0.2)
+    return s
+
+
+def _final_words(s: Session) -> list[int]:
+    return list(s.final_indices)
+
+
+def _outcome(s: Session, finalize_id: str) -> FinalizeOutcome:
+    f = s.finalizes[finalize_id]
+    assert len(f.ended) == 1, f.ended
+    return f.ended[0][1]
+
+
+def test_one_clean_turn() -> None:
+    s = _session()
+    s.push(20, speech=True, realtime=True)
+    s.push(30, speech=False, realtime=True)
+    fid = s.finalize()
+    s.advance(3.0)
+    outcome = _outcome(s, fid)
+    assert outcome.status == "done", outcome
+    assert not outcome.repaired
+    assert _final_words(s) == list(range(20))
+    assert s.core.ledger.lost_ms == 0
+    assert not [e for _, e in s.errors], s.errors
+    states = [(last, current) for _, current, last, _ in s.statuses]
+    assert states[:2] == [
+        (ConnState.DISCONNECTED, ConnState.CONNECTING),
+        (ConnState.CONNECTING, ConnState.CONNECTED),
+    ]
+    s.settle_and_stop()
+
+
+def test_current_failing_mid_speech_replays_to_the_next() -> None:
+    s = _session()
+    s.push(30, speech=True, realtime=True)
+    s.vendor.emit_final(s.vendor.live()[0])  # w0..w29 final: acknowledged
+    s.push(25, speech=True, realtime=True)
+    s.vendor.emit_interim(s.vendor.live()[0])
+    s.advance(0.1)
+    current = max(c.generation for c in s.vendor.live())
+    s.vendor.inject(s.vendor.conns[current], "abrupt")
+    s.push(25, speech=True, realtime=True)
+    s.push(40, speech=False, realtime=True)
+    fid = s.finalize()
+    s.advance(4.0)
+    assert _outcome(s, fid).status == "done"
+    assert _final_words(s) == list(range(80)), _final_words(s)
+    assert s.core.stats.replayed_ms >= 250, s.core.stats
+    assert s.core.ledger.lost_ms == 0
+    # w30..w54 went to the failed connection, then again to the next one.
+    replayed = set(range(30, 55))
+    later = [g for g in s.vendor.sent_frames if g > current]
+    assert any(replayed <= set(s.vendor.sent_frames[g]) for g in later), later
+    s.settle_and_stop()
+
+
+def test_draining_connection_failing_is_repaired() -> None:
+    s = _session()
+    s.push(40, speech=True, realtime=True)
+    s.push(10, speech=False, realtime=True)
+    conn = s.vendor.live()[-1]
+    conn.no_done = True  # its done will not come first
+    fid = s.finalize()
+    s.advance(0.1)
+    assert conn.eoa_sent, "audio.done was not sent"
+    s.vendor.inject(conn, "error")
+    s.advance(3.0)
+    outcome = _outcome(s, fid)
+    assert outcome.status == "done" and outcome.repaired, outcome
+    assert _final_words(s) == list(range(40)), _final_words(s)
+    assert s.core.ledger.lost_ms == 0
+    errors = [e for _, e in s.errors]
+    assert errors and all(not e.fatal and e.retry_in_s is None for e in errors), errors
+    s.settle_and_stop()
+
+
+def test_refusals_reach_fatal_at_max_attempts() -> None:
+    profile = VendorProfile(open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02))
+    s = Session(make_settings(), seed=3, profile=profile)
+    s.vendor.refuse(1e9)
+    s.start()
+    s.push(10, speech=True, realtime=True)
+    s.advance(30.0)
+    errors = [e for _, e in s.errors if e.kind != "audio_dropped"]
+    assert [e.attempt for e in errors] == list(range(1, MAX_ATTEMPTS + 1)), errors
+    assert [e.fatal for e in errors] == [False] * (MAX_ATTEMPTS - 1) + [True], errors
+    assert all(e.retry_in_s is not None for e in errors[:-1]), errors
+    assert s.core.gave_up
+    assert len(s.vendor.opens) == MAX_ATTEMPTS
+    assert s.status is ConnState.DISCONNECTED
+    s.settle_and_stop()
+    assert not s.final_indices
+
+
+def test_fatal_refusal_is_fatal_at_once() -> None:
+    profile = VendorProfile(open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02))
+    s = Session(make_settings(), seed=3, profile=profile)
+    s.vendor.refuse(1e9, fatal=True)
+    s.start()
+    s.advance(5.0)
+    errors = [e for _, e in s.errors]
+    assert len(errors) == 1 and errors[0].fatal and errors[0].vendor_code == "401", errors
+    assert s.core.gave_up
+    s.settle_and_stop()
+
+
+@pytest.mark.parametrize("kind", FAULTS)
+def test_each_fault_on_the_current_connection_loses_nothing(kind: str) -> None:
+    s = _session()
+    s.push(30, speech=True, realtime=True)
+    s.vendor.emit_interim(s.vendor.live()[0])
+    s.advance(0.1)
+    s.vendor.inject(s.vendor.live()[0], kind)
+    s.push(30, speech=True, realtime=True)
+    s.push(50, speech=False, realtime=True)
+    s.finalize()
+    s.advance(6.0)
+    s.settle_and_stop()
+    assert _final_words(s) == list(range(60)), (_final_words(s), s.core.ledger.lost_spans_ms)
+
+
+def test_outcome_of_a_finalize_is_not_held_past_its_deadline() -> None:
+    """f1 ends "no_connection" (no connection in time); its marker stays in the buffer,
+    and the connection that comes later drains it with a full finalize timeout of its
+    own. f2's outcome, due at f2's deadline, must not wait behind that drain."""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05), latency_s=(0.6, 0.6), send_delay_s=(0.001, 0.001)
+    )
+    s = Session(make_settings(finalize_timeout_s=1.0), seed=1, profile=profile)
+    s.vendor.hang_opens = 1  # gen 1 gets no answer until its connect timeout (2 s)
+    s.start()
+    s.push(1, speech=False, realtime=False)
+    s.finalize()  # f1: deadline 1.0, no connection by then
+    s.advance(1.5)
+    s.finalize()  # f2: deadline 2.5; gen 2 opens at about 2.1
+    s.advance(5.0)  # check() fails if f2 has no outcome at 2.5
+    f2 = s.finalizes["f2"]
+    assert f2.ended and f2.ended[0][0] <= f2.deadline + EPS, f2
+    s.settle_and_stop()
+
+
+def test_hedge_timer_does_not_spin_at_one_instant() -> None:
+    """The hedge (half-way to a drain deadline) finds a backlog of float dust left
+    (backlog_s: sent 0.17 s - (now - heard_at) = 7e-17 s) and re-arms itself for
+    now + 7e-17 == now: on a virtual clock, forever. The connection opens at a time
+    where that subtraction rounds down."""
+    t_open = 2.739371999888224
+    profile = VendorProfile(
+        open_delay_s=(t_open, t_open),
+        latency_s=(0.5, 0.5),
+        send_delay_s=(0.001, 0.001),
+        endpoint_ms=None,
+    )
+    s = Session(make_settings(finalize_timeout_s=3.0, connect_timeout_s=5.0), 1, profile)
+    s.start()
+    s.push(17, speech=False, realtime=False)  # 170 ms queued until the connection opens
+    s.finalize()  # hedge at 1.5 s (past when audio.done goes out), deadline 3.0 s
+    s.advance(5.0)  # the harness fails on 20000 events at one instant
+    s.settle_and_stop()
+
+
+def test_audio_pushed_while_given_up_keeps_the_timeline() -> None:
+    """Audio pushed after a FATAL error is lost, but it is part of the user's stream:
+    after a new Start, transcript times must still be positions in that stream (and
+    the lost audio should be in the ledger's spans)."""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02), send_delay_s=(0.001, 0.001)
+    )
+    s = Session(make_settings(), seed=1, profile=profile)
+    s.vendor.refuse(0.5, fatal=True)  # 401 on the first attempt: FATAL at once
+    s.start()
+    s.advance(0.5)
+    assert s.core.gave_up
+    s.push(10, speech=True, realtime=True)  # w0..w9 (0-100 ms): lost
+    s.restart()
+    s.push(20, speech=True, realtime=True)  # w10..w29, at 100-300 ms
+    s.push(40, speech=False, realtime=True)
+    s.finalize()
+    s.advance(3.0)  # fails: w10 timed at 0 ms, not 100 ms
+    assert s.final_indices == list(range(10, 30)), s.final_indices
+    s.settle_and_stop()
+    assert s.core.ledger.lost_ms == 100
+    assert s.core.ledger.lost_spans_ms == [(0.0, 100.0)], s.core.ledger.lost_spans_ms
