@@ -33,7 +33,10 @@ Ownership (one owner per piece of state):
 Connections. The *current* connection is the one new audio goes to. After a
 finalize (`audio.done`) it becomes *draining*: it gets no more audio, has
 until the finalize's deadline to deliver `transcript.done`, and is then
-closed by us whether or not the server closed it. The next connection is
+closed by us whether or not the server closed it. (A finalize that was already
+answered "no_connection" when its audio.done went out gives its turn a full
+finalize timeout, but never past the deadline of a finalize waiting behind
+it, whose answer cannot overtake this turn.) The next connection is
 opened at once (pre-warmed) unless `prewarm` is off; with `standby` too it is
 opened earlier, when the current connection is sent its first speech, and
 kept as the *standby* until the finalize (or a planned close) hands over to
@@ -152,6 +155,8 @@ allows for the audio the vendor has not heard yet (`_backlog_s`: what was sent
 beyond the vendor's latest event, heard at real time from then). A draining
 connection with no transcript.done half-way to its deadline, though it has no
 backlog left, is repaired too ("no_done"): alive or dead, it is not answering.
+One still hearing a backlog then (a buffer flushed after an outage) is looked
+at again when it should have heard it, if that is before the deadline.
 
 Loss. Audio the engine gives up on (the outage buffer's bound, audio still
 queued at stop or when the session gives up, and a turn that ends without its
