@@ -1032,6 +1032,15 @@ class SessionCore:
     def conn(self, generation: int) -> Conn | None:
         return self._conns.get(generation)
 
+    def open_turns(self) -> list[Conn]:
+        """The connections whose turn is not over: draining ones and repairs."""
+        return [
+            conn
+            for conn in self._conns.values()
+            if (conn.role is Role.DRAINING and not conn.turn_finished)
+            or (conn.role is Role.REPAIR and not conn.repair_ended)
+        ]
+
     def forget(self, generation: int) -> None:
         self._conns.pop(generation, None)
 

@@ -78,9 +78,24 @@ class Turns:
         )
 
     def register(self, f: Finalize) -> None:
-        """`f` waits for its turn's answer, by its deadline."""
+        """`f` waits for its turn's answer, by its deadline. Its answer cannot overtake a
+        turn still open (delivery order), so no open turn may outlast that deadline (the
+        finalize timeout may have been shortened since those turns began)."""
         self._finalizes[f.token] = f
         self._host.act(io.SetTimer(("finalize", f.token), f.deadline))
+        for conn in self._host.open_turns():
+            if conn.drain_deadline > f.deadline:
+                self._set_deadline(conn, f.deadline)
+
+    def _set_deadline(self, conn: Conn, deadline: float) -> None:
+        conn.drain_deadline = deadline
+        generation = conn.generation
+        if conn.role is Role.REPAIR:
+            self._host.act(io.SetTimer(("repair", generation), deadline))
+            return
+        self._host.act(io.SetTimer(("drain", generation), deadline))
+        hedge_at = liveness.hedge_at(conn, self._host.settings)
+        self._host.act(io.SetTimer(("hedge", generation), max(self._host.now, hedge_at)))
 
     def finalize(self, token: str) -> Finalize | None:
         """The finalize still waiting for its answer, if it is."""

@@ -766,3 +766,22 @@ def test_audio_pushed_while_given_up_keeps_the_timeline() -> None:
     s.settle_and_stop()
     assert s.core.ledger.lost_ms == 100
     assert s.core.ledger.lost_spans_ms == [(0.0, 100.0)], s.core.ledger.lost_spans_ms
+
+
+def test_a_shorter_finalize_timeout_binds_the_turns_already_open() -> None:
+    """Found by the machine: f1's turn drains with the 2 s timeout; the timeout is cut to
+    1 s and f2 comes. f2's answer cannot overtake f1's open turn, so that turn must end
+    by f2's deadline (it used to keep its own, and f2 was answered late)."""
+    s = _session(finalize_timeout_s=2.0, replay_max_ms=0)  # no repair: no early end
+    s.push(30, speech=True, realtime=True)
+    conn = s.vendor.live()[-1]
+    conn.no_done = True  # f1's turn stays open as long as it is allowed to
+    s.finalize()
+    s.advance(0.1)
+    s.change_settings(finalize_timeout_s=1.0)
+    s.push(10, speech=True, realtime=True)
+    f2 = s.finalize()
+    s.advance(3.0)  # check() fails the moment an outcome is late
+    f = s.finalizes[f2]
+    assert len(f.ended) == 1 and f.ended[0][0] <= f.deadline + EPS, f
+    s.settle_and_stop()
