@@ -455,6 +455,7 @@ class ReplayWindow:
         self.max_ms = max_ms
         self._max_samples = math.floor(Fraction(max_ms * fmt.sample_rate, 1000))
         self._unit = fmt.bytes_per_frame
+        self._tpf = fmt.ticks_per_frame
         self._data: deque[bytes] = deque()
         self._conn_starts: deque[int] = deque()  # connection sample of each frame
         self._user_starts: deque[int] = deque()  # user-stream tick of each frame
@@ -514,7 +515,7 @@ class ReplayWindow:
             return 0
         trimmed = self._cut_before(self._end - self._max_samples)
         self._trimmed += trimmed
-        return trimmed * self._fmt.ticks_per_frame
+        return trimmed * self._tpf
 
     def acknowledge(self, conn_ms: Fraction) -> None:
         """A final result ends at `conn_ms`: nothing before it will ever be sent again."""
@@ -554,7 +555,7 @@ class ReplayWindow:
             self._kept -= cut
             self._data.appendleft(data[cut * unit :])
             self._conn_starts.appendleft(start + cut)
-            self._user_starts.appendleft(user_start + cut * self._fmt.ticks_per_frame)
+            self._user_starts.appendleft(user_start + cut * self._tpf)
             self._replayed.appendleft(replayed)
             break
         return removed

@@ -58,7 +58,7 @@ class Finalize:
     position_ms: int  # user-stream time of the cut (audio pushed before the finalize)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Conn:
     generation: int
     role: Role

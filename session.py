@@ -182,7 +182,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -252,6 +252,7 @@ class StreamingSession:
         vendor: Vendor = XAI,
     ) -> None:
         self._listener = listener
+        self._calls: dict[str, Callable[..., None]] = {}  # its methods, looked up once
         self._clock = clock
         self._sleep = sleep
         self._vendor = vendor
@@ -269,7 +270,7 @@ class StreamingSession:
         self._caller_writer: _Writer | None = None
         self._stopping = False
         self._stop_finished = asyncio.Event()
-        self._dispatch: dict[type, Callable[[Any], None]] = {
+        self._carry_out: dict[type, Callable[[Any], None]] = {
             io.Notify: self._notify,
             io.Send: self._send,
             io.SendEndOfAudio: self._send,
@@ -297,7 +298,11 @@ class StreamingSession:
 
     def push_audio(self, chunk: bytes) -> None:
         """Queue audio for the socket; never blocks. Buffered while not connected."""
-        self._feed(io.AudioPushed(self._clock(), chunk))
+        try:
+            actions = self._core.audio_pushed(self._clock(), chunk)
+        except Exception as exc:
+            actions = self._crashed(exc)
+        self._dispatch(actions)
 
     async def push_audio_and_send(self, chunk: bytes) -> None:
         """`push_audio`, then, if the connection has no send under way, send from the
@@ -308,9 +313,15 @@ class StreamingSession:
         Sends stay one at a time per connection: while this sends, what else the
         core sends on that connection is queued behind it and sent by this caller.
         """
+        try:
+            actions = self._core.audio_pushed(self._clock(), chunk)
+        except Exception as exc:
+            actions = self._crashed(exc)
+        if not actions:
+            return  # queued: a send is under way, or no connection is up
         self._caller_may_send = True
         try:
-            self._feed(io.AudioPushed(self._clock(), chunk))
+            self._dispatch(actions)
         finally:
             self._caller_may_send = False
         writer, self._caller_writer = self._caller_writer, None
@@ -390,19 +401,29 @@ class StreamingSession:
     def _feed(self, event: io.Event) -> None:
         try:
             actions = self._core.handle(event)
-        except Exception as exc:  # a bug must not leave a silent, dead session
-            self._log.exception("session engine failed on %s", type(event).__name__)
-            actions = self._core.crashed(self._clock(), exc)
-        dispatch = self._dispatch
+        except Exception as exc:
+            actions = self._crashed(exc)
+        self._dispatch(actions)
+
+    def _crashed(self, exc: Exception) -> Sequence[io.Action]:
+        # A bug must not leave a silent, dead session.
+        self._log.exception("session engine failed")
+        return self._core.crashed(self._clock(), exc)
+
+    def _dispatch(self, actions: Sequence[io.Action]) -> None:
+        carry_out = self._carry_out
         for action in actions:
-            dispatch[type(action)](action)
+            carry_out[type(action)](action)
 
     # ================================================================ actions out
 
     def _notify(self, action: io.Notify) -> None:
         # A listener's bug must not take the engine down.
         try:
-            getattr(self._listener, action.method)(*action.args)
+            call = self._calls.get(action.method)
+            if call is None:
+                call = self._calls[action.method] = getattr(self._listener, action.method)
+            call(*action.args)
         except Exception:
             self._log.exception("listener %s raised", action.method)
 
@@ -471,6 +492,7 @@ class StreamingSession:
         """Make the queued sends of one connection, feeding back each outcome."""
         rec = writer.rec
         queue = writer.queue
+        core = self._core
         handed_off = False
         yielded_at = time.monotonic()
         try:
@@ -493,7 +515,11 @@ class StreamingSession:
                             handed_off = True
                             self._spawn(self._write(writer), f"sender-{action.generation}")
                     raise
-                self._feed(io.SendCompleted(self._clock(), action.generation, ok))
+                try:
+                    actions = core.send_completed(self._clock(), action.generation, ok)
+                except Exception as exc:
+                    actions = self._crashed(exc)
+                self._dispatch(actions)
                 # A send into a fast socket completes without suspending: a long flush
                 # yields now and then, so it cannot starve the readers, the timers and
                 # the handshake of the next connection.

@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -194,11 +194,38 @@ class SessionCore:
 
     # ================================================================ interface
 
-    def handle(self, event: io.Event) -> list[io.Action]:
+    def handle(self, event: io.Event) -> Sequence[io.Action]:
         """Apply one event; the actions that follow, in order."""
         self._now = event.now
         self._handlers[type(event)](event)
-        out, self._out = self._out, []
+        return self._take()
+
+    # The two events of every audio frame, without building an event object: the
+    # same as handle(AudioPushed(...)) and handle(SendCompleted(...)).
+
+    def audio_pushed(self, now: float, chunk: bytes) -> Sequence[io.Action]:
+        self._now = now
+        self._push_audio(chunk)
+        out = self._out
+        if not out:
+            return ()
+        self._out = []
+        return out
+
+    def send_completed(self, now: float, generation: int, ok: bool) -> Sequence[io.Action]:
+        self._now = now
+        self._send_completed(generation, ok)
+        out = self._out
+        if not out:
+            return ()
+        self._out = []
+        return out
+
+    def _take(self) -> Sequence[io.Action]:
+        out = self._out
+        if not out:
+            return ()  # most events of a live stream ask for nothing new
+        self._out = []
         return out
 
     def crashed(self, now: float, exc: BaseException) -> list[io.Action]:
@@ -270,6 +297,9 @@ class SessionCore:
         self._connect("start")
 
     def _on_audio(self, event: io.AudioPushed) -> None:
+        self._push_audio(event.chunk)
+
+    def _push_audio(self, chunk: bytes) -> None:
         if self._stopped:
             self._warn_once("after_stop", "audio pushed after stop is ignored")
             return
@@ -278,16 +308,19 @@ class SessionCore:
             # Still part of the user's stream: it takes its place on the timeline (so
             # times stay right after a new start) and in the ledger, counted, not
             # reported again (the FATAL error said nothing more is transcribed).
-            for report in (self._buffer.push(event.chunk), self._buffer.drop_audio()):
+            for report in (self._buffer.push(chunk), self._buffer.drop_audio()):
                 if report is not None:
                     self._ledger.lose(
                         report.ticks, report.frames, LOST_GAVE_UP, now=self._now, spans=report.spans
                     )
             return
-        report = self._buffer.push(event.chunk)
+        report = self._buffer.push(chunk)
         if report is not None:
             self._reports.lose(report, LOST_BUFFER_FULL, self._now)
-        self._kick()
+        if self._phase is Phase.STREAMING:
+            self._pump()
+        elif self._phase is Phase.LAZY:
+            self._check_demand()
 
     def _on_finalize(self, event: io.FinalizeAsked) -> None:
         f = self._turns.new_finalize(event.finalize_id, round_ms(self._buffer.position_ms))
@@ -624,46 +657,48 @@ class SessionCore:
         """The one sender: the buffer's head goes to the current connection, one send at
         a time (the next when the driver says this one is written)."""
         conn = self._current
-        if self._phase is not Phase.STREAMING or conn is None or conn.in_flight is not None:
+        if conn is None or conn.in_flight is not None or self._phase is not Phase.STREAMING:
             return
-        buffer = self._buffer
+        items = self._buffer
         while True:
             if conn.ended or conn.tracker.failure is not None:
                 self._current_ended(conn, "ended")
                 return
-            item = buffer.peek()
+            item = items.pop()
             if item is None:
                 if conn.idle:
                     self._close_idle(conn)
                 return
             conn.idle = False
-            buffer.pop()
-            if type(item) is FinalizeMarker:
-                if conn.sent_bytes == 0:
-                    # Nothing of this turn is on this connection: nothing to finalize here.
-                    self._turns.end_empty(item, conn.generation)
-                    continue
+            if type(item) is AudioFrame:
                 conn.in_flight = item
-                self._out.append(io.SendEndOfAudio(conn.generation))
+                conn.sending_since = self._now
+                self._out.append(io.Send(conn.generation, item.data))
                 return
-            assert type(item) is AudioFrame
+            assert type(item) is FinalizeMarker
+            if conn.sent_bytes == 0:
+                # Nothing of this turn is on this connection: nothing to finalize here.
+                self._turns.end_empty(item, conn.generation)
+                continue
             conn.in_flight = item
-            conn.sending_since = self._now
-            self._out.append(io.Send(conn.generation, item.data))
+            self._out.append(io.SendEndOfAudio(conn.generation))
             return
 
     def _on_send_completed(self, event: io.SendCompleted) -> None:
-        conn = self._conns.get(event.generation)
+        self._send_completed(event.generation, event.ok)
+
+    def _send_completed(self, generation: int, ok: bool) -> None:
+        conn = self._conns.get(generation)
         if conn is None or self._stopped:
             return
         item, conn.in_flight = conn.in_flight, None
         conn.sending_since = None
         if conn.role is Role.REPAIR:
-            self._turns.repair_sent(conn, item, event.ok)
+            self._turns.repair_sent(conn, item, ok)
             return
         if item is None or conn.role is not Role.CURRENT:
             return
-        if not event.ok:
+        if not ok:
             if type(item) is not EndOfAudio:
                 # Not to the floor: it goes first to the next connection.
                 self._buffer.push_front(item)
@@ -671,7 +706,10 @@ class SessionCore:
             return
         if type(item) is AudioFrame:
             self._after_send(conn, item)
-            self._pump()
+            # The sender goes on if there is more to send, or the connection ended (or
+            # failed) while this send was in flight; else it waits for audio.
+            if self._buffer or conn.ended or conn.tracker.failure is not None or conn.idle:
+                self._pump()
             return
         conn.tracker.audio_done_sent()
         self._turns.has_audio = False
@@ -689,35 +727,41 @@ class SessionCore:
         # while the watchdog still waits for the first speech since the last event.
         now = self._now
         length = frame.length
+        data = frame.data
         conn.timeline.record_sent(frame.start, length)
         if self._ledger.in_episode:
-            self._reports.end_drop_episode(self._now, gave_up=self._fatal)  # audio flows again
+            self._reports.end_drop_episode(now, gave_up=self._fatal)  # audio flows again
         trimmed = conn.window.sent(frame)
         if trimmed:
             self._replay_trimmed += trimmed
         if frame.replayed:
             self._replayed += length
-        conn.sent_bytes += len(frame.data)
+        conn.sent_bytes += len(data)
         self._turns.has_audio = True
         conn.last_audio_at = now
-        if conn.quiet_since is None:
-            conn.quiet_since = now
-        heard_at = conn.quiet_since + conn.audio_since_event_ms / 1000
+        quiet_since = conn.quiet_since
+        if quiet_since is None:
+            quiet_since = conn.quiet_since = now
         duration_ms = length / TICKS_PER_MS
-        conn.audio_since_event_ms += duration_ms
+        since_event_ms = conn.audio_since_event_ms
+        conn.audio_since_event_ms = since_event_ms + duration_ms
         if conn.speech_since is None and frame.speech:
-            conn.speech_since = max(now, heard_at)
-            if liveness.probe_due_on_speech(conn, self._settings, now):
-                # Speech is committed to a connection that has been quiet: prove it alive
-                # (its audio stays in the replay window meanwhile).
-                self._start_probe(conn)
-            settings = self._settings
-            if not conn.standby_asked and settings.standby and settings.prewarm:
-                self._open_standby(conn)
-            self._watch(conn)  # the stall deadline moved earlier
-        self._bytes_sent += len(frame.data)
+            conn.speech_since = max(now, quiet_since + since_event_ms / 1000)
+            self._speech_started(conn)
+        self._bytes_sent += len(data)
         self._audio_ms_sent += duration_ms
-        self._emit("on_audio_sent", frame.data)
+        self._out.append(io.Notify("on_audio_sent", (data,)))
+
+    def _speech_started(self, conn: Conn) -> None:
+        """The first speech since the connection's latest event was just sent on it."""
+        settings = self._settings
+        if liveness.probe_due_on_speech(conn, settings, self._now):
+            # Speech is committed to a connection that has been quiet: prove it alive
+            # (its audio stays in the replay window meanwhile).
+            self._start_probe(conn)
+        if not conn.standby_asked and settings.standby and settings.prewarm:
+            self._open_standby(conn)
+        self._watch(conn)  # the stall deadline moved earlier
 
     def _close_idle(self, conn: Conn) -> None:
         """No audio for idle_close_s: end the session ourselves (planned), before the
