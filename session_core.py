@@ -1,6 +1,7 @@
 """The session engine's core: every state and decision of a session, and no I/O.
 
-`SessionCore.handle(event)` takes one event (engine_io.py: what the user did,
+`SessionCore.handle(event)` (or, for the two events of every audio frame, the
+direct `audio_pushed` and `send_completed`) takes one event (engine_io.py: what the user did,
 what a connection did, a timer) with the time it happened, updates the
 session's state, and returns the actions that follow (open, send, close,
 probe, set a timer, tell the listener). It reads no clock, awaits nothing and
@@ -26,6 +27,32 @@ the connection is DRAINING until transcript.done (turn "done"), a failure
 (repaired on a REPAIR connection, or "failed"), or the deadline ("timeout");
 then FINISHED, and closed. Its results block every newer generation's
 (delivery.py) until then.
+
+Two turns in events and actions (g: the current generation):
+
+    Start                   -> Open(g)                      (status CONNECTING)
+    Opened(g)               -> SetTimer(watch g)             (status CONNECTED)
+    AudioPushed             -> Send(g, frame)
+    SendCompleted(g, ok)    -> Notify(on_audio_sent)         (the next Send, if queued)
+    Received(g, partial)    -> Notify(on_transcript)
+    FinalizeAsked           -> SetTimer(finalize #1)
+      ... its marker reaches the head of the buffer ...
+                            -> SendEndOfAudio(g)
+    SendCompleted(g, ok)    -> Probe(g), SetTimer(hedge g), SetTimer(drain g),
+                               Open(g+1)                     (g drains; g+1 comes)
+    Received(g, done)       -> Notify(on_transcript), Notify(on_finalize_end),
+                               SetTimer(grace g)
+    Closed(g)               -> (g retired)
+    StopAsked               -> Abort(every g), Notify(...)   (the last reports)
+
+A failure is the same conversation with other answers: OpenFailed or
+Closed(g) without done -> Notify(on_error), SetTimer(backoff) -> Open(g+1),
+and the replay window's frames queued again at the head of the buffer.
+
+The core owns the phases, the connections and the sender; a turn, once its
+audio.done is out, is turns.py's (drain, repair, timeout, the finalizes and the
+order of results); liveness.py holds the rules that find a dead connection and
+session_reports.py says what is reported and how.
 
 Timers (keys): ("finalize", token) a finalize's deadline while it waits for a
 connection; ("drain", gen) and ("hedge", gen) a draining turn's deadline and
