@@ -539,18 +539,7 @@ class SimVendor:
             return False
         start = pending[0][1]
         end = pending[-1][1] + FRAME_MS / 1000
-        self._event(
-            conn,
-            TranscriptPartial(
-                text=conn.text(pending),
-                words=_timings(pending),
-                is_final=False,
-                speech_final=False,
-                start_s=start,
-                duration_s=end - start,
-                channel=None,
-            ),
-        )
+        self._result(conn, pending, start, end, final=False)
         return True
 
     def emit_final(self, conn: SimConn, *, speech_final: bool = False) -> bool:
@@ -566,19 +555,31 @@ class SimVendor:
         end = conn.heard_s if self.p.final_to_heard_end else pending[-1][1] + FRAME_MS / 1000
         conn.final_ptr = len(conn.words)
         conn.final_end_s = end
+        self._result(conn, pending, start, end, final=True, speech_final=speech_final)
+        return True
+
+    def _result(
+        self,
+        conn: SimConn,
+        pending: list[tuple[int, float]],
+        start: float,
+        end: float,
+        *,
+        final: bool,
+        speech_final: bool = False,
+    ) -> None:
         self._event(
             conn,
             TranscriptPartial(
                 text=conn.text(pending),
                 words=_timings(pending),
-                is_final=True,
+                is_final=final,
                 speech_final=speech_final,
                 start_s=start,
                 duration_s=end - start,
                 channel=None,
             ),
         )
-        return True
 
     def _may_speak(self, conn: SimConn) -> bool:
         return conn.state == "open" and not conn.closing and not conn.partitioned
