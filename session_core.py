@@ -233,20 +233,12 @@ class SessionCore:
     def audio_pushed(self, now: float, chunk: bytes) -> Sequence[io.Action]:
         self._now = now
         self._push_audio(chunk)
-        out = self._out
-        if not out:
-            return ()
-        self._out = []
-        return out
+        return self._take()
 
     def send_completed(self, now: float, generation: int, ok: bool) -> Sequence[io.Action]:
         self._now = now
         self._send_completed(generation, ok)
-        out = self._out
-        if not out:
-            return ()
-        self._out = []
-        return out
+        return self._take()
 
     def _take(self) -> Sequence[io.Action]:
         out = self._out
@@ -344,10 +336,7 @@ class SessionCore:
         report = self._buffer.push(chunk)
         if report is not None:
             self._reports.lose(report, LOST_BUFFER_FULL, self._now)
-        if self._phase is Phase.STREAMING:
-            self._pump()
-        elif self._phase is Phase.LAZY:
-            self._check_demand()
+        self._kick()
 
     def _on_finalize(self, event: io.FinalizeAsked) -> None:
         f = self._turns.new_finalize(event.finalize_id, round_ms(self._buffer.position_ms))
