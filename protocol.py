@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -49,6 +50,16 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _number(value: float) -> str:
+    """A float as plain decimal digits (1e-05 -> "0.00001"), never in exponent form."""
+    return format(Decimal(repr(float(value))), "f")
+
+
+# A query parameter's value: one string, or a list of them sent as repeated keys
+# (`keyterm=A&keyterm=B`).
+QueryValue = str | Sequence[str]
+
+
 def build_query(
     *,
     sample_rate: int,
@@ -59,9 +70,18 @@ def build_query(
     diarize: bool,
     multichannel: bool,
     channels: int,
-) -> dict[str, str]:
-    """The query parameters that configure one xAI session (there is no setup message)."""
-    query: dict[str, str] = {
+    keyterms: Sequence[str] = (),
+    filler_words: bool | None = None,
+    smart_turn: float | None = None,
+    smart_turn_timeout_ms: int | None = None,
+    vad_threshold: float | None = None,
+) -> dict[str, QueryValue]:
+    """The query parameters that configure one xAI session (there is no setup message).
+
+    The optional ones are sent only when set (None, or no keyterms: the server's
+    default applies); `keyterms` become one `keyterm` parameter per term.
+    """
+    query: dict[str, QueryValue] = {
         "sample_rate": str(sample_rate),
         "encoding": encoding,
         "interim_results": _bool(interim_results),
@@ -75,15 +95,35 @@ def build_query(
     if multichannel:
         # xAI reads `channels` only in multichannel mode.
         query["channels"] = str(channels)
+    if keyterms:
+        query["keyterm"] = list(keyterms)
+    if filler_words is not None:
+        query["filler_words"] = _bool(filler_words)
+    if smart_turn is not None:
+        query["smart_turn"] = _number(smart_turn)
+    if smart_turn_timeout_ms is not None:
+        query["smart_turn_timeout"] = str(smart_turn_timeout_ms)
+    if vad_threshold is not None:
+        query["vad_threshold"] = _number(vad_threshold)
     return query
 
 
-def build_url(base_url: str, query: Mapping[str, str]) -> str:
-    """`base_url` with `query` merged into its query string (ours wins on a clash)."""
+def build_url(base_url: str, query: Mapping[str, QueryValue]) -> str:
+    """`base_url` with `query` merged into its query string (ours wins on a clash: a key
+    of ours replaces every value the base URL gives it). A list value is sent as the key
+    repeated once per item, in order."""
     parts = urlsplit(base_url)
-    merged = dict(parse_qsl(parts.query, keep_blank_values=True))
-    merged.update(query)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(merged), parts.fragment))
+    pairs = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key not in query
+    ]
+    for key, value in query.items():
+        if isinstance(value, str):
+            pairs.append((key, value))
+        else:
+            pairs.extend((key, item) for item in value)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs), parts.fragment))
 
 
 def auth_headers(api_key: str) -> list[tuple[str, str]]:
