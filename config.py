@@ -9,7 +9,7 @@ value shown for fields that are not secret.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -46,6 +47,10 @@ _LANGUAGE_REGIONS = {
     "ar": "ar-AE",
 }
 
+# xAI's limits on `keyterm`.
+MAX_KEYTERMS = 100
+MAX_KEYTERM_CHARS = 50
+
 _SECRET_FIELDS = frozenset({"api_key"})
 # Prefix of a model-level validation message that names the field it is about.
 _FIELD_MARK = "@field "
@@ -67,6 +72,10 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
+# A fraction 0.0-1.0 (an integer 0 or 1 is taken as 0.0 or 1.0; no bool, no NaN).
+_Fraction = Annotated[StrictFloat, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
 class XAIParams(BaseModel):
     """`params`: what goes to xAI. Unknown keys are kept and ignored."""
 
@@ -83,6 +92,13 @@ class XAIParams(BaseModel):
     multichannel: StrictBool = False
     # The upstream extension writes 1 for mono; xAI only reads it in multichannel mode.
     channels: StrictInt = Field(default=1, ge=1, le=8)
+    # Optional xAI parameters: None (or no keyterms) is not sent, and the server's
+    # default applies.
+    keyterm: list[str] | None = None
+    filler_words: StrictBool | None = None
+    smart_turn: _Fraction | None = None
+    smart_turn_timeout: Annotated[StrictInt, Field(ge=1, le=5000)] | None = None
+    vad_threshold: _Fraction | None = None
 
     @field_validator("api_key")
     @classmethod
@@ -101,6 +117,31 @@ class XAIParams(BaseModel):
             raise ValueError("has no host")
         return value
 
+    @field_validator("keyterm", mode="before")
+    @classmethod
+    def _keyterms(cls, value: Any) -> list[str] | None:
+        # Checked here, not by pydantic's types, so every complaint names the field
+        # itself (`params.keyterm`), not one of its items.
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of strings")
+        if len(value) > MAX_KEYTERMS:
+            raise ValueError(f"{len(value)} terms, at most {MAX_KEYTERMS} allowed")
+        terms = []
+        for index, term in enumerate(value):
+            if not isinstance(term, str):
+                raise ValueError(f"term {index} is not a string")
+            term = term.strip()
+            if not term:
+                raise ValueError(f"term {index} is empty")
+            if len(term) > MAX_KEYTERM_CHARS:
+                raise ValueError(
+                    f"term {index} is {len(term)} characters long (at most {MAX_KEYTERM_CHARS})"
+                )
+            terms.append(term)
+        return terms
+
     @field_validator("sample_rate")
     @classmethod
     def _supported_rate(cls, value: int) -> int:
@@ -113,6 +154,14 @@ class XAIParams(BaseModel):
     def _channels_fit_mode(self) -> XAIParams:
         if self.multichannel and not 2 <= self.channels <= 8:
             raise ValueError(f"{_FIELD_MARK}channels: must be 2-8 when multichannel is true")
+        return self
+
+    @model_validator(mode="after")
+    def _smart_turn_timeout_needs_smart_turn(self) -> XAIParams:
+        if self.smart_turn_timeout is not None and self.smart_turn is None:
+            raise ValueError(
+                f"{_FIELD_MARK}smart_turn_timeout: is only valid together with smart_turn"
+            )
         return self
 
     @property
@@ -135,6 +184,11 @@ class XAIASRConfig(BaseModel):
     dump_path: StrictStr = "/tmp"
     finalize_timeout_ms: StrictInt = Field(default=2000, ge=100, le=86_400_000)
     auto_connect: StrictBool = True
+    # How an asr_finalize ends the utterance: "finalize" ({"type": "finalize"}, the
+    # connection stays open), "audio_done" (audio.done, the server closes), "auto"
+    # (finalize, and audio_done for the rest of the session once finalize is refused
+    # or not answered in time).
+    finalize_mode: Literal["auto", "finalize", "audio_done"] = "auto"
     params: XAIParams
     # This project's knobs. Audio kept while disconnected, in ms of audio.
     buffer_max_ms: StrictInt = Field(default=60_000, ge=0, le=86_400_000)
