@@ -15,6 +15,12 @@ from .reconnect_manager import BackoffPolicy
 from .redaction import mask_secret
 from .timeline import AudioFormat
 
+# How an asr_finalize ends the utterance (see SessionSettings.finalize_mode).
+FINALIZE_MODES = ("auto", "finalize", "audio_done")
+# xAI's limits on keyterm.
+MAX_KEYTERMS = 100
+MAX_KEYTERM_CHARS = 50
+
 
 class ConnState(str, enum.Enum):
     CONNECTING = "connecting"
@@ -46,6 +52,18 @@ class SessionSettings:
     endpointing_ms: int | None = 300
     diarize: bool = False
     multichannel: bool = False
+    # Optional xAI parameters; None (or no keyterms) is not sent: the server's default.
+    keyterms: tuple[str, ...] = ()  # sent as keyterm=A&keyterm=B; at most 100, 1-50 chars
+    filler_words: bool | None = None
+    smart_turn: float | None = None  # 0.0-1.0
+    smart_turn_timeout_ms: int | None = None  # 1-5000, only with smart_turn
+    vad_threshold: float | None = None  # 0.0-1.0
+    # How an asr_finalize ends the utterance: "finalize" sends {"type": "finalize"} on
+    # the open connection (no reconnect); "audio_done" sends audio.done and the server
+    # closes (the next turn uses a fresh or standby connection); "auto" starts with
+    # "finalize" and switches to "audio_done" for the rest of the session if the
+    # service refuses finalize or does not answer it by half the finalize timeout.
+    finalize_mode: str = "auto"
     finalize_timeout_s: float = 2.0
     buffer_max_ms: int = 60_000
     prewarm: bool = True
@@ -91,6 +109,24 @@ class SessionSettings:
             raise ValueError("replay_max_ms must not be negative")
         if self.probe_quiet_s < 0:
             raise ValueError("probe_quiet_s must not be negative")
+        if self.finalize_mode not in FINALIZE_MODES:
+            raise ValueError(f"finalize_mode must be one of {', '.join(FINALIZE_MODES)}")
+        # A list is taken too, kept as a tuple (the settings are immutable).
+        object.__setattr__(self, "keyterms", tuple(self.keyterms))
+        if len(self.keyterms) > MAX_KEYTERMS:
+            raise ValueError(f"at most {MAX_KEYTERMS} keyterms")
+        for term in self.keyterms:
+            if not isinstance(term, str) or not 1 <= len(term.strip()) <= MAX_KEYTERM_CHARS:
+                raise ValueError(f"each keyterm must be 1-{MAX_KEYTERM_CHARS} characters")
+        for name in ("smart_turn", "vad_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be 0.0-1.0")
+        if self.smart_turn_timeout_ms is not None:
+            if self.smart_turn is None:
+                raise ValueError("smart_turn_timeout_ms is only valid with smart_turn")
+            if not 1 <= self.smart_turn_timeout_ms <= 5000:
+                raise ValueError("smart_turn_timeout_ms must be 1-5000")
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -114,6 +150,11 @@ class SessionSettings:
                 diarize=self.diarize,
                 multichannel=self.multichannel,
                 channels=self.channels,
+                keyterms=self.keyterms,
+                filler_words=self.filler_words,
+                smart_turn=self.smart_turn,
+                smart_turn_timeout_ms=self.smart_turn_timeout_ms,
+                vad_threshold=self.vad_threshold,
             ),
         )
 
@@ -130,6 +171,12 @@ class SessionSettings:
             "endpointing_ms": self.endpointing_ms,
             "diarize": self.diarize,
             "multichannel": self.multichannel,
+            "keyterms": list(self.keyterms),
+            "filler_words": self.filler_words,
+            "smart_turn": self.smart_turn,
+            "smart_turn_timeout_ms": self.smart_turn_timeout_ms,
+            "vad_threshold": self.vad_threshold,
+            "finalize_mode": self.finalize_mode,
             "finalize_timeout_s": self.finalize_timeout_s,
             "buffer_max_ms": self.buffer_max_ms,
             "prewarm": self.prewarm,
