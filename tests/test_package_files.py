@@ -114,3 +114,64 @@ def test_the_package_includes_every_root_module() -> None:
     include = set(manifest["package"]["include"])  # type: ignore[index]
     modules = {path.name for path in REPO_ROOT.glob("*.py")}
     assert modules - include == set()
+
+
+def _fits(value: object, schema: dict[str, object]) -> bool:
+    """Does a JSON value fit a TEN property schema (what TEN's own check accepts)?"""
+    kind = schema["type"]
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(kind, str) and kind.startswith(("int", "uint")):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("float32", "float64"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "array":
+        items = schema["items"]
+        assert isinstance(items, dict)
+        return isinstance(value, list) and all(_fits(item, items) for item in value)
+    if kind == "object":
+        declared = schema.get("properties") or {}
+        assert isinstance(declared, dict)
+        return isinstance(value, dict) and all(
+            _fits(v, declared[k]) for k, v in value.items() if k in declared
+        )
+    raise AssertionError(f"unexpected TEN type {kind!r}")
+
+
+def test_example_configs_validate_and_use_only_declared_properties_of_their_types() -> None:
+    """tests/configs/ are property.json files too: each must load in TEN, with every
+    key declared in manifest.json and of the declared type."""
+    manifest = _load(REPO_ROOT / "manifest.json")
+    assert isinstance(manifest, dict)
+    declared = manifest["api"]["property"]["properties"]
+    configs = sorted((REPO_ROOT / "tests" / "configs").glob("property_*.json"))
+    assert configs
+    for path in configs:
+        props = _load(path)
+        assert isinstance(props, dict)
+        assert validation_errors(props, "property") == [], path.name
+        for key, value in props.items():
+            assert key in declared, f"{path.name}: {key!r} is not declared in manifest.json"
+            if isinstance(value, dict):
+                for sub in value:
+                    assert sub in declared[key]["properties"], f"{path.name}: {key}.{sub}"
+            assert _fits(value, declared[key]), f"{path.name}: {key} is not a {declared[key]}"
+
+
+def test_readme_lists_every_declared_property() -> None:
+    """The README's Properties table and manifest.json name the same properties."""
+    manifest = _load(REPO_ROOT / "manifest.json")
+    assert isinstance(manifest, dict)
+    declared = manifest["api"]["property"]["properties"]
+    names = {f"params.{sub}" for sub in declared["params"]["properties"]}
+    names |= {key for key in declared if key != "params"}
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## Properties", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("`")[1]
+        for line in table.splitlines()
+        if line.startswith("| `") and line.count("`") >= 2
+    }
+    assert rows == names
