@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 AUDIO_DONE_MESSAGE = '{"type": "audio.done"}'
+# Ends the current utterance (every channel) and keeps the session open.
+FINALIZE_MESSAGE = '{"type": "finalize"}'
 
 # How much of an unparseable frame goes into a log line: enough to recognise
 # it, never enough to flood the log.
@@ -152,11 +154,16 @@ class WordTiming:
     text: str
     start_s: float
     end_s: float
+    confidence: float | None = None
+    speaker: int | None = None
 
 
 @dataclass(frozen=True)
 class TranscriptCreated:
-    """The session is ready for audio."""
+    """The session is ready for audio. `session_id`: the vendor's name for it (worth
+    logging, never a secret)."""
+
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,7 @@ class TranscriptPartial:
     channel: int | None
     # Fields that were absent or of the wrong type and got their defaults.
     defaulted: tuple[str, ...] = ()
+    end_of_turn_confidence: float | None = None  # with smart_turn
 
 
 @dataclass(frozen=True)
@@ -178,6 +186,7 @@ class TranscriptDone:
     duration_s: float | None
     channel: int | None
     defaulted: tuple[str, ...] = ()
+    words: tuple[WordTiming, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,8 +269,29 @@ def _parse_words(raw: Any) -> tuple[WordTiming, ...]:
         end = fields.seconds("end")
         start_s = start if start is not None else (end or 0.0)
         end_s = end if end is not None and end >= start_s else start_s
-        words.append(WordTiming(text=text, start_s=start_s, end_s=end_s))
+        words.append(
+            WordTiming(
+                text=text,
+                start_s=start_s,
+                end_s=end_s,
+                confidence=_unit(item.get("confidence")),
+                speaker=_speaker(item.get("speaker")),
+            )
+        )
     return tuple(words)
+
+
+def _unit(value: Any) -> float | None:
+    """A probability in [0, 1], or None when absent or not one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return None
+
+
+def _speaker(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def parse_event(frame: str | bytes) -> ServerEvent:
@@ -277,7 +307,10 @@ def parse_event(frame: str | bytes) -> ServerEvent:
     kind = obj.get("type")
     fields = _Fields(obj)
     if kind == "transcript.created":
-        return TranscriptCreated()
+        session_id = obj.get("id")
+        return TranscriptCreated(
+            session_id=session_id[:100] if isinstance(session_id, str) and session_id else None
+        )
     if kind == "transcript.partial":
         text = fields.text("text")
         words = _parse_words(obj.get("words"))
@@ -299,6 +332,7 @@ def parse_event(frame: str | bytes) -> ServerEvent:
             duration_s=duration,
             channel=fields.channel(),
             defaulted=tuple(fields.defaulted),
+            end_of_turn_confidence=_unit(obj.get("end_of_turn_confidence")),
         )
     if kind == "transcript.done":
         text = fields.text("text")
@@ -308,6 +342,7 @@ def parse_event(frame: str | bytes) -> ServerEvent:
             duration_s=duration,
             channel=fields.channel(),
             defaulted=tuple(fields.defaulted),
+            words=_parse_words(obj.get("words")),
         )
     if kind == "error":
         message = obj.get("message")
@@ -455,12 +490,41 @@ def transport_failure(detail: str) -> Failure:
 
 
 def vendor_error_failure(event: VendorError) -> Failure:
+    if is_stream_timeout(event):
+        # The service ends a session that heard no audio for minutes (pings do not
+        # count) and closes: a new connection takes over, with nothing to report.
+        return Failure(
+            kind="stream_timeout",
+            message=f"the server ended the idle stream: {event.message}",
+            vendor_code=event.code,
+            vendor_message=_vendor_text(event.message),
+        )
     return Failure(
         kind="vendor_error",
         message=f"the server reported an error: {event.message}",
         vendor_code=event.code,
         vendor_message=_vendor_text(event.message),
     )
+
+
+# xAI's error events carry no code: what an error means is in its words. A client
+# message the server could not parse (an unknown type: `finalize` on an older
+# deployment) is answered with an error and the connection stays open; every other
+# error ends the session (shared/docs/xai-stt-protocol.md).
+_CLIENT_MESSAGE_WORDS = ("invalid", "expected", "unknown", "unrecognized", "unsupported", "parse")
+
+
+def is_client_message_error(event: VendorError) -> bool:
+    """The server refused a text message we sent; the session goes on."""
+    if event.code is not None and event.code not in ("400", "invalid_request"):
+        return False
+    text = event.message.lower()
+    return "message" in text and any(word in text for word in _CLIENT_MESSAGE_WORDS)
+
+
+def is_stream_timeout(event: VendorError) -> bool:
+    text = event.message.lower()
+    return "stream" in text and "timed out" in text
 
 
 class ConnectionPhase(str, enum.Enum):
@@ -486,6 +550,7 @@ class ConnectionTracker:
     planned: PlannedClose | None = None
     close_code: int | None = None
     close_reason: str | None = None
+    refusals: int = 0  # client messages the server refused, the connection staying open
     _channels_done: set[int | None] = field(default_factory=set)
 
     @property
@@ -505,6 +570,11 @@ class ConnectionTracker:
             if self.done:
                 self.phase = ConnectionPhase.DONE
         elif isinstance(event, VendorError):
+            if is_client_message_error(event):
+                # A message of ours refused (e.g. finalize on an older deployment): the
+                # connection goes on; the session core decides what the refusal means.
+                self.refusals += 1
+                return
             # The live service can send an error and then nothing: the session is dead.
             self.fail(vendor_error_failure(event))
 

@@ -1,4 +1,4 @@
-"""One vendor connection (`Recognition`) and the turn-result logic of one connection.
+"""One vendor connection (`Recognition`): one WebSocket, single use.
 
 A `Recognition` is exactly one WebSocket: it opens, waits for
 `transcript.created`, yields parsed events, sends what the session's driver
@@ -6,10 +6,7 @@ gives it, and ends, saying how (`close_info`; what that means is the session
 core's ConnectionTracker's call). It is never reused: the next turn, or the next attempt
 after a failure, is a new object with a new generation number.
 
-`ResultAssembler` is pure: it turns one connection's partials and
-`transcript.done` events into results, so that no text is ever finalized
-twice and no two finals overlap in time, whichever way the vendor's done
-text is built (the whole connection's text, or only the pending part).
+What its events mean as results is utterances.py's (`ResultAssembler`).
 """
 
 from __future__ import annotations
@@ -21,8 +18,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,15 +26,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from .protocol import (
     AUDIO_DONE_MESSAGE,
+    FINALIZE_MESSAGE,
     MAX_MESSAGE_BYTES,
     Failure,
     IgnoredFrame,
     ServerEvent,
     TranscriptCreated,
-    TranscriptDone,
-    TranscriptPartial,
     VendorError,
-    WordTiming,
     auth_headers,
     classify_handshake_rejection,
     handshake_timeout,
@@ -262,6 +256,9 @@ class Recognition:
     async def send_audio_done(self) -> None:
         await self._send(AUDIO_DONE_MESSAGE)
 
+    async def send_finalize(self) -> None:
+        await self._send(FINALIZE_MESSAGE)
+
     async def _send(self, message: str | bytes) -> None:
         if self._ws is None or self._ended:
             raise SendFailed("not connected")
@@ -326,140 +323,3 @@ class Recognition:
         except (asyncio.TimeoutError, TimeoutError):
             return False
         return True
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class VendorResult:
-    """A result on the connection's own timeline (seconds); the session maps it."""
-
-    text: str
-    final: bool
-    speech_final: bool
-    start_s: float
-    end_s: float
-    words: tuple[WordTiming, ...]
-    channel: int | None
-
-
-@dataclass
-class _ChannelTurn:
-    finalized: list[str] = field(default_factory=list)  # tokens already emitted as final
-    utterance_start: int = 0  # index in `finalized` where the current utterance began
-    final_end_s: float = 0.0  # end of the last final: no final may start before it
-    pending: TranscriptPartial | None = None  # last interim since the last final
-
-
-def _clip_words(words: tuple[WordTiming, ...], floor_s: float) -> tuple[WordTiming, ...]:
-    return tuple(
-        w if w.start_s >= floor_s else WordTiming(w.text, floor_s, max(floor_s, w.end_s))
-        for w in words
-    )
-
-
-class ResultAssembler:
-    """Partials and done events of one connection -> results, never finalizing text twice."""
-
-    def __init__(self, *, multichannel: bool = False) -> None:
-        self._multichannel = multichannel
-        self._channels: dict[int | None, _ChannelTurn] = {}
-
-    def _turn(self, channel: int | None) -> tuple[int | None, _ChannelTurn]:
-        # Mono: the done event says channel 0 while partials say nothing; one turn either way.
-        key = channel if self._multichannel else None
-        return key, self._channels.setdefault(key, _ChannelTurn())
-
-    def on_partial(self, p: TranscriptPartial) -> VendorResult | None:
-        key, turn = self._turn(p.channel)
-        start = max(p.start_s, turn.final_end_s)
-        end = max(start, p.start_s + p.duration_s)
-        words = _clip_words(p.words, turn.final_end_s)
-        if not p.is_final:
-            turn.pending = p
-            if not p.text:
-                return None
-            return VendorResult(p.text, False, False, start, end, words, key)
-        tokens = p.text.split()
-        turn.finalized.extend(tokens)
-        turn.final_end_s = max(turn.final_end_s, end)
-        turn.pending = None
-        if p.speech_final:
-            turn.utterance_start = len(turn.finalized)
-        if not p.text:
-            return None
-        return VendorResult(p.text, True, p.speech_final, start, end, words, key)
-
-    def on_done(self, d: TranscriptDone) -> VendorResult | None:
-        """The answer to audio.done: only what was not finalized yet becomes a final."""
-        key, turn = self._turn(d.channel)
-        done_tokens = d.text.split()
-        remainder = self._remainder(turn, done_tokens)
-        pending = turn.pending
-        turn.pending = None
-        turn.finalized.extend(remainder)
-        turn.utterance_start = len(turn.finalized)
-        if not remainder:
-            return None
-        start = turn.final_end_s
-        end = start
-        words: tuple[WordTiming, ...] = ()
-        if pending is not None:
-            start = max(start, pending.start_s)
-            end = max(start, pending.start_s + pending.duration_s)
-            pending_tokens = [w.text for w in pending.words]
-            # The interim's word times are exact for the words it shares with the remainder.
-            if pending_tokens and remainder[: len(pending_tokens)] == pending_tokens:
-                words = _clip_words(pending.words, turn.final_end_s)
-        if d.duration_s is not None:
-            end = max(end, d.duration_s)
-        turn.final_end_s = max(turn.final_end_s, end)
-        return VendorResult(" ".join(remainder), True, True, start, end, words, key)
-
-    @staticmethod
-    def _remainder(turn: _ChannelTurn, done_tokens: list[str]) -> list[str]:
-        whole = turn.finalized
-        utterance = turn.finalized[turn.utterance_start :]
-        # Whole-connection text first, then the current utterance's text (its locked
-        # chunks were already finalized), else the done carries only the pending part.
-        for already in (whole, utterance):
-            if not already:
-                continue
-            if done_tokens[: len(already)] == already:
-                return done_tokens[len(already) :]
-            if already[: len(done_tokens)] == done_tokens:
-                return []  # nothing new: the done only repeats finalized text
-        return done_tokens
-
-    def salvage(self, is_before: Callable[[float], bool] | None = None) -> list[VendorResult]:
-        """The connection died before its done: make the interim text of each channel final.
-
-        With `is_before` (a vendor time -> whether it lies before the audio that will be
-        sent again to the next connection), only the interim words that end before that
-        audio become final; the rest is dropped, since it will be transcribed again.
-        """
-        results: list[VendorResult] = []
-        for key, turn in self._channels.items():
-            pending = turn.pending
-            turn.pending = None
-            if pending is None or not pending.text:
-                continue
-            text = pending.text
-            start_s = pending.start_s
-            end_s = pending.start_s + pending.duration_s
-            words = pending.words
-            if is_before is not None and not is_before(end_s):
-                words = tuple(w for w in words if is_before(w.end_s))
-                if not words:
-                    continue  # nothing of it lies before the replayed audio
-                text = " ".join(w.text for w in words)
-                end_s = words[-1].end_s
-            tokens = text.split()
-            turn.finalized.extend(tokens)
-            start = max(start_s, turn.final_end_s)
-            end = max(start, end_s)
-            turn.final_end_s = end
-            words = _clip_words(words, start)
-            results.append(VendorResult(text, True, False, start, end, words, key))
-        return results

@@ -62,8 +62,8 @@ from xai_asr_python.protocol import (
     VendorError,
     parse_event,
 )
-from xai_asr_python.recognition import ResultAssembler
 from xai_asr_python.timeline import TICKS_PER_MS, ConnectionTimeline
+from xai_asr_python.utterances import ResultAssembler
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bad-input-0123456789"

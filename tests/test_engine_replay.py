@@ -15,6 +15,7 @@ import itertools
 import logging
 import struct
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,12 +23,14 @@ from test_engine_support import (
     BYTES_PER_FRAME_16K,
     Recorder,
     assert_words_exact,
-    fast_settings,
     marker,
     marker_server,
     push_all,
     speech,
     utterance,
+)
+from test_engine_support import (
+    fast_settings as support_fast_settings,
 )
 
 from stt_server import Close, ErrorEvent, Fault, STTServer
@@ -38,10 +41,10 @@ from xai_asr_python.audio_buffer import (
     ReplayWindow,
 )
 from xai_asr_python.protocol import TranscriptPartial, WordTiming
-from xai_asr_python.recognition import ResultAssembler
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.session import SessionSettings, StreamingSession
 from xai_asr_python.timeline import TICKS_PER_MS, AudioFormat, ConnectionTimeline
+from xai_asr_python.utterances import ResultAssembler
 
 PCM16K = AudioFormat(16000, "pcm", 1)
 FRAME = BYTES_PER_FRAME_16K
@@ -58,6 +61,12 @@ TOTAL_FRAMES = sum(count for _, count in PATTERN)
 FAULT_AT = 130 * FRAME
 # Connection 1's latest final ends here: the next connection hears the audio from here.
 ACKED_FRAME = 105
+
+
+def fast_settings(url: str, **overrides: Any) -> SessionSettings:
+    """These tests are about turns that end with audio.done (the server closes, the next
+    turn has a connection of its own): finalize_mode audio_done, the planned-close design."""
+    return support_fast_settings(url, **{"finalize_mode": "audio_done", **overrides})
 
 
 def spoken(pattern: list[tuple[bool, int]], start: int = 0) -> list[int]:

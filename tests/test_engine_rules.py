@@ -12,9 +12,9 @@ from xai_asr_python.connection_state import Role, new_conn
 from xai_asr_python.delivery import DeliveryOrder
 from xai_asr_python.liveness import backlog_s, not_answering, watch
 from xai_asr_python.protocol import ConnectionTracker
-from xai_asr_python.recognition import ResultAssembler
 from xai_asr_python.session import SessionSettings
 from xai_asr_python.timeline import TICKS_PER_MS, AudioFormat
+from xai_asr_python.utterances import ResultAssembler
 
 # ---------------------------------------------------------------- delivery order
 
