@@ -373,12 +373,14 @@ class AudioBuffer:
         if isinstance(item, AudioFrame):
             self._queued += item.length
 
-    def requeue(self, frames: list[AudioFrame]) -> DropReport | None:
-        """Put back frames sent on a connection that failed: first, in order, before
-        anything newer. The bound applies as to new audio (the oldest goes first)."""
-        for frame in reversed(frames):
-            self._items.appendleft(frame)
-            self._queued += frame.length
+    def requeue(self, items: list[QueueItem]) -> DropReport | None:
+        """Put back frames (and the finalize markers among them) sent on a connection
+        that failed: first, in order, before anything newer. The bound applies as to
+        new audio (the oldest goes first)."""
+        for item in reversed(items):
+            self._items.appendleft(item)
+            if type(item) is AudioFrame:
+                self._queued += item.length
         return self._enforce_bound()
 
     def remove_marker(self, finalize_id: str) -> bool:

@@ -23,9 +23,9 @@ from fractions import Fraction
 
 from .audio_buffer import AudioFrame, FinalizeMarker, ReplayWindow
 from .protocol import CloseVerdict, ConnectionPhase, ConnectionTracker, TranscriptPartial
-from .recognition import ResultAssembler, VendorResult
 from .session_types import Transcript, Word
 from .timeline import AudioFormat, ConnectionTimeline, round_ms
+from .utterances import ResultAssembler, VendorResult
 
 
 class Role(enum.Enum):
@@ -42,9 +42,20 @@ class EndOfAudio(enum.Enum):
 
     IDLE = "idle"  # closing an idle connection: collect its pending text first
     REPAIR = "repair"  # the end of a repair connection's replayed audio
+    # Finalizes sent as `finalize` were refused or not answered in time: audio.done
+    # answers them instead, and the connection drains like any audio.done's.
+    FALLBACK = "fallback"
 
 
-InFlight = AudioFrame | FinalizeMarker | EndOfAudio
+@dataclass(frozen=True, slots=True)
+class FinalizeMessage:
+    """The send in flight is the `finalize` message for this marker (the connection stays
+    open); a FinalizeMarker in flight is an audio.done."""
+
+    marker: FinalizeMarker
+
+
+InFlight = AudioFrame | FinalizeMarker | FinalizeMessage | EndOfAudio
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,17 @@ class Finalize:
     issued_at: float
     deadline: float
     position_ms: int  # user-stream time of the cut (audio pushed before the finalize)
+
+
+@dataclass(eq=False, slots=True)
+class Awaiting:
+    """A finalize sent as `finalize` on a connection, waiting for the utterance final
+    that reaches its cut (one per channel)."""
+
+    finalize: Finalize
+    cut: int  # user tick where it cut the stream
+    cut_s: float  # the same on the vendor's timeline of the connection
+    channels: set[int | None]
 
 
 @dataclass(eq=False, slots=True)
@@ -95,6 +117,16 @@ class Conn:
     sent_bytes: int = 0
     idle: bool = False
     finalize: Finalize | None = None
+    # Finalizes answered by the same drain as `finalize` (a fallback with several sent).
+    finalizes_also: list[Finalize] = field(default_factory=list)
+    # Finalizes sent as `finalize` and not answered yet, oldest first; audio.done is due
+    # on it instead (refused, or no answer in time).
+    awaiting: list[Awaiting] = field(default_factory=list)
+    fallback_due: bool = False
+    # User ticks: the end of the latest speech frame sent (finalize mode), and the end of
+    # the latest utterance final. Speech after that is an utterance still open.
+    speech_until: int = 0
+    answered_until: int = 0
     drain_deadline: float = 0.0
     turn_finished: bool = False
     # How the current connection's end was found (a failed send, or the end itself),

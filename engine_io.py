@@ -12,7 +12,7 @@ StopAsked. Events from a connection: Opened, OpenFailed, Received, Closed,
 SendCompleted, ProbeAnswered. From the driver's timers: TimerFired, and
 DeferredDue for an outcome the core wanted delivered on a later loop turn.
 
-Actions on connections: Open, Send, SendEndOfAudio, Close, Abort, Probe. On
+Actions on connections: Open, Send, SendEndOfAudio, SendFinalize, Close, Abort, Probe. On
 time: SetTimer (replaces a timer with the same key), CancelTimer. Towards the
 listener: Notify (a `SessionListener` method and its arguments), Defer.
 
@@ -191,6 +191,14 @@ class SendEndOfAudio:
 
 
 @dataclass(slots=True)
+class SendFinalize:
+    """End the current utterance now and keep the connection (xAI: finalize);
+    SendCompleted."""
+
+    generation: int
+
+
+@dataclass(slots=True)
 class Close:
     """A polite close, bounded by timeout_s (None: the connection's default)."""
 
@@ -245,5 +253,15 @@ class Defer:
 
 
 Action = (
-    Open | Send | SendEndOfAudio | Close | Abort | Probe | SetTimer | CancelTimer | Notify | Defer
+    Open
+    | Send
+    | SendEndOfAudio
+    | SendFinalize
+    | Close
+    | Abort
+    | Probe
+    | SetTimer
+    | CancelTimer
+    | Notify
+    | Defer
 )

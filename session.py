@@ -232,7 +232,7 @@ class _Writer:
 
     def __init__(self, rec: VendorConnection) -> None:
         self.rec = rec
-        self.queue: deque[io.Send | io.SendEndOfAudio] = deque()
+        self.queue: deque[io.Send | io.SendEndOfAudio | io.SendFinalize] = deque()
         self.busy = False  # a task (a sender, or a caller of push_audio_and_send) drains it
 
 
@@ -274,6 +274,7 @@ class StreamingSession:
             io.Notify: self._notify,
             io.Send: self._send,
             io.SendEndOfAudio: self._send,
+            io.SendFinalize: self._send,
             io.Open: self._open,
             io.Close: self._close,
             io.Abort: self._abort,
@@ -470,7 +471,7 @@ class StreamingSession:
                 del self._recs[generation]
             self._writers.pop(generation, None)
 
-    def _send(self, action: io.Send | io.SendEndOfAudio) -> None:
+    def _send(self, action: io.Send | io.SendEndOfAudio | io.SendFinalize) -> None:
         generation = action.generation
         writer = self._writers.get(generation)
         if writer is None:
@@ -502,6 +503,8 @@ class StreamingSession:
                 try:
                     if type(action) is io.Send:
                         await rec.send_audio(action.data)
+                    elif type(action) is io.SendFinalize:
+                        await rec.send_finalize()
                     else:
                         await rec.send_audio_done()
                 except SendFailed:

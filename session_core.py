@@ -84,6 +84,7 @@ from .connection_state import (
     Conn,
     EndOfAudio,
     Finalize,
+    FinalizeMessage,
     Role,
     acknowledge,
     floors_after,
@@ -178,6 +179,13 @@ class SessionCore:
             buffer_max_ms=lambda: self._buffer.max_ms,
         )
         self._turns = Turns(self, self._log)
+        # How a finalize ends its utterance now: "finalize" (the connection stays) or
+        # "audio_done" (it drains and closes; the next turn has another). `auto` starts
+        # with finalize and falls back for good when the service refuses or ignores it.
+        self._finalize_via = _finalize_via(settings.finalize_mode)
+        # New settings apply from the next connection: with finalize on an open
+        # connection there is none, so the next turn ends with audio.done once.
+        self._new_connection_due = False
         self._stopped = False
         self._fatal = False
         self._warned: set[str] = set()
@@ -216,6 +224,7 @@ class SessionCore:
             "watch": self._watch_timer,
             "settle": self._settle_expired,
             "repair": self._turns.repair_expired,
+            "answer": self._turns.answer_overdue,
             "backoff": self._backoff_over,
         }
 
@@ -357,7 +366,10 @@ class SessionCore:
     def _on_settings(self, event: io.SettingsChanged) -> None:
         """Takes effect at the next connection (and for audio pushed from now on)."""
         settings = event.settings
+        if settings.finalize_mode != self._settings.finalize_mode:
+            self._finalize_via = _finalize_via(settings.finalize_mode)
         self._settings = settings
+        self._new_connection_due = self._current is not None
         self._buffer.set_format(settings.audio_format)
         self._buffer.max_ms = settings.buffer_max_ms
         self._reconnect.policy = settings.backoff
@@ -680,6 +692,13 @@ class SessionCore:
             if conn.ended or conn.tracker.failure is not None:
                 self._current_ended(conn, "ended")
                 return
+            if conn.fallback_due:
+                # Finalizes sent as `finalize` were refused or not answered: audio.done
+                # answers them, and the connection drains.
+                conn.fallback_due = False
+                conn.in_flight = EndOfAudio.FALLBACK
+                self._out.append(io.SendEndOfAudio(conn.generation))
+                return
             item = items.pop()
             if item is None:
                 if conn.idle:
@@ -696,6 +715,19 @@ class SessionCore:
                 # Nothing of this turn is on this connection: nothing to finalize here.
                 self._turns.end_empty(item, conn.generation)
                 continue
+            if self._finalize_via == "finalize" and not self._new_connection_due:
+                if (
+                    conn.speech_until <= conn.answered_until
+                    and not conn.awaiting
+                    and not conn.assembler.holds_text
+                ):
+                    # No speech since the last utterance final: nothing to end.
+                    self._turns.answer_now(item, conn.generation)
+                    continue
+                conn.in_flight = FinalizeMessage(item)
+                self._out.append(io.SendFinalize(conn.generation))
+                return
+            self._new_connection_due = False
             conn.in_flight = item
             self._out.append(io.SendEndOfAudio(conn.generation))
             return
@@ -715,7 +747,9 @@ class SessionCore:
         if item is None or conn.role is not Role.CURRENT:
             return
         if not ok:
-            if type(item) is not EndOfAudio:
+            if type(item) is FinalizeMessage:
+                self._buffer.push_front(item.marker)
+            elif type(item) is not EndOfAudio:
                 # Not to the floor: it goes first to the next connection.
                 self._buffer.push_front(item)
             self._current_ended(conn, "send_failed")
@@ -724,12 +758,30 @@ class SessionCore:
             self._after_send(conn, item)
             # The sender goes on if there is more to send, or the connection ended (or
             # failed) while this send was in flight; else it waits for audio.
-            if self._buffer or conn.ended or conn.tracker.failure is not None or conn.idle:
+            if (
+                self._buffer
+                or conn.ended
+                or conn.tracker.failure is not None
+                or conn.idle
+                or conn.fallback_due
+            ):
                 self._pump()
+            return
+        if type(item) is FinalizeMessage:
+            self._turns.finalize_sent(conn, item.marker)
+            self._pump()
             return
         conn.tracker.audio_done_sent()
         self._turns.has_audio = False
-        if item is EndOfAudio.IDLE:
+        if item is EndOfAudio.FALLBACK:
+            waiting = [w.finalize for w in conn.awaiting]
+            conn.awaiting.clear()
+            for f in waiting:
+                self._turns.answered(f)
+            waiting = [f for f in waiting if self._turns.finalize(f.token) is not None]
+            self._begin_drain(conn, waiting[-1] if waiting else None, waiting[:-1])
+            self._after_handoff("handoff")
+        elif item is EndOfAudio.IDLE:
             self._begin_drain(conn, None)
             self._gap_since = None
             self._after_handoff("idle")
@@ -753,6 +805,8 @@ class SessionCore:
         if frame.replayed:
             self._replayed += length
         conn.sent_bytes += len(data)
+        if self._finalize_via == "finalize" and frame.speech:
+            conn.speech_until = frame.start + length
         self._turns.has_audio = True
         conn.last_audio_at = now
         quiet_since = conn.quiet_since
@@ -775,7 +829,13 @@ class SessionCore:
             # Speech is committed to a connection that has been quiet: prove it alive
             # (its audio stays in the replay window meanwhile).
             self._start_probe(conn)
-        if not conn.standby_asked and settings.standby and settings.prewarm:
+        if (
+            not conn.standby_asked
+            and settings.standby
+            and settings.prewarm
+            and self._finalize_via == "audio_done"
+        ):
+            # A turn ending with audio.done needs the next connection: open it now.
             self._open_standby(conn)
         self._watch(conn)  # the stall deadline moved earlier
 
@@ -859,8 +919,19 @@ class SessionCore:
                 verdict = Failure(kind="send_failed", message="sending audio failed")
         self._current = None
         self._gap_since = self._now
+        if isinstance(verdict, Failure) and verdict.kind == "stream_timeout":
+            # The service ended a session it found idle: a new connection takes over,
+            # hearing first what this one had not made final. Nothing to report.
+            self._log.info("gen %d: %s; connecting anew", conn.generation, verdict.message)
+            self._replay(conn)
+            self._retire(conn)
+            self._reconnect.connection_closed()
+            self._reports.status(ConnState.DISCONNECTED, 1000, verdict.message)
+            self._next_connection("planned" if self._settings.prewarm else "lazy")
+            return
         if isinstance(verdict, PlannedClose):
             self._turns.salvage(conn)
+            self._requeue(self._take_back_finalizes(conn), [])
             self._retire(conn)
             self._reconnect.connection_closed()
             self._reports.status(ConnState.DISCONNECTED, 1000, f"closed ({verdict.reason})")
@@ -871,6 +942,7 @@ class SessionCore:
         )
         if decision.give_up:
             self._turns.salvage(conn)  # no next connection: its interim text is all there is
+            self._take_back_finalizes(conn)  # they end with the session's fatal error
         else:
             self._replay(conn)
         self._retire(conn)
@@ -895,15 +967,44 @@ class SessionCore:
         else:
             self._turns.salvage(conn)  # nothing will be heard again: all of it, as before
         self._next_floors = floors_after(conn, replay_from)
-        if not frames:
+        finalizes = self._take_back_finalizes(conn)
+        if frames:
+            replay_ms = sum(f.length for f in frames) / TICKS_PER_MS
+            self._log.warning(
+                "gen %d failed: replaying %.0f ms of un-finalized audio to the next connection",
+                conn.generation,
+                replay_ms,
+            )
+        self._requeue(finalizes, [f.as_replayed() for f in frames])
+
+    def _take_back_finalizes(self, conn: Conn) -> list[tuple[int, FinalizeMarker]]:
+        """The finalizes sent as `finalize` on `conn` that it will never answer now: each
+        with the user tick where it cut the stream, to be sent again in its place."""
+        taken: list[tuple[int, FinalizeMarker]] = []
+        for waiting in conn.awaiting:
+            f = waiting.finalize
+            self._turns.answered(f)
+            if self._turns.finalize(f.token) is not None:
+                taken.append((waiting.cut, FinalizeMarker(f.token)))
+        conn.awaiting.clear()
+        conn.fallback_due = False
+        return taken
+
+    def _requeue(
+        self, finalizes: list[tuple[int, FinalizeMarker]], frames: list[AudioFrame]
+    ) -> None:
+        """Back to the head of the buffer, in stream order: `frames` (a failed connection's
+        replay) with each finalize at its cut."""
+        if not finalizes and not frames:
             return
-        replay_ms = sum(f.length for f in frames) / TICKS_PER_MS
-        self._log.warning(
-            "gen %d failed: replaying %.0f ms of un-finalized audio to the next connection",
-            conn.generation,
-            replay_ms,
-        )
-        report = self._buffer.requeue([f.as_replayed() for f in frames])
+        items: list[AudioFrame | FinalizeMarker] = []
+        pending = list(finalizes)
+        for frame in frames:
+            while pending and pending[0][0] <= frame.start:
+                items.append(pending.pop(0)[1])
+            items.append(frame)
+        items.extend(marker for _, marker in pending)
+        report = self._buffer.requeue(items)
         if report is not None:
             self._reports.lose(report, LOST_BUFFER_FULL, self._now)
 
@@ -943,6 +1044,12 @@ class SessionCore:
             result = conn.assembler.on_partial(vendor_event)
             if result is not None:
                 self._turns.deliver_result(conn, result)
+            if vendor_event.speech_final and vendor_event.is_final:
+                end_s = vendor_event.start_s + vendor_event.duration_s
+                end = round(conn.timeline.to_user_ms(end_s, end=True) * TICKS_PER_MS)
+                conn.answered_until = max(conn.answered_until, end)
+                if conn.awaiting:
+                    self._turns.utterance_final(conn, end_s, vendor_event.channel)
         elif isinstance(vendor_event, TranscriptDone):
             conn.heard_ms = float(conn.timeline.sent_ms)
             self._reconnect.connection_healthy()
@@ -953,7 +1060,19 @@ class SessionCore:
                 self._turns.finish(conn, "done")
         elif isinstance(vendor_event, VendorError):
             failure = conn.tracker.failure
-            assert failure is not None
+            if failure is None:
+                # A message of ours refused; the connection goes on.
+                if conn.role is Role.CURRENT and (
+                    conn.awaiting or type(conn.in_flight) is FinalizeMessage
+                ):
+                    self.fall_back(conn, f"the server refused finalize ({vendor_event.message})")
+                else:
+                    self._warn_once(
+                        "refused",
+                        f"gen {conn.generation}: the server refused a message: "
+                        f"{vendor_event.message}",
+                    )
+                return
             self._log.warning("gen %d: vendor error: %s", conn.generation, failure.message)
             if conn.role is Role.DRAINING:
                 self._turns.drain_failed(conn, failure)
@@ -999,6 +1118,25 @@ class SessionCore:
         conn.closing = True
         conn.tracker.close_planned(reason)
         self._out.append(io.Close(conn.generation, reason, timeout_s))
+
+    def fall_back(self, conn: Conn, why: str) -> None:
+        """The finalizes sent as `finalize` on `conn` will not be answered (refused, or
+        no answer in time): audio.done answers them, and `auto` ends every later turn
+        that way too."""
+        if conn.role is not Role.CURRENT or conn.fallback_due or self._current is not conn:
+            return
+        if self._settings.finalize_mode == "auto" and self._finalize_via == "finalize":
+            self._finalize_via = "audio_done"
+            self._log.warning(
+                "gen %d: %s: this turn and every later one end with audio.done "
+                "(a new connection per turn)",
+                conn.generation,
+                why,
+            )
+        else:
+            self._log.warning("gen %d: %s: this turn ends with audio.done", conn.generation, why)
+        conn.fallback_due = True
+        self._pump()
 
     # ================================================================ liveness
 
@@ -1058,9 +1196,9 @@ class SessionCore:
 
     # ================================================================ turns
 
-    def _begin_drain(self, conn: Conn, f: Finalize | None) -> None:
+    def _begin_drain(self, conn: Conn, f: Finalize | None, also: list[Finalize] = ()) -> None:  # type: ignore[assignment]
         """audio.done went out: the turn is the turns' now, and the next connection comes."""
-        self._turns.begin_drain(conn, f)
+        self._turns.begin_drain(conn, f, also)
         self._current = None
         self._gap_since = self._now
         self._reconnect.connection_closed()
@@ -1140,6 +1278,10 @@ class SessionCore:
         if key not in self._warned:
             self._warned.add(key)
             self._log.warning(message)
+
+
+def _finalize_via(mode: str) -> str:
+    return "audio_done" if mode == "audio_done" else "finalize"
 
 
 def _numeric_code(code: str | None) -> int:

@@ -33,19 +33,30 @@ from typing import TYPE_CHECKING, Any
 from . import engine_io as io
 from . import liveness
 from .audio_buffer import AudioFrame, DropReport, FinalizeMarker
-from .connection_state import Conn, EndOfAudio, Finalize, Role, floors_after, to_transcript
+from .connection_state import (
+    Awaiting,
+    Conn,
+    EndOfAudio,
+    Finalize,
+    Role,
+    floors_after,
+    to_transcript,
+)
 from .delivery import DeliveryOrder
 from .protocol import Failure, ServerEvent, TranscriptDone, TranscriptPartial
-from .recognition import VendorResult
 from .session_reports import LOST_UNANSWERED
 from .session_types import FinalizeOutcome, Transcript
 from .timeline import TICKS_PER_MS
+from .utterances import VendorResult
 
 if TYPE_CHECKING:
     from .session_core import SessionCore
 
 # After transcript.done the server closes by itself; it gets this long before we close.
 DONE_CLOSE_GRACE_S = 0.5
+# An utterance final answers a `finalize` when it reaches the cut, give or take this
+# (the vendor's times are rounded).
+CUT_TOLERANCE_S = 0.05
 # A failed connection is closed politely (so the server reads what we sent) for this long,
 # then dropped.
 FAILURE_CLOSE_TIMEOUT_S = 0.5
@@ -57,6 +68,8 @@ class Turns:
         self._log = log
         self._finalizes: dict[str, Finalize] = {}  # in issue order, until answered
         self._sent_on: dict[str, int] = {}  # finalize token -> generation of its audio.done
+        # finalize token -> generation it was sent on as `finalize`, until answered
+        self._answering: dict[str, int] = {}
         self._finalize_seq = 0
         self.delivery: DeliveryOrder[Transcript | FinalizeOutcome] = DeliveryOrder(
             self._emit_delivery
@@ -105,19 +118,94 @@ class Turns:
         """The finalizes whose audio.done has not gone out."""
         return [f for f in self._finalizes.values() if f.token not in self._sent_on]
 
+    # ================================================================ finalize, connection kept
+
+    def finalize_sent(self, conn: Conn, marker: FinalizeMarker) -> None:
+        """`finalize` went out on `conn`, which stays current and takes the audio after it:
+        the utterance final that reaches the cut answers it. Not answered by the check
+        point (half the finalize timeout, and time enough after the send), audio.done
+        answers it instead (`answer_overdue`)."""
+        f = self._finalizes.get(marker.finalize_id)
+        if f is None:
+            return  # ended meanwhile (its deadline)
+        host = self._host
+        now = host.now
+        timeline = conn.timeline
+        conn.awaiting.append(
+            Awaiting(
+                f,
+                round(timeline.user_end_ms * TICKS_PER_MS),
+                float(timeline.sent_ms) / 1000,
+                set(conn.channel_keys),
+            )
+        )
+        self._answering[f.token] = conn.generation
+        self.has_audio = False
+        timeout_s = host.settings.finalize_timeout_s
+        check_at = min(
+            f.deadline - timeout_s / 4, max(f.issued_at + timeout_s / 2, now + timeout_s / 4)
+        )
+        host.act(io.SetTimer(("answer", f.token), max(now, check_at)))
+        # A finalize is committed to it: prove it alive now, while the deadline still
+        # leaves time to send the turn's audio to another connection if it is dead.
+        host.probe(conn)
+
+    def utterance_final(self, conn: Conn, end_s: float, channel: int | None) -> None:
+        """An utterance final came on `conn` (its result is out): it answers the oldest
+        finalize whose cut it reaches. One that ends before the cut is the vendor's own
+        endpointing, said before it read the finalize."""
+        if not conn.awaiting:
+            return
+        waiting = conn.awaiting[0]
+        if end_s + CUT_TOLERANCE_S < waiting.cut_s:
+            return
+        waiting.channels.discard(channel if conn.channel_keys != (None,) else None)
+        if waiting.channels:
+            return
+        conn.awaiting.pop(0)
+        self.answered(waiting.finalize)
+        self.end(waiting.finalize, "done", conn.generation)
+
+    def answered(self, f: Finalize) -> None:
+        """`f` is no longer waiting on a `finalize` message (answered, or audio.done or a
+        new connection takes it over)."""
+        if self._answering.pop(f.token, None) is not None:
+            self._host.act(io.CancelTimer(("answer", f.token)))
+
+    def answer_now(self, marker: FinalizeMarker, generation: int) -> None:
+        """A finalize with nothing of its turn pending on the connection: answered at once
+        (its text, if any, is final already)."""
+        self.has_audio = False
+        f = self._finalizes.get(marker.finalize_id)
+        if f is not None:
+            self.end(f, "done", generation)
+
+    def answer_overdue(self, token: str) -> None:
+        generation = self._answering.get(token)
+        conn = self._host.conn(generation) if generation is not None else None
+        if conn is None or not any(w.finalize.token == token for w in conn.awaiting):
+            return
+        timeout_s = self._host.settings.finalize_timeout_s
+        self._host.fall_back(conn, f"no answer to finalize within {timeout_s / 2:g} s")
+
     def end_all(self, status: str) -> None:
         for f in list(self._finalizes.values()):
             self.end(f, status, self._host.next_generation)
 
     # ================================================================ draining
 
-    def begin_drain(self, conn: Conn, f: Finalize | None) -> None:
-        """audio.done went out on `conn` for `f` (None: an idle close): it takes no more
-        audio and gets until the deadline to deliver transcript.done."""
+    def begin_drain(self, conn: Conn, f: Finalize | None, also: list[Finalize] = ()) -> None:  # type: ignore[assignment]
+        """audio.done went out on `conn` for `f` (None: an idle close; `also`: older
+        finalizes the same drain answers): it takes no more audio and gets until the
+        deadline to deliver transcript.done."""
         host = self._host
         now = host.now
         conn.role = Role.DRAINING
         conn.finalize = f
+        conn.finalizes_also = list(also)
+        for g in also:
+            self._sent_on[g.token] = conn.generation
+            host.act(io.CancelTimer(("finalize", g.token)))
         # The window stays: if this connection fails before transcript.done, a repair
         # connection is sent what it holds (see drain_failed).
         pending = f is not None and f.token in self._finalizes
@@ -189,6 +277,8 @@ class Turns:
             self.salvage(conn)
         if failure is not None:
             self._host.reports.error(failure, fatal=False, retry_in_s=None)
+        for f in conn.finalizes_also:
+            self.end(f, status, conn.generation, repaired=repaired)
         if conn.finalize is not None:
             self.end(conn.finalize, status, conn.generation, repaired=repaired)
         self.delivery.unblock(conn.generation)
@@ -420,6 +510,15 @@ class Turns:
         f = self._finalizes.get(token)
         if f is None or token in self._sent_on:
             return  # answered, or its connection's drain owns the deadline now
+        if token in self._answering:
+            # Sent as `finalize`, and neither it nor audio.done was answered in time. The
+            # connection goes on: its text still comes, as the next turn's.
+            self.answered(f)
+            self._log.warning(
+                "finalize %r: not answered within the finalize timeout", f.finalize_id
+            )
+            self.end(f, "timeout", self._host.next_generation)
+            return
         # Its audio.done never went out: no connection could take it in time. The
         # marker stays in the buffer, so the turn is still cut there when one comes.
         self._log.warning("finalize %r: no connection within the finalize timeout", f.finalize_id)
@@ -440,6 +539,7 @@ class Turns:
         if self._finalizes.pop(f.token, None) is None:
             return  # already answered
         self._sent_on.pop(f.token, None)
+        self.answered(f)
         self._host.act(io.CancelTimer(("finalize", f.token)))
         if self._host.ledger.in_episode:
             self._host.reports.end_drop_episode(

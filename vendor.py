@@ -26,8 +26,9 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from .protocol import ConnectionTracker, ServerEvent, TranscriptPartial
-from .recognition import Recognition, ResultAssembler
+from .recognition import Recognition
 from .session_types import SessionSettings
+from .utterances import ResultAssembler
 
 
 class VendorConnection(Protocol):
@@ -51,6 +52,9 @@ class VendorConnection(Protocol):
 
     async def send_audio_done(self) -> None:
         """The end of the turn's audio; raises SendFailed."""
+
+    async def send_finalize(self) -> None:
+        """End the current utterance now, keeping the connection; raises SendFailed."""
 
     async def probe(self, timeout_s: float) -> bool | None: ...
 

@@ -13,19 +13,22 @@ import asyncio
 import itertools
 import logging
 import time
+from typing import Any
 
 import pytest
 from test_engine_support import (
     BYTES_PER_FRAME_16K,
     Recorder,
     assert_clean_stop,
-    fast_settings,
     marker,
     marker_server,
     push_all,
     received_indices,
     speech,
     utterance,
+)
+from test_engine_support import (
+    fast_settings as support_fast_settings,
 )
 
 from stt_server import Close, ErrorEvent, Fault, Malformed, STTServer
@@ -36,6 +39,12 @@ from xai_asr_python.redaction import mask_secret
 from xai_asr_python.session import ConnState, SessionSettings, StreamingSession
 
 KEY = "test-key-0123456789"
+
+
+def fast_settings(url: str, **overrides: Any) -> SessionSettings:
+    """Faults of the audio.done lifecycle (done late, never, without a close, an error or a
+    close instead): turns end with audio.done here (finalize_mode audio_done)."""
+    return support_fast_settings(url, **{"finalize_mode": "audio_done", **overrides})
 
 
 async def run_turn(
@@ -638,8 +647,9 @@ async def test_a_server_message_over_the_client_limit_is_reported_as_that() -> N
     1009, and the failure says so (it used to read "lost without a close frame")."""
     async with marker_server() as server:
         url = fast_settings(server.url).connect_url()
-        # transcript.created (about 30 bytes) fits; the first partial (over 100) does not.
-        rec = Recognition(1, url, KEY, connect_timeout_s=3, max_message_bytes=64)
+        # transcript.created (about 80 bytes with its session id) fits; the first partial
+        # with words (hundreds of bytes) does not.
+        rec = Recognition(1, url, KEY, connect_timeout_s=3, max_message_bytes=160)
         await rec.open()
         await rec.send_audio(marker([(True, 80)], 0))
 

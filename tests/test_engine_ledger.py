@@ -10,23 +10,33 @@ line, never one per frame.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from test_engine_support import (
     CONNECTED,
     Recorder,
-    fast_settings,
     marker,
     marker_server,
     speech,
+)
+from test_engine_support import (
+    fast_settings as support_fast_settings,
 )
 
 from stt_server import Fault
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.session import StreamingSession
+from xai_asr_python.session_types import SessionSettings
 from xai_asr_python.timeline import TICKS_PER_MS
 
 FRAME = 320  # 10 ms of 16 kHz PCM
 SESSION_LOGGER = "xai_asr_python.session"
+
+
+def fast_settings(url: str, **overrides: Any) -> SessionSettings:
+    """Faults of the audio.done lifecycle (done late, never, without a close, an error or a
+    close instead): turns end with audio.done here (finalize_mode audio_done)."""
+    return support_fast_settings(url, **{"finalize_mode": "audio_done", **overrides})
 
 
 def push_frames(session: StreamingSession, data: bytes) -> None:

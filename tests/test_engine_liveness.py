@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from test_engine_support import (
     BYTES_PER_FRAME_16K,
     CONNECTED,
@@ -73,11 +74,14 @@ async def test_speech_after_a_silent_partition_goes_to_the_healthy_standby() -> 
         await assert_clean_stop(session, server, baseline)
 
 
-async def test_a_finalize_sent_into_a_silent_partition_is_repaired_in_time() -> None:
+@pytest.mark.parametrize("mode", ["audio_done", "finalize"])
+async def test_a_finalize_sent_into_a_silent_partition_is_repaired_in_time(mode: str) -> None:
+    """audio.done: the draining turn is repaired on a connection of its own; finalize: the
+    connection is found dead and its audio, finalize included, goes to the next one."""
     async with marker_server() as server:
         server.set_fault(1, Fault(partition=Partition(after_bytes=60 * FRAME)))
         recorder = Recorder()
-        session = StreamingSession(liveness_settings(server.url), recorder)
+        session = StreamingSession(liveness_settings(server.url, finalize_mode=mode), recorder)
         session.start()
         await recorder.wait_state(CONNECTED, 5)
         push_all(session, utterance(0, 30, 30))
@@ -90,7 +94,7 @@ async def test_a_finalize_sent_into_a_silent_partition_is_repaired_in_time() -> 
         session.finalize("f1")
         await recorder.wait_finalized(1, 5)
         outcome = recorder.finalize_ends[0]
-        assert outcome.status == "done" and outcome.repaired, outcome
+        assert outcome.status == "done" and outcome.repaired == (mode == "audio_done"), outcome
         assert outcome.latency_ms < 3000  # on time: the finalize timeout
         assert recorder.final_indices() == [*range(30), *range(60, 80)]
         await session.stop()
@@ -112,13 +116,16 @@ async def test_a_live_connection_answers_the_probe_and_nothing_changes() -> None
         await session.stop()
 
 
-async def test_a_connection_that_dies_mid_speech_is_proven_dead_at_the_finalize() -> None:
+@pytest.mark.parametrize("mode", ["audio_done", "finalize"])
+async def test_a_connection_that_dies_mid_speech_is_proven_dead_at_the_finalize(
+    mode: str,
+) -> None:
     async with marker_server() as server:
         # Alive when speech starts (the probe is answered), silent from frame 40 on.
         server.set_fault(1, Fault(partition=Partition(after_bytes=40 * FRAME)))
         recorder = Recorder()
         # Speech starts on a fresh connection: no probe then. The finalize's probe finds it.
-        settings = liveness_settings(server.url, probe_quiet_s=60.0)
+        settings = liveness_settings(server.url, probe_quiet_s=60.0, finalize_mode=mode)
         session = StreamingSession(settings, recorder)
         session.start()
         await recorder.wait_state(CONNECTED, 5)
@@ -126,7 +133,7 @@ async def test_a_connection_that_dies_mid_speech_is_proven_dead_at_the_finalize(
         session.finalize("f1")
         await recorder.wait_finalized(1, 5)
         outcome = recorder.finalize_ends[0]
-        assert outcome.status == "done" and outcome.repaired, outcome
+        assert outcome.status == "done" and outcome.repaired == (mode == "audio_done"), outcome
         assert recorder.final_indices() == list(range(60))
         assert [e.kind for e in recorder.errors] == ["dead_connection"]
         await session.stop()

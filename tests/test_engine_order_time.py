@@ -19,7 +19,6 @@ from test_engine_support import (
     DISCONNECTED,
     Recorder,
     assert_words_exact,
-    fast_settings,
     marker,
     marker_server,
     push_all,
@@ -29,12 +28,22 @@ from test_engine_support import (
     status_pairs,
     utterance,
 )
+from test_engine_support import (
+    fast_settings as support_fast_settings,
+)
 
 from stt_server import Close, ErrorEvent, Fault, g711
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.session import StreamingSession
+from xai_asr_python.session_types import SessionSettings
 
 # ------------------------------------------------------------------ planned handoffs
+
+
+def fast_settings(url: str, **overrides: Any) -> SessionSettings:
+    """These tests are about turns that end with audio.done (the server closes, the next
+    turn has a connection of its own): finalize_mode audio_done, the planned-close design."""
+    return support_fast_settings(url, **{"finalize_mode": "audio_done", **overrides})
 
 
 async def test_prewarmed_handoff_status_and_audio_after_finalize_goes_to_the_next() -> None:
@@ -90,33 +99,45 @@ async def test_without_prewarm_the_next_connection_waits_for_audio() -> None:
         await session.stop()
 
 
-async def test_turns_pushed_all_at_once_are_split_exactly_at_each_finalize() -> None:
-    """No awaits between pushes: the finalize markers alone decide the turn boundaries."""
+@pytest.mark.parametrize("mode", ["audio_done", "finalize"])
+async def test_turns_pushed_all_at_once_are_split_exactly_at_each_finalize(mode: str) -> None:
+    """No awaits between pushes: the finalize markers alone decide the turn boundaries.
+    With audio.done each turn has a connection; with finalize one connection hears them
+    all, and each utterance final answers its finalize with exactly its turn's words."""
     async with marker_server() as server:
         recorder = Recorder()
-        session = StreamingSession(fast_settings(server.url, finalize_timeout_s=3), recorder)
+        settings = fast_settings(server.url, finalize_timeout_s=3, finalize_mode=mode)
+        session = StreamingSession(settings, recorder)
         session.start()
         turns = 10
         for turn in range(turns):
-            push_all(session, utterance(turn * 100, 30, 5))
+            # Marker index = user frame: each turn is 35 frames.
+            push_all(session, utterance(turn * 35, 30, 5))
             session.finalize(f"t{turn}")
         await recorder.wait_finalized(turns, 8)
         assert [o.finalize_id for o in recorder.finalize_ends] == [f"t{i}" for i in range(turns)]
         assert [o.status for o in recorder.finalize_ends] == ["done"] * turns
-        for turn in range(turns):
-            record = server.connection(turn + 1)
-            assert record.marker_indices == list(range(turn * 100, turn * 100 + 35))
-            assert record.audio_done_received
-        expected = [i for turn in range(turns) for i in range(turn * 100, turn * 100 + 30)]
+        if mode == "audio_done":
+            for turn in range(turns):
+                record = server.connection(turn + 1)
+                assert record.marker_indices == list(range(turn * 35, turn * 35 + 35))
+                assert record.audio_done_received
+        else:
+            assert len(server.connections) == 1
+            assert server.connection(1).marker_indices == list(range(turns * 35))
+            assert not server.connection(1).audio_done_received
+        expected = [i for turn in range(turns) for i in range(turn * 35, turn * 35 + 30)]
         assert recorder.final_indices() == expected
         assert_words_exact(recorder.finals)
         # Each turn's final comes before its finalize end, and that before the next turn.
         kinds = [
-            ("end", v.finalize_id) if k == "finalize_end" else ("final", v.generation)
+            ("end", v.finalize_id) if k == "finalize_end" else ("final", v.text.split()[0])
             for k, v in recorder.events
             if k == "finalize_end" or (k == "transcript" and v.final)
         ]
-        assert kinds == [x for i in range(turns) for x in (("final", i + 1), ("end", f"t{i}"))]
+        assert kinds == [
+            x for i in range(turns) for x in (("final", str(i * 35)), ("end", f"t{i}"))
+        ]
         await session.stop()
 
 

@@ -22,21 +22,30 @@ from test_engine_support import (
     Recorder,
     assert_clean_stop,
     assert_words_exact,
-    fast_settings,
     marker,
     marker_server,
     push_all,
     utterance,
 )
+from test_engine_support import (
+    fast_settings as support_fast_settings,
+)
 
 from stt_server import Close, ErrorEvent, Fault, STTServer
 from xai_asr_python.session import ConnState, FinalizeOutcome, StreamingSession
+from xai_asr_python.session_types import SessionSettings
 
 TURN = [(True, 30), (False, 25), (True, 60), (False, 5)]
 TURN_BYTES = 120 * BYTES_PER_FRAME_16K
 SPOKEN_1 = [*range(30), *range(55, 115)]
 INTERIM_ONLY_1 = [*range(30), *range(55, 105)]  # what the failed connection had
-SPOKEN_2 = list(range(200, 220))
+SPOKEN_2 = list(range(120, 140))  # marker index = user frame: turn 2 follows turn 1
+
+
+def fast_settings(url: str, **overrides: Any) -> SessionSettings:
+    """These tests are about turns that end with audio.done (the server closes, the next
+    turn has a connection of its own): finalize_mode audio_done, the planned-close design."""
+    return support_fast_settings(url, **{"finalize_mode": "audio_done", **overrides})
 
 
 def started(server: STTServer, **overrides: object) -> tuple[StreamingSession, Recorder]:
@@ -52,7 +61,7 @@ async def two_turns(session: StreamingSession, recorder: Recorder) -> None:
     await recorder.wait_state(ConnState.CONNECTED, 3)
     push_all(session, marker(TURN))
     session.finalize("t1")
-    push_all(session, utterance(200, 20, 5))
+    push_all(session, utterance(120, 20, 5))
     session.finalize("t2")
     await recorder.wait_finalized(2, 5)
 
@@ -69,13 +78,13 @@ def assert_turn_order(recorder: Recorder) -> None:
     end_1 = first_event_index(recorder, lambda k, v: k == "finalize_end" and v.finalize_id == "t1")
     turn_2 = first_event_index(
         recorder,
-        lambda k, v: k == "transcript" and any(int(w) >= 200 for w in v.text.split()),
+        lambda k, v: k == "transcript" and any(int(w) >= 120 for w in v.text.split()),
     )
     assert end_1 < turn_2
     # Nothing of turn 1 after its end.
     for kind, value in recorder.events[end_1:]:
         if kind == "transcript":
-            assert all(int(w) >= 200 for w in value.text.split()), value
+            assert all(int(w) >= 120 for w in value.text.split()), value
 
 
 @pytest.mark.parametrize(
@@ -155,12 +164,12 @@ async def test_when_the_repair_fails_the_turn_ends_failed_as_before(repair_fault
         assert errors[2].kind == "audio_dropped" and errors[2].dropped_ms
         assert server.connection(2).number == 2
         # The session goes on: the next turn is normal.
-        push_all(session, utterance(200, 20, 5))
+        push_all(session, utterance(120, 20, 5))
         session.finalize("t2")
         await recorder.wait_finalized(2, 3)
         assert recorder.finalize_ends[1].status == "done"
         assert recorder.final_indices() == [*INTERIM_ONLY_1, *SPOKEN_2]
-        assert server.connection(3).marker_indices == list(range(200, 225))
+        assert server.connection(3).marker_indices == list(range(120, 145))
         assert not any(e.fatal for e in recorder.errors)
         await session.stop()
 
@@ -194,7 +203,7 @@ async def test_replay_off_means_no_repair() -> None:
         assert recorder.final_indices() == [*INTERIM_ONLY_1, *SPOKEN_2]
         # Connection 1 and the next turn's connection: no repair connection.
         assert len(server.connections) == 2
-        assert server.connection(2).marker_indices == list(range(200, 225))
+        assert server.connection(2).marker_indices == list(range(120, 145))
         assert session.stats.replayed_ms == 0
         await session.stop()
 

@@ -9,6 +9,7 @@ any error, and it never outlives the session.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from test_engine_support import (
     CONNECTED,
@@ -16,7 +17,6 @@ from test_engine_support import (
     DISCONNECTED,
     Recorder,
     assert_clean_stop,
-    fast_settings,
     marker,
     marker_server,
     push_all,
@@ -24,9 +24,19 @@ from test_engine_support import (
     status_pairs,
     utterance,
 )
+from test_engine_support import (
+    fast_settings as support_fast_settings,
+)
 
 from stt_server import Close, Fault, STTServer
 from xai_asr_python.session import StreamingSession
+from xai_asr_python.session_types import SessionSettings
+
+
+def fast_settings(url: str, **overrides: Any) -> SessionSettings:
+    """These tests are about turns that end with audio.done (the server closes, the next
+    turn has a connection of its own): finalize_mode audio_done, the planned-close design."""
+    return support_fast_settings(url, **{"finalize_mode": "audio_done", **overrides})
 
 
 def standby_session(server: STTServer, **overrides: object) -> tuple[StreamingSession, Recorder]:

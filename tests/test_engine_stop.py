@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from typing import Any
 
 from test_engine_support import (
     Recorder,
     assert_clean_stop,
     engine_leftovers,
-    fast_settings,
     marker_server,
     push_all,
     speech,
+)
+from test_engine_support import (
+    fast_settings as support_fast_settings,
 )
 from websockets.asyncio.client import ClientConnection
 
 from stt_server import Fault, STTServer
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.session import ConnState, StreamingSession
+from xai_asr_python.session_types import SessionSettings
+
+
+def fast_settings(url: str, **overrides: Any) -> SessionSettings:
+    """These tests are about turns that end with audio.done (the server closes, the next
+    turn has a connection of its own): finalize_mode audio_done, the planned-close design."""
+    return support_fast_settings(url, **{"finalize_mode": "audio_done", **overrides})
 
 
 def open_client_sockets() -> list[ClientConnection]:

@@ -121,7 +121,7 @@ def test_finalize_keeps_its_place_among_the_frames(srv) -> None:
     # Frames sent before the finalize belong to the turn it ends (connection 1),
     # frames sent right after it to the next turn (connection 2), even though
     # all of them are queued in the extension when the finalize arrives.
-    props = load_config("basic", params={"base_url": srv.url})
+    props = load_config("basic", finalize_mode="audio_done", params={"base_url": srv.url})
     turn1 = speech_turn(0)
     turn2 = speech_turn(frames_in(turn1))
 
@@ -294,7 +294,10 @@ def test_abnormal_close_is_a_non_fatal_error_and_transcription_resumes(srv) -> N
 
 def test_connection_status_changes_are_legal_and_carry_no_key(srv) -> None:
     srv.set_fault(2, Fault(close=Close(code=1001, after_bytes=10 * 320)))
-    props = load_config("fast_faults", params={"base_url": srv.url, "api_key": SECRET})
+    # A connection per turn (audio.done), so that both planned and failed ends happen.
+    props = load_config(
+        "fast_faults", finalize_mode="audio_done", params={"base_url": srv.url, "api_key": SECRET}
+    )
 
     async def script(t: AsrTester) -> None:
         await t.send_audio(speech_turn(0))
