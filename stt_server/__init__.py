@@ -8,6 +8,7 @@ from stt_server.marker import MarkerFrame
 from stt_server.protocol import QueryError, SessionConfig, Word
 from stt_server.records import ConnectionRecord
 from stt_server.server import STTServer
+from stt_server.wire import WireOptions
 
 __all__ = [
     "Close",
@@ -21,5 +22,6 @@ __all__ = [
     "QueryError",
     "STTServer",
     "SessionConfig",
+    "WireOptions",
     "Word",
 ]

@@ -10,9 +10,9 @@ import os
 import signal
 import sys
 
-from stt_server.protocol import DONE_TEXT_MODES
 from stt_server.recognizers import DEFAULT_VAD_THRESHOLD_DB, RECOGNIZERS
 from stt_server.server import STTServer
+from stt_server.wire import DONE_TEXT_MODES, FINALIZE_MODES, UTTERANCE_FINALS, WIRES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,11 +42,55 @@ def build_parser() -> argparse.ArgumentParser:
         "marker: deterministic frame markers for tests (default: pocketsphinx)",
     )
     parser.add_argument(
+        "--wire",
+        choices=WIRES,
+        default="live",
+        help="live: speak as the live xAI service does (restated utterance finals, empty "
+        "transcript.done, empty partials in silence, finalize answered); legacy: as this "
+        "server did before (tail utterance finals, whole done text, finalize refused). "
+        "The options below override the preset (default: live)",
+    )
+    parser.add_argument(
+        "--utterance-final",
+        choices=UTTERANCE_FINALS,
+        default=None,
+        help="restate: the utterance final repeats every word of the utterance (live); "
+        "tail: only the words after the last chunk final (default: from --wire)",
+    )
+    parser.add_argument(
         "--done-text",
         choices=DONE_TEXT_MODES,
-        default="whole",
-        help="transcript.done text: whole: every word of the connection (like xAI); "
-        "pending: only the words no speech_final delivered (default: whole)",
+        default=None,
+        help="transcript.done text: empty (live); whole: every word of the connection; "
+        "pending: only the words no speech_final delivered (default: from --wire)",
+    )
+    parser.add_argument(
+        "--finalize",
+        choices=FINALIZE_MODES,
+        default=None,
+        help='{"type": "finalize"}: answer (end the utterance now, live); refuse (an error '
+        "event, the connection stays open); ignore (default: from --wire)",
+    )
+    parser.add_argument(
+        "--empty-partials",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="empty transcript.partial events in silence when interim_results is on "
+        "(default: from --wire)",
+    )
+    parser.add_argument(
+        "--flush-on-done",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="at audio.done, end the open utterance with its finals before transcript.done "
+        "(default: from --wire)",
+    )
+    parser.add_argument(
+        "--stream-timeout-s",
+        type=float,
+        default=None,
+        help='after this many seconds without audio send {"type": "error", "message": '
+        '"ASR stream timed out"} and close (the live service: about 600; default: off)',
     )
     parser.add_argument(
         "--done-delay-ms",
@@ -79,7 +123,13 @@ async def serve_until_signalled(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         host=args.host,
         port=args.port,
+        wire=args.wire,
+        utterance_final=args.utterance_final,
         done_text=args.done_text,
+        finalize=args.finalize,
+        empty_partials=args.empty_partials,
+        flush_on_done=args.flush_on_done,
+        stream_timeout_s=args.stream_timeout_s,
         done_delay_ms=args.done_delay_ms,
         vad_threshold_db=args.vad_threshold_db,
     ) as server:

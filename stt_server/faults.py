@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from stt_server.wire import DONE_TEXT_MODES, FINALIZE_MODES, UTTERANCE_FINALS, WIRES
+
 MALFORMED_KINDS = ("not_json", "unknown_type", "missing_fields", "binary")
 ERROR_THEN = ("stay_open", "close", "continue")
 
@@ -155,8 +157,12 @@ class Fault:
     stop_reading_after_bytes (+ stop_reading_for_ms, None = for good),
     partition (stop reading and sending, TCP kept open),
     idle_end_after_s (end the session after that long without audio: socket
-    stays open, audio ignored, nothing more sent). Answer shape: done_text
-    ("whole" | "pending") and done_delay_ms, None = the server's default.
+    stays open, audio ignored, nothing more sent), stream_timeout_s (after
+    that long without audio: the error "ASR stream timed out", then close
+    1011). Answer shape (stt_server.wire): wire (a preset, "live" |
+    "legacy"), utterance_final, done_text, finalize, empty_partials,
+    flush_on_done, done_delay_ms; None = the server's default (a field given
+    here wins over this fault's preset, which wins over the server's options).
     """
 
     refuse_status: int | None = None
@@ -176,12 +182,29 @@ class Fault:
     partition: Partition | None = None
     done_text: str | None = None
     done_delay_ms: int | None = None
+    wire: str | None = None
+    utterance_final: str | None = None
+    finalize: str | None = None
+    empty_partials: bool | None = None
+    flush_on_done: bool | None = None
+    stream_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.refuse_status is not None and not 400 <= self.refuse_status <= 599:
             raise ValueError("refuse_status must be an HTTP error status (400-599)")
-        if self.done_text not in (None, "whole", "pending"):
-            raise ValueError('done_text must be "whole", "pending" or None')
+        for name, allowed in (
+            ("wire", WIRES),
+            ("utterance_final", UTTERANCE_FINALS),
+            ("done_text", DONE_TEXT_MODES),
+            ("finalize", FINALIZE_MODES),
+        ):
+            if getattr(self, name) not in (None, *allowed):
+                raise ValueError(f"{name} must be one of {allowed} or None")
+        for name in ("empty_partials", "flush_on_done"):
+            if getattr(self, name) not in (None, True, False):
+                raise ValueError(f"{name} must be True, False or None")
+        if self.stream_timeout_s is not None and not self.stream_timeout_s > 0:
+            raise ValueError("stream_timeout_s must be > 0 (or None)")
         if self.stop_reading_for_ms is not None and self.stop_reading_after_bytes is None:
             raise ValueError("stop_reading_for_ms needs stop_reading_after_bytes")
 

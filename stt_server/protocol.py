@@ -19,9 +19,16 @@ ENCODINGS = ("pcm", "mulaw", "alaw")
 MAX_ENDPOINTING_MS = 5000
 MIN_CHANNELS = 2
 MAX_CHANNELS = 8
-DONE_TEXT_MODES = ("whole", "pending")
+MAX_KEYTERMS = 100
+MAX_KEYTERM_CHARS = 50
+MAX_SMART_TURN_TIMEOUT_MS = 5000
+# What the service answers a client text message it cannot parse (the
+# connection stays open); an older deployment answers `finalize` with it too.
+INVALID_MESSAGE = 'Invalid message: expected {"type": "audio.done"}'
+STREAM_TIMED_OUT = "ASR stream timed out"
 
 _INTEGER = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*")
 
 
@@ -47,6 +54,13 @@ class SessionConfig:
     multichannel: bool = False
     channels: int = 1  # channels actually interleaved in the audio (1 unless multichannel)
     diarize: bool = False
+    # Accepted and recorded; they do not change recognition (smart_turn only adds
+    # end_of_turn_confidence to partials).
+    keyterms: tuple[str, ...] = ()
+    filler_words: bool = False
+    smart_turn: float | None = None
+    smart_turn_timeout_ms: int | None = None
+    vad_threshold: float | None = None  # None: not given (the service's default is 0.08)
 
     @property
     def bytes_per_sample(self) -> int:
@@ -61,6 +75,14 @@ def split_path(target: str) -> tuple[str, dict[str, str]]:
     """Split a request target into its path and query parameters (last value wins)."""
     path, _, query = target.partition("?")
     return path, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def query_lists(target: str) -> dict[str, list[str]]:
+    """Every value of every query parameter of a request target, in order."""
+    lists: dict[str, list[str]] = {}
+    for name, value in parse_qsl(target.partition("?")[2], keep_blank_values=True):
+        lists.setdefault(name, []).append(value)
+    return lists
 
 
 def _boolean(query: Mapping[str, str], field: str) -> bool:
@@ -81,8 +103,34 @@ def _integer(query: Mapping[str, str], field: str, default: int, low: int, high:
     return int(value)
 
 
-def parse_query(query: Mapping[str, str]) -> SessionConfig:
-    """Validate query parameters as the service does; raise QueryError naming the field."""
+def _fraction(query: Mapping[str, str], field: str) -> float | None:
+    value = query.get(field)
+    if value is None:
+        return None
+    if not _DECIMAL.fullmatch(value) or not 0.0 <= float(value) <= 1.0:
+        raise QueryError(field, value, "a number from 0.0 to 1.0")
+    return float(value)
+
+
+def _keyterms(terms: Sequence[str]) -> tuple[str, ...]:
+    if len(terms) > MAX_KEYTERMS:
+        raise QueryError(
+            "keyterm", f"{len(terms)} terms", f"at most {MAX_KEYTERMS} keyterm parameters"
+        )
+    for term in terms:
+        if not 1 <= len(term) <= MAX_KEYTERM_CHARS:
+            raise QueryError("keyterm", term, f"a term of 1 to {MAX_KEYTERM_CHARS} characters")
+    return tuple(terms)
+
+
+def parse_query(
+    query: Mapping[str, str], lists: Mapping[str, Sequence[str]] | None = None
+) -> SessionConfig:
+    """Validate query parameters as the service does; raise QueryError naming the field.
+
+    query: one value per parameter (the last one); lists: every value of each
+    parameter (see query_lists), for the repeated `keyterm`.
+    """
     rate_text = query.get("sample_rate", "16000")
     if not _INTEGER.fullmatch(rate_text) or int(rate_text) not in SAMPLE_RATES:
         raise QueryError("sample_rate", rate_text, "one of " + ", ".join(map(str, SAMPLE_RATES)))
@@ -99,6 +147,22 @@ def parse_query(query: Mapping[str, str]) -> SessionConfig:
     if multichannel:
         channels = _integer(query, "channels", MIN_CHANNELS, MIN_CHANNELS, MAX_CHANNELS)
     diarize = _boolean(query, "diarize")
+    if lists is not None and "keyterm" in lists:
+        keyterms = _keyterms(lists["keyterm"])
+    else:
+        keyterms = _keyterms([query["keyterm"]] if "keyterm" in query else [])
+    filler_words = _boolean(query, "filler_words")
+    smart_turn = _fraction(query, "smart_turn")
+    smart_turn_timeout_ms = None
+    if "smart_turn_timeout" in query:
+        if smart_turn is None:
+            raise QueryError(
+                "smart_turn_timeout", query["smart_turn_timeout"], "smart_turn to be given too"
+            )
+        smart_turn_timeout_ms = _integer(
+            query, "smart_turn_timeout", 0, 1, MAX_SMART_TURN_TIMEOUT_MS
+        )
+    vad_threshold = _fraction(query, "vad_threshold")
     return SessionConfig(
         sample_rate=int(rate_text),
         encoding=encoding,
@@ -108,6 +172,11 @@ def parse_query(query: Mapping[str, str]) -> SessionConfig:
         multichannel=multichannel,
         channels=channels,
         diarize=diarize,
+        keyterms=keyterms,
+        filler_words=filler_words,
+        smart_turn=smart_turn,
+        smart_turn_timeout_ms=smart_turn_timeout_ms,
+        vad_threshold=vad_threshold,
     )
 
 
@@ -129,8 +198,19 @@ def join_words(words: Sequence[Word]) -> str:
     return " ".join(word.text for word in words)
 
 
-def created_event() -> dict[str, Any]:
-    return {"type": "transcript.created"}
+def created_event(session_id: str) -> dict[str, Any]:
+    return {"type": "transcript.created", "id": session_id}
+
+
+def word_dicts(words: Sequence[Word], speaker: int | None = None) -> list[dict[str, Any]]:
+    """Words as the wire carries them; `speaker` added to each when given (diarize)."""
+    out: list[dict[str, Any]] = []
+    for word in words:
+        entry: dict[str, Any] = {"text": word.text, "start": word.start, "end": word.end}
+        if speaker is not None:
+            entry["speaker"] = speaker
+        out.append(entry)
+    return out
 
 
 def partial_event(
@@ -141,11 +221,13 @@ def partial_event(
     start: float,
     duration: float,
     channel_index: int | None = None,
+    speaker: int | None = None,
+    end_of_turn_confidence: float | None = None,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "transcript.partial",
         "text": join_words(words),
-        "words": [{"text": w.text, "start": w.start, "end": w.end} for w in words],
+        "words": word_dicts(words, speaker),
         "is_final": is_final,
         "speech_final": speech_final,
         "start": start,
@@ -153,13 +235,18 @@ def partial_event(
     }
     if channel_index is not None:
         event["channel_index"] = channel_index
+    if end_of_turn_confidence is not None:
+        event["end_of_turn_confidence"] = end_of_turn_confidence
     return event
 
 
-def done_event(text: str, duration: float, channel_index: int = 0) -> dict[str, Any]:
+def done_event(
+    words: Sequence[Word], duration: float, channel_index: int = 0, speaker: int | None = None
+) -> dict[str, Any]:
     return {
         "type": "transcript.done",
-        "text": text,
+        "text": join_words(words),
+        "words": word_dicts(words, speaker),
         "duration": duration,
         "channel_index": channel_index,
     }

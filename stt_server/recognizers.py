@@ -94,8 +94,9 @@ class RecognizerBackend(ABC):
         """make_backend keyword arguments that rebuild this backend in a worker."""
         return ()
 
-    def open_remote(self, config: SessionConfig) -> Any:
-        """A session in a worker process (runs_in_process backends only)."""
+    def open_remote(self, config: SessionConfig, style: Any) -> Any:
+        """A session in a worker process (runs_in_process backends only); style: a
+        session.SessionStyle."""
         raise NotImplementedError
 
     @abstractmethod
@@ -368,10 +369,10 @@ class PocketsphinxBackend(RecognizerBackend):
     def options(self) -> tuple[tuple[str, Any], ...]:
         return (("vad_threshold_db", self.vad_threshold_db),)
 
-    def open_remote(self, config: SessionConfig) -> Any:
+    def open_remote(self, config: SessionConfig, style: Any) -> Any:
         from stt_server.workers import SHARED_LANES
 
-        return SHARED_LANES.open(config, self.name, self.options())
+        return SHARED_LANES.open(config, self.name, self.options(), style)
 
     def channel(self, config: SessionConfig) -> ChannelRecognizer:
         return PocketsphinxChannel(config, self.pool, self.vad_threshold_db)

@@ -9,6 +9,7 @@ from typing import Any
 from stt_server.faults import Fault
 from stt_server.marker import MarkerFrame
 from stt_server.protocol import SessionConfig
+from stt_server.wire import WireOptions
 
 REDACTED = "<redacted>"
 
@@ -32,6 +33,7 @@ class ConnectionRecord:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    query_lists: dict[str, list[str]] = field(default_factory=dict)  # every value, in order
     fault: Fault | None = None
     config: SessionConfig | None = None
     refused_status: int | None = None
@@ -43,6 +45,9 @@ class ConnectionRecord:
     text_messages: list[str] = field(default_factory=list)
     events_sent: list[dict[str, Any]] = field(default_factory=list)
     audio_done_received: bool = False
+    session_id: str | None = None  # the id sent in transcript.created
+    finalizes_received: int = 0  # finalize messages, answered or not
+    wire: WireOptions | None = None  # the wire options the connection was served with
     session_end: str | None = None
     end: str | None = None
     close_code: int | None = None

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
 import socket
 import struct
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,13 +28,15 @@ from websockets.http11 import Request, Response
 
 from stt_server.faults import Close, ErrorEvent, Fault, Malformed, Outage, Partition
 from stt_server.protocol import (
-    DONE_TEXT_MODES,
+    INVALID_MESSAGE,
+    STREAM_TIMED_OUT,
     STT_PATH,
     QueryError,
     SessionConfig,
     created_event,
     error_event,
     parse_query,
+    query_lists,
     split_path,
 )
 from stt_server.recognizers import (
@@ -42,7 +46,8 @@ from stt_server.recognizers import (
     make_backend,
 )
 from stt_server.records import REDACTED, ConnectionRecord, redact_headers
-from stt_server.session import STTSession, open_session
+from stt_server.session import SessionStyle, STTSession, open_session
+from stt_server.wire import OPTION_NAMES, WireOptions, preset
 
 log = logging.getLogger("stt_server")
 
@@ -74,8 +79,26 @@ MALFORMED_FRAMES: dict[str, str | bytes] = {
 }
 
 
+def _wire_option(name: str) -> property:
+    """A server-wide wire option, read/write (validated on write)."""
+
+    def get(self: STTServer) -> Any:
+        return getattr(self._wire, name)
+
+    def set_(self: STTServer, value: Any) -> None:
+        self._wire = dataclasses.replace(self._wire, **{name: value})
+
+    return property(get, set_, doc=f"Server-wide default of the wire option {name}.")
+
+
 class STTServer:
     """A local xAI-compatible streaming STT server; see stt_server/README.md."""
+
+    utterance_final = _wire_option("utterance_final")
+    done_text = _wire_option("done_text")
+    finalize = _wire_option("finalize")
+    empty_partials = _wire_option("empty_partials")
+    flush_on_done = _wire_option("flush_on_done")
 
     def __init__(
         self,
@@ -84,14 +107,29 @@ class STTServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        done_text: str = "whole",
+        wire: str = "live",
+        utterance_final: str | None = None,
+        done_text: str | None = None,
+        finalize: str | None = None,
+        empty_partials: bool | None = None,
+        flush_on_done: bool | None = None,
+        stream_timeout_s: float | None = None,
         done_delay_ms: int = 0,
         ping_interval: float | None = 20.0,
         close_timeout: float = 1.0,
         vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB,
     ) -> None:
-        if done_text not in DONE_TEXT_MODES:
-            raise ValueError(f"done_text must be one of {DONE_TEXT_MODES}")
+        self._wire_name = wire
+        self._wire: WireOptions = preset(wire).replace(
+            utterance_final=utterance_final,
+            done_text=done_text,
+            finalize=finalize,
+            empty_partials=empty_partials,
+            flush_on_done=flush_on_done,
+        )
+        if stream_timeout_s is not None and not stream_timeout_s > 0:
+            raise ValueError("stream_timeout_s must be > 0 (or None)")
+        self.stream_timeout_s = stream_timeout_s
         self.recognizer = recognizer
         self.backend: RecognizerBackend = make_backend(
             recognizer, vad_threshold_db=vad_threshold_db
@@ -99,7 +137,6 @@ class STTServer:
         self.api_key = api_key
         self.host = host
         self.port = port
-        self.done_text = done_text
         self.done_delay_ms = done_delay_ms
         self.ping_interval = ping_interval
         self.close_timeout = close_timeout
@@ -115,6 +152,34 @@ class STTServer:
         self._runners: set[_ConnectionRunner] = set()
         self._server: Server | None = None
         self._stopping = asyncio.Event()
+
+    # -- wire options --------------------------------------------------------
+
+    @property
+    def wire(self) -> str:
+        """The preset the options started from; setting it resets every wire option."""
+        return self._wire_name
+
+    @wire.setter
+    def wire(self, name: str) -> None:
+        self._wire = preset(name)
+        self._wire_name = name
+
+    @property
+    def wire_options(self) -> WireOptions:
+        """Every server-wide wire option at once (read/write)."""
+        return self._wire
+
+    @wire_options.setter
+    def wire_options(self, options: WireOptions) -> None:
+        self._wire = options
+
+    def wire_for(self, fault: Fault | None) -> WireOptions:
+        """The wire options of a connection with this fault."""
+        if fault is None:
+            return self._wire
+        base = preset(fault.wire) if fault.wire is not None else self._wire
+        return base.replace(**{name: getattr(fault, name) for name in OPTION_NAMES})
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -261,6 +326,8 @@ class STTServer:
             query=query,
             headers=redact_headers(list(request.headers.raw_items())),
             fault=fault,
+            query_lists=query_lists(request.path),
+            wire=self.wire_for(fault),
         )
         self.connections.append(record)
         self._watch_handshake(connection, record)
@@ -299,7 +366,7 @@ class STTServer:
         if self.api_key is not None and not _authorized(request.headers, self.api_key):
             return self._refuse(connection, record, 401, "Invalid or missing API key.")
         try:
-            record.config = parse_query(query)
+            record.config = parse_query(query, record.query_lists)
         except QueryError as exc:
             return self._refuse(connection, record, 400, str(exc))
         self._pending[connection] = record
@@ -385,7 +452,13 @@ class _ConnectionRunner:
         self.fault = record.fault or Fault()
         assert record.config is not None
         self.config: SessionConfig = record.config
-        self.done_text = self.fault.done_text or server.done_text
+        assert record.wire is not None
+        self.wire: WireOptions = record.wire
+        self.stream_timeout_s = (
+            self.fault.stream_timeout_s
+            if self.fault.stream_timeout_s is not None
+            else server.stream_timeout_s
+        )
         self.done_delay_ms = (
             self.fault.done_delay_ms
             if self.fault.done_delay_ms is not None
@@ -408,6 +481,7 @@ class _ConnectionRunner:
         self._aborted = False
         self._peer_gone = False  # the client left during a partition
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._stream_timer: asyncio.TimerHandle | None = None
         self._normal_rcvbuf = 0
         self._opened_at = 0.0
         self._byte_triggers: list[tuple[int, str, Callable[[], Awaitable[None]]]] = []
@@ -429,7 +503,8 @@ class _ConnectionRunner:
             f", fault: {fault.describe()}" if record.fault else "",
         )
         try:
-            self.session = await self._call(open_session, self.config, self.server.backend)
+            style = SessionStyle(self.wire.utterance_final, self.wire.empty_partials)
+            self.session = await self._call(open_session, self.config, self.server.backend, style)
             record.marker_channels = [
                 t.recognizer.decoded
                 for t in self.session.trackers
@@ -448,7 +523,7 @@ class _ConnectionRunner:
                 await self._send_created()
             # After created, so a fault "right away" comes after it on the wire.
             self._schedule_faults()
-            self._arm_idle_timer()
+            self._arm_idle_timers()
             self._reader_task = asyncio.current_task()
             await self._read_loop()
         except ConnectionClosed:
@@ -500,8 +575,9 @@ class _ConnectionRunner:
                 await self._on_audio(message)
 
     async def _cleanup(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        for timer in (self._idle_timer, self._stream_timer):
+            if timer is not None:
+                timer.cancel()
         current = asyncio.current_task()
         tasks = [t for t in self.tasks if t is not current]
         for task in tasks:
@@ -560,12 +636,49 @@ class _ConnectionRunner:
             payload = json.loads(message)
         except ValueError:
             log.warning("connection %d: client sent a text frame that is not JSON", self.number)
+            await self._send_invalid(INVALID_MESSAGE)
             return
         kind = payload.get("type") if isinstance(payload, dict) else None
         if kind == "audio.done":
             await self._on_audio_done()
+        elif kind in ("finalize", "Finalize"):
+            await self._on_finalize(payload)
         else:
             log.warning("connection %d: client sent an unknown message type %r", self.number, kind)
+            await self._send_invalid(INVALID_MESSAGE)
+
+    async def _send_invalid(self, message: str) -> None:
+        """A client message the service cannot parse: an error, the connection stays open."""
+        if self.answering and not self.record.audio_done_received:
+            await self._send(error_event(message))
+
+    async def _on_finalize(self, payload: dict[str, Any]) -> None:
+        record = self.record
+        record.finalizes_received += 1
+        if not self.answering or self.session is None or record.audio_done_received:
+            log.info("connection %d: finalize after the session ended: ignored", self.number)
+            return
+        mode = self.wire.finalize
+        if mode == "ignore":
+            log.info("connection %d: finalize ignored (finalize=ignore)", self.number)
+            return
+        if mode == "refuse":
+            log.info("connection %d: finalize refused (finalize=refuse)", self.number)
+            await self._send(error_event(INVALID_MESSAGE))
+            return
+        channel = payload.get("channel")
+        if channel is not None and (
+            not isinstance(channel, int)
+            or isinstance(channel, bool)
+            or not 0 <= channel < self.config.channels
+        ):
+            log.warning("connection %d: finalize for channel %r", self.number, channel)
+            await self._send_invalid(
+                f"Invalid message: channel must be an integer from 0 to {self.config.channels - 1}"
+            )
+            return
+        for event in await self._call(self.session.finalize, channel):
+            await self._send(event)
 
     async def _on_audio(self, data: bytes) -> None:
         record = self.record
@@ -583,7 +696,7 @@ class _ConnectionRunner:
                 self._warned_late_audio = True
                 log.warning("connection %d: client sent audio after audio.done", self.number)
         elif self.answering and self.session is not None:
-            self._arm_idle_timer()
+            self._arm_idle_timers()
             for event in await self._call(self.session.feed_audio, data):
                 await self._send(event)
         await self._fire_byte_triggers()
@@ -611,12 +724,16 @@ class _ConnectionRunner:
             self._stop_answering("done")
             await self._close_connection(1000)
             return
-        events = await self._call(self.session.finish, self.done_text)
+        events = await self._call(self.session.finish, self.wire.done_text, self.wire.flush_on_done)
         self._stop_answering("done")
+        for event in events:
+            if event["type"] != "transcript.done":  # the flushed finals come first
+                await self._send(event)
         if self.done_delay_ms:
             await self._sleep_unless_closed(self.done_delay_ms / 1000)
         for event in events:
-            await self._send(event)
+            if event["type"] == "transcript.done":
+                await self._send(event)
         if fault.done_without_close:
             log.info("connection %d: fault: transcript.done without close", self.number)
             return
@@ -639,7 +756,8 @@ class _ConnectionRunner:
 
     async def _send_created(self) -> None:
         self.created_sent = True
-        await self._send(created_event())
+        self.record.session_id = str(uuid.uuid4())
+        await self._send(created_event(self.record.session_id))
 
     async def _send_error(self, spec: ErrorEvent) -> None:
         log.info(
@@ -884,13 +1002,38 @@ class _ConnectionRunner:
                     )
             self.connection.transport.resume_reading()
 
-    def _arm_idle_timer(self) -> None:
-        seconds = self.fault.idle_end_after_s
-        if seconds is None or not self.answering:
+    def _arm_idle_timers(self) -> None:
+        """(Re)start the timers that count time without audio."""
+        if not self.answering:
             return
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        self._idle_timer = self.loop.call_later(seconds, self._idle_expired)
+        seconds = self.fault.idle_end_after_s
+        if seconds is not None:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            self._idle_timer = self.loop.call_later(seconds, self._idle_expired)
+        if self.stream_timeout_s is not None:
+            if self._stream_timer is not None:
+                self._stream_timer.cancel()
+            self._stream_timer = self.loop.call_later(self.stream_timeout_s, self._stream_timed_out)
+
+    def _stream_timed_out(self) -> None:
+        if not self.answering:
+            return
+        log.info(
+            "connection %d: stream timed out after %.3g s without audio",
+            self.number,
+            self.stream_timeout_s,
+        )
+        self._stop_answering("timeout")
+
+        async def report_and_close() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(error_event(STREAM_TIMED_OUT))
+                await self._close_connection(1011, STREAM_TIMED_OUT)
+
+        task = asyncio.ensure_future(report_and_close())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def _idle_expired(self) -> None:
         if self.answering:

@@ -54,10 +54,10 @@ def _warm(name: str, options: tuple[tuple[str, Any], ...]) -> int:
     return os.getpid()
 
 
-def _open(session_id: int, config: SessionConfig, name: str, options: Any) -> None:
+def _open(session_id: int, config: SessionConfig, name: str, options: Any, style: Any) -> None:
     from stt_server.session import STTSession
 
-    _sessions[session_id] = STTSession(config, _backend(name, options))
+    _sessions[session_id] = STTSession(config, _backend(name, options), style)
 
 
 def _call(session_id: int, method: str, args: tuple[Any, ...]) -> Any:
@@ -212,8 +212,17 @@ class WorkerLanes:
         return pids
 
     def open(
-        self, config: SessionConfig, name: str, options: tuple[tuple[str, Any], ...]
+        self,
+        config: SessionConfig,
+        name: str,
+        options: tuple[tuple[str, Any], ...],
+        style: Any = None,
     ) -> RemoteSession:
+        """A session in a worker; style: a session.SessionStyle (None: the default)."""
+        if style is None:
+            from stt_server.session import SessionStyle
+
+            style = SessionStyle()
         session_id = next(self._ids)
         for attempt in range(2):
             lanes = self._started()
@@ -221,7 +230,7 @@ class WorkerLanes:
                 lane = min(lanes, key=lambda candidate: candidate.sessions)
                 lane.sessions += 1
             try:
-                lane.request("open", session_id, config, name, options)
+                lane.request("open", session_id, config, name, options, style)
             except WorkerError:
                 self._release(lane)
                 if attempt or lane.process.poll() is None:
@@ -275,9 +284,12 @@ class RemoteSession:
         self.audio_bytes += len(data)
         return self._call("feed_audio", data)
 
-    def finish(self, done_text: str = "whole") -> list[dict[str, Any]]:
+    def finalize(self, channel: int | None = None) -> list[dict[str, Any]]:
+        return self._call("finalize", channel)
+
+    def finish(self, done_text: str = "empty", flush: bool = True) -> list[dict[str, Any]]:
         self.finished = True
-        return self._call("finish", done_text)
+        return self._call("finish", done_text, flush)
 
     def close(self) -> None:
         session_id, self._id = self._id, None

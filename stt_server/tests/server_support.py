@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,9 +100,11 @@ async def receive_all(
     return observed
 
 
-async def expect_created(ws: ClientConnection) -> None:
+async def expect_created(ws: ClientConnection) -> str:
+    """The first event is transcript.created with a session id (a UUID); returns the id."""
     first = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
-    assert first == {"type": "transcript.created"}
+    assert first.keys() == {"type", "id"} and first["type"] == "transcript.created", first
+    return str(uuid.UUID(first["id"]))
 
 
 async def send_audio(

@@ -150,7 +150,7 @@ async def test_error_on_audio_done_replaces_the_answer(marker_server: STTServer)
         Fault(error_event=ErrorEvent(message="finalize failed", on_audio_done=True, then="close"))
     )
     seen = await transcribe(marker_server.url, SPEECH, endpointing=300)
-    assert seen.types == ["transcript.partial", "error"]
+    assert seen.types == ["transcript.partial", "transcript.partial", "error"]
     assert seen.close_code == 1011
 
 
@@ -159,7 +159,7 @@ async def test_error_then_continue(marker_server: STTServer) -> None:
         Fault(error_event=ErrorEvent(message="just saying", after_bytes=1, then="continue"))
     )
     seen = await transcribe(marker_server.url, SPEECH)
-    assert seen.types == ["error", "transcript.done"]
+    assert seen.types == ["error", "transcript.partial", "transcript.partial", "transcript.done"]
     assert seen.close_code == 1000
 
 
@@ -230,7 +230,7 @@ async def test_done_without_close(marker_server: STTServer) -> None:
         await send_audio(ws, SPEECH)
         await send_done(ws)
         seen = await receive_all(ws, idle=0.3)
-        assert seen.types == ["transcript.done"] and seen.timed_out
+        assert seen.types[-1] == "transcript.done" and seen.timed_out
         await assert_still_open(ws)
     record = marker_server.connection(1)
     await record.wait_ended(WAIT)
@@ -255,7 +255,8 @@ async def test_malformed_frames_then_business_as_usual(marker_server: STTServer)
         {"type": "transcript.partial"},
         b"\x00\x01 binary frame from the server",
     ]
-    assert seen.types[4:] == ["transcript.done"] and seen.close_code == 1000
+    assert seen.types[4:] == ["transcript.partial"] * 2 + ["transcript.done"]
+    assert seen.close_code == 1000
     sent = marker_server.connection(1).events_sent
     assert [e.get("_malformed") for e in sent[1:5]] == list(Malformed().kinds)
 
@@ -264,7 +265,8 @@ async def test_malformed_frames_then_business_as_usual(marker_server: STTServer)
 async def test_one_malformed_kind_on_audio_done(marker_server: STTServer, kind: str) -> None:
     marker_server.set_default_fault(Fault(malformed=Malformed(kinds=(kind,), on_audio_done=True)))
     seen = await transcribe(marker_server.url, SPEECH)
-    assert len(seen.events) == 2 and seen.types[1] == "transcript.done"
+    assert len(seen.events) == 4
+    assert seen.types[1:] == ["transcript.partial"] * 2 + ["transcript.done"]
 
 
 async def test_malformed_after_ms(marker_server: STTServer) -> None:

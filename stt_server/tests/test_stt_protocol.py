@@ -30,15 +30,20 @@ def indices(event: dict) -> list[int]:
 async def test_created_then_partials_then_done_then_normal_close(marker_server: STTServer) -> None:
     audio = marker.generate([(False, 20), (True, 120), (False, 40)])
     seen = await transcribe(marker_server.url, audio, endpointing=300, interim_results=True)
-    assert seen.types == ["transcript.partial"] * 3 + ["transcript.done"]
-    interim_1, interim_2, final = seen.events[:3]
-    assert (interim_1["is_final"], interim_1["duration"]) == (False, 0.5)
-    assert (interim_2["is_final"], interim_2["duration"]) == (False, 1.0)
-    assert (final["is_final"], final["speech_final"]) == (True, True)
-    assert indices(final) == list(range(20, 140))
-    assert seen.events[3] == {
+    assert seen.types == ["transcript.partial"] * 4 + ["transcript.done"]
+    interim_1, interim_2, chunk_final, utterance_final = seen.events[:4]
+    assert (interim_1["is_final"], interim_1["start"], interim_1["duration"]) == (False, 0.2, 0.5)
+    assert (interim_2["is_final"], interim_2["start"], interim_2["duration"]) == (False, 0.2, 1.0)
+    # Live: the chunk final of the tail, then the utterance final restating it.
+    assert (chunk_final["is_final"], chunk_final["speech_final"]) == (True, False)
+    assert (utterance_final["is_final"], utterance_final["speech_final"]) == (True, True)
+    for final in (chunk_final, utterance_final):
+        assert indices(final) == list(range(20, 140))
+        assert (final["start"], final["duration"]) == (0.2, 1.5)
+    assert seen.events[4] == {
         "type": "transcript.done",
-        "text": " ".join(str(i) for i in range(20, 140)),
+        "text": "",
+        "words": [],
         "duration": 1.8,
         "channel_index": 0,
     }
@@ -47,7 +52,7 @@ async def test_created_then_partials_then_done_then_normal_close(marker_server: 
     await record.wait_ended(WAIT)
     assert record.audio == audio and record.audio_done_received
     assert (record.end, record.closed_by, record.close_code) == ("closed", "server", 1000)
-    assert record.events_sent[0] == {"type": "transcript.created"}
+    assert record.events_sent[0] == {"type": "transcript.created", "id": record.session_id}
     assert record.events_sent[1:] == seen.events
 
 
@@ -64,37 +69,53 @@ async def test_speech_final_on_silence_and_times_are_exact(marker_server: STTSer
     audio = marker.generate([(True, 50), (False, 80), (True, 30), (False, 80)])
     seen = await transcribe(marker_server.url, audio, endpointing=500)
     finals = seen.of_type("transcript.partial")
-    assert [(e["is_final"], e["speech_final"]) for e in finals] == [(True, True), (True, True)]
-    assert indices(finals[1]) == list(range(130, 160))
+    assert [(e["is_final"], e["speech_final"]) for e in finals] == [(True, False), (True, True)] * 2
+    assert indices(finals[2]) == indices(finals[3]) == list(range(130, 160))
     for event in finals:
         for word in event["words"]:
             assert word["start"] == int(word["text"]) / 100
             assert word["end"] == (int(word["text"]) + 1) / 100
-    assert (finals[1]["start"], finals[1]["duration"]) == (1.3, 0.8)
+    assert (finals[3]["start"], finals[3]["duration"]) == (1.3, 0.8)
 
 
 async def test_chunk_final_locking(marker_server: STTServer) -> None:
     seen = await transcribe(marker_server.url, marker.generate([(True, 700)]), endpointing=300)
     locked = seen.of_type("transcript.partial")
+    # Timed from the utterance's start; the open utterance is flushed at audio.done
+    # (its tail is empty: the last chunk locked at the end of the audio).
     assert [(e["start"], e["duration"], e["speech_final"]) for e in locked] == [
         (0.0, 3.5, False),
-        (3.5, 3.5, False),
+        (0.0, 7.0, False),
+        (0.0, 7.0, True),
     ]
-    assert seen.of_type("transcript.done")[0]["text"].split() == [str(i) for i in range(700)]
+    assert indices(locked[1]) == list(range(350, 700))
+    assert indices(locked[2]) == list(range(700))
+    assert seen.of_type("transcript.done")[0]["text"] == ""
 
 
-@pytest.mark.parametrize("done_text", ["whole", "pending"])
-async def test_done_text_modes_on_the_wire(marker_server: STTServer, done_text: str) -> None:
-    marker_server.set_default_fault(Fault(done_text=done_text))
+@pytest.mark.parametrize(
+    ("done_text", "flush"), [("whole", True), ("pending", False), ("empty", True)]
+)
+async def test_done_text_modes_on_the_wire(
+    marker_server: STTServer, done_text: str, flush: bool
+) -> None:
+    marker_server.set_default_fault(Fault(done_text=done_text, flush_on_done=flush))
     audio = marker.generate([(True, 30), (False, 40), (True, 20)])
     seen = await transcribe(marker_server.url, audio, endpointing=300)
-    (speech_final,) = seen.of_type("transcript.partial")
+    speech_finals = [e for e in seen.of_type("transcript.partial") if e["speech_final"]]
     (done,) = seen.of_type("transcript.done")
-    pending = [str(i) for i in range(70, 90)]
+    first, pending = [str(i) for i in range(30)], [str(i) for i in range(70, 90)]
+    assert speech_finals[0]["text"].split() == first
+    assert done["text"] == " ".join(w["text"] for w in done["words"])
     if done_text == "whole":
-        assert done["text"].split() == speech_final["text"].split() + pending
-    else:
+        assert speech_finals[1]["text"].split() == pending  # flushed at audio.done
+        assert done["text"].split() == first + pending
+    elif done_text == "pending":
+        assert len(speech_finals) == 1  # not flushed: the done text carries it
         assert done["text"].split() == pending
+    else:
+        assert speech_finals[1]["text"].split() == pending
+        assert done["text"] == "" and done["words"] == []
 
 
 async def test_server_wide_done_text_default() -> None:
@@ -112,6 +133,10 @@ async def test_done_delay_holds_back_transcript_done(marker_server: STTServer) -
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
         await send_done(ws)
+        # The flushed finals come at once; transcript.done after the delay.
+        for kind in ("transcript.partial", "transcript.partial"):
+            assert json.loads(await asyncio.wait_for(ws.recv(), WAIT))["type"] == kind
+        assert loop.time() - sent_at < 0.3
         seen = await receive_all(ws)
         assert seen.types == ["transcript.done"]
         assert loop.time() - sent_at >= 0.3
@@ -151,8 +176,8 @@ async def test_g711_audio_is_decoded(marker_server: STTServer, encoding: str) ->
     seen = await transcribe(
         marker_server.url, wire, chunk=800, sample_rate=8000, encoding=encoding, endpointing=300
     )
-    (final,) = seen.of_type("transcript.partial")
-    assert indices(final) == list(range(40))
+    chunk_final, utterance_final = seen.of_type("transcript.partial")
+    assert indices(chunk_final) == indices(utterance_final) == list(range(40))
     assert seen.of_type("transcript.done")[0]["duration"] == 0.8
     assert marker_server.connection(1).marker_errors == 0
 
@@ -177,16 +202,18 @@ async def test_multichannel_events_carry_channel_index(marker_server: STTServer)
         marker_server.url, audio, multichannel=True, channels=3, endpointing=300
     )
     partials = seen.of_type("transcript.partial")
+    assert [(e["channel_index"], e["speech_final"]) for e in partials] == [
+        (0, False),
+        (0, True),
+        (1, False),
+        (1, True),
+    ]
     assert {e["channel_index"]: indices(e) for e in partials} == {
         0: list(range(0, 20)),
         1: list(range(1020, 1040)),
     }
     done = seen.of_type("transcript.done")
-    assert [(d["channel_index"], d["text"] == "") for d in done] == [
-        (0, False),
-        (1, False),
-        (2, True),
-    ]
+    assert [(d["channel_index"], d["text"]) for d in done] == [(0, ""), (1, ""), (2, "")]
     record = marker_server.connection(1)
     assert [len(channel) for channel in record.marker_channels] == [80, 80, 80]
 
@@ -198,7 +225,7 @@ async def test_audio_before_created_is_counted(marker_server: STTServer) -> None
         await expect_created(ws)
         await send_done(ws)
         seen = await receive_all(ws)
-    assert seen.types == ["transcript.done"]
+    assert seen.types == ["transcript.partial", "transcript.partial", "transcript.done"]
     record = marker_server.connection(1)
     assert record.bytes_before_created == 3200
 

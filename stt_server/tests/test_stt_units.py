@@ -16,7 +16,7 @@ from stt_server.recognizers import (
     frame_level_db,
     resample_frame,
 )
-from stt_server.session import STTSession
+from stt_server.session import SessionStyle, STTSession
 
 # -- query validation --------------------------------------------------------
 
@@ -172,22 +172,44 @@ def test_corrupted_payload_and_truncation_are_reported() -> None:
 
 # -- the utterance state machine (marker recogniser, no sockets) --------------
 
+LIVE = SessionStyle()
+LEGACY = SessionStyle(utterance_final="tail", empty_partials=False)
+
 
 def run_session(
-    pattern: list[tuple[bool, int]], chunk: int = 3200, done_text: str = "whole", **query: str
+    pattern: list[tuple[bool, int]],
+    chunk: int = 3200,
+    done_text: str = "empty",
+    *,
+    style: SessionStyle = LIVE,
+    flush: bool = True,
+    **query: str,
 ) -> tuple[list[dict], list[dict]]:
-    session = STTSession(parse_query(query), MarkerBackend())
+    """(partials, including those flushed at audio.done; the transcript.done events)."""
+    session = STTSession(parse_query(query), MarkerBackend(), style)
     audio = marker.generate(pattern)
     events: list[dict] = []
     for offset in range(0, len(audio), chunk):
         events += session.feed_audio(audio[offset : offset + chunk])
-    done = session.finish(done_text)
+    answer = session.finish(done_text, flush)
     session.close()
-    return events, done
+    events += [e for e in answer if e["type"] != "transcript.done"]
+    return events, [e for e in answer if e["type"] == "transcript.done"]
 
 
 def words_of(event: dict) -> list[str]:
     return [w["text"] for w in event["words"]]
+
+
+def numbers(first: int, stop: int) -> list[str]:
+    return [str(i) for i in range(first, stop)]
+
+
+def kinds(events: list[dict]) -> list[tuple[bool, bool]]:
+    return [(e["is_final"], e["speech_final"]) for e in events]
+
+
+CHUNK_FINAL, UTTERANCE_FINAL = (True, False), (True, True)
 
 
 def test_interim_partials_every_500_ms_of_chunk_audio() -> None:
@@ -195,59 +217,92 @@ def test_interim_partials_every_500_ms_of_chunk_audio() -> None:
     interim = [e for e in events if not e["is_final"]]
     assert [e["duration"] for e in interim] == [0.5, 1.0, 1.5]
     assert all(e["start"] == 0.3 for e in interim)
-    assert words_of(interim[0]) == [str(i) for i in range(30, 80)]
+    assert words_of(interim[0]) == numbers(30, 80)
 
 
-def test_no_interim_partials_unless_asked() -> None:
-    events, _ = run_session([(True, 170)])
+def test_no_partials_unless_asked_until_audio_done() -> None:
+    events, _ = run_session([(True, 170)], flush=False)
     assert events == []
+
+
+def test_audio_done_flushes_the_open_utterance() -> None:
+    events, done = run_session([(True, 170)])
+    assert kinds(events) == [CHUNK_FINAL, UTTERANCE_FINAL]
+    assert words_of(events[0]) == words_of(events[1]) == numbers(0, 170)
+    assert [(e["start"], e["duration"]) for e in events] == [(0.0, 1.7)] * 2
+    assert done == [
+        {"type": "transcript.done", "text": "", "words": [], "duration": 1.7, "channel_index": 0}
+    ]
 
 
 def test_speech_final_after_endpointing_silence() -> None:
     events, _ = run_session([(True, 40), (False, 29), (True, 10), (False, 30)], endpointing="300")
-    assert len(events) == 1
-    (final,) = events
-    assert (final["is_final"], final["speech_final"]) == (True, True)
+    # Even a one-chunk utterance comes twice: its chunk final, then the utterance final.
+    assert kinds(events) == [CHUNK_FINAL, UTTERANCE_FINAL]
     # A 290 ms pause does not end the utterance; 300 ms does.
-    assert words_of(final) == [str(i) for i in range(40)] + [str(i) for i in range(69, 79)]
-    assert final["start"] == 0.0 and final["duration"] == 1.09
-    assert final["words"][0] == {"text": "0", "start": 0.0, "end": 0.01}
-    assert final["words"][-1] == {"text": "78", "start": 0.78, "end": 0.79}
+    for event in events:
+        assert words_of(event) == numbers(0, 40) + numbers(69, 79)
+        assert event["start"] == 0.0 and event["duration"] == 1.09
+        assert event["words"][0] == {"text": "0", "start": 0.0, "end": 0.01}
+        assert event["words"][-1] == {"text": "78", "start": 0.78, "end": 0.79}
 
 
 def test_endpointing_zero_never_ends_an_utterance() -> None:
-    events, done = run_session([(True, 40), (False, 200), (True, 10)], endpointing="0")
+    events, done = run_session(
+        [(True, 40), (False, 200), (True, 10)], endpointing="0", done_text="whole", flush=False
+    )
     assert events == []
-    assert done[0]["text"].split() == [str(i) for i in range(40)] + [
-        str(i) for i in range(240, 250)
-    ]
+    assert done[0]["text"].split() == numbers(0, 40) + numbers(240, 250)
 
 
 def test_chunk_locks_at_3_5_s_of_continuous_speech() -> None:
     events, _ = run_session([(True, 750)])
-    locked = [e for e in events if e["is_final"]]
-    assert [(e["start"], e["duration"], e["speech_final"]) for e in locked] == [
+    # Chunk finals carry their own chunk but start at the utterance's start.
+    assert [(e["start"], e["duration"], e["speech_final"]) for e in events] == [
+        (0.0, 3.5, False),
+        (0.0, 7.0, False),
+        (0.0, 7.5, False),
+        (0.0, 7.5, True),
+    ]
+    assert [words_of(e) for e in events] == [
+        numbers(0, 350),
+        numbers(350, 700),
+        numbers(700, 750),
+        numbers(0, 750),
+    ]
+
+
+def test_chunk_locks_at_3_5_s_legacy_times() -> None:
+    events, _ = run_session([(True, 750)], style=LEGACY, flush=False)
+    assert [(e["start"], e["duration"], e["speech_final"]) for e in events] == [
         (0.0, 3.5, False),
         (3.5, 3.5, False),
     ]
-    assert words_of(locked[1])[0] == "350"
+    assert words_of(events[1])[0] == "350"
 
 
 def test_chunk_locks_at_a_pause_after_2_5_s() -> None:
-    events, _ = run_session([(True, 260), (False, 15), (True, 100)])
-    (locked,) = [e for e in events if e["is_final"]]
+    events, _ = run_session([(True, 260), (False, 15), (True, 100)], flush=False)
+    (locked,) = events
     assert locked["duration"] == 2.7  # cut 100 ms into the pause
     assert words_of(locked)[-1] == "259"
 
 
 def test_a_pause_before_2_5_s_does_not_lock() -> None:
-    events, _ = run_session([(True, 200), (False, 20), (True, 200)])
-    (locked,) = [e for e in events if e["is_final"]]
+    events, _ = run_session([(True, 200), (False, 20), (True, 200)], flush=False)
+    (locked,) = events
     assert locked["duration"] == 3.5
 
 
-def test_speech_final_can_be_empty_after_a_lock() -> None:
+def test_the_utterance_final_restates_a_chunk_locked_before_the_silence() -> None:
     events, _ = run_session([(True, 300), (False, 60)], endpointing="500")
+    assert kinds(events) == [CHUNK_FINAL, UTTERANCE_FINAL]
+    assert [(e["start"], e["duration"]) for e in events] == [(0.0, 3.1), (0.0, 3.5)]
+    assert words_of(events[0]) == words_of(events[1]) == numbers(0, 300)
+
+
+def test_legacy_speech_final_can_be_empty_after_a_lock() -> None:
+    events, _ = run_session([(True, 300), (False, 60)], style=LEGACY, endpointing="500")
     assert [(e["is_final"], e["speech_final"], e["text"] != "") for e in events] == [
         (True, False, True),
         (True, True, False),
@@ -256,28 +311,35 @@ def test_speech_final_can_be_empty_after_a_lock() -> None:
     assert (events[1]["start"], events[1]["duration"]) == (3.1, 0.4)
 
 
+@pytest.mark.parametrize("style", [LIVE, LEGACY])
 @pytest.mark.parametrize("chunk", [1, 7, 320, 4000])
-def test_results_do_not_depend_on_how_audio_is_chunked(chunk: int) -> None:
-    pattern = [(False, 10), (True, 80), (False, 40), (True, 300), (False, 60)]
-    reference = run_session(pattern, 3200, endpointing="300", interim_results="true")
-    assert run_session(pattern, chunk, endpointing="300", interim_results="true") == reference
+def test_results_do_not_depend_on_how_audio_is_chunked(chunk: int, style: SessionStyle) -> None:
+    pattern = [(False, 60), (True, 80), (False, 40), (True, 300), (False, 160)]
+    query = {"endpointing": "300", "interim_results": "true"}
+    reference = run_session(pattern, 3200, style=style, **query)
+    assert run_session(pattern, chunk, style=style, **query) == reference
 
 
-def test_done_text_whole_and_pending() -> None:
+@pytest.mark.parametrize("flush", [True, False])
+def test_done_text_modes(flush: bool) -> None:
     pattern = [(True, 20), (False, 40), (True, 10)]
-    events, whole = run_session(pattern, endpointing="300", done_text="whole")
-    _, pending = run_session(pattern, endpointing="300", done_text="pending")
-    assert events[0]["text"].split() == [str(i) for i in range(20)]
-    assert whole[0]["text"].split() == [str(i) for i in range(20)] + [str(i) for i in range(60, 70)]
-    assert pending[0]["text"].split() == [str(i) for i in range(60, 70)]
-    assert whole[0]["duration"] == pending[0]["duration"] == 0.7
-    assert whole[0]["channel_index"] == 0
+    texts = {}
+    for mode in ("empty", "whole", "pending"):
+        events, done = run_session(pattern, endpointing="300", done_text=mode, flush=flush)
+        assert words_of(events[0]) == numbers(0, 20)
+        assert done[0]["duration"] == 0.7 and done[0]["channel_index"] == 0
+        assert done[0]["text"] == " ".join(words_of(done[0]))
+        texts[mode] = done[0]["text"].split()
+    assert texts["empty"] == []
+    assert texts["whole"] == numbers(0, 20) + numbers(60, 70)
+    # Flushed, the open utterance ended with a speech_final: nothing is pending.
+    assert texts["pending"] == ([] if flush else numbers(60, 70))
 
 
 def test_pending_includes_locked_chunks_of_the_open_utterance() -> None:
-    events, pending = run_session([(True, 400)], done_text="pending")
+    events, pending = run_session([(True, 400)], done_text="pending", flush=False)
     assert events[0]["is_final"] and not events[0]["speech_final"]
-    assert pending[0]["text"].split() == [str(i) for i in range(400)]
+    assert pending[0]["text"].split() == numbers(0, 400)
 
 
 def test_multichannel_recognises_each_channel() -> None:
@@ -293,8 +355,10 @@ def test_multichannel_recognises_each_channel() -> None:
     events = []
     for offset in range(0, len(interleaved), 999):  # odd slices split samples and channels
         events += session.feed_audio(interleaved[offset : offset + 999])
-    done = session.finish()
-    finals = {e["channel_index"]: e for e in events}
+    answer = session.finish()
+    events += answer
+    done = [e for e in answer if e["type"] == "transcript.done"]
+    finals = {e["channel_index"]: e for e in events if e.get("speech_final")}
     assert words_of(finals[0]) == [str(i) for i in range(30)]
     assert words_of(finals[1]) == [str(i) for i in range(530, 560)]
     assert finals[1]["words"][0]["start"] == 0.3

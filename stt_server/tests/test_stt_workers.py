@@ -6,7 +6,7 @@ import os
 import signal
 
 from server_support import expect_created, load_clip, open_client, receive_all, transcribe
-from test_stt_recognition import HELLO, assert_mostly, done_text
+from test_stt_recognition import HELLO, SLOW, assert_mostly, final_text
 
 from stt_server import STTServer
 from stt_server.workers import SHARED_LANES, default_lanes
@@ -31,4 +31,4 @@ async def test_a_dead_worker_fails_its_connections_cleanly_and_is_replaced(
         seen = await receive_all(ws)
     assert seen.close_code == 1011
     # The next connection gets fresh workers and is recognised as usual.
-    assert_mostly(HELLO, done_text(await transcribe(sphinx_server.url, pcm)))
+    assert_mostly(HELLO, final_text(await transcribe(sphinx_server.url, pcm, timeout=SLOW)))
