@@ -128,6 +128,10 @@ class Conn:
     speech_until: int = 0
     answered_until: int = 0
     drain_deadline: float = 0.0
+    drain_started_at: float = 0.0  # when its audio.done went out
+    # The half-way check comes no earlier than this (a fallback's audio.done goes out
+    # late in the finalize timeout: the vendor still gets time to answer it).
+    hedge_floor: float = 0.0
     turn_finished: bool = False
     # How the current connection's end was found (a failed send, or the end itself),
     # while the core waits for its socket's close to learn what it means.

@@ -100,7 +100,7 @@ def dead(conn: Conn) -> Failure:
 
 def hedge_at(conn: Conn, settings: SessionSettings) -> float:
     """Half-way through a draining connection's finalize timeout."""
-    return conn.drain_deadline - settings.finalize_timeout_s / 2
+    return max(conn.drain_deadline - settings.finalize_timeout_s / 2, conn.hedge_floor)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def not_answering(conn: Conn, settings: SessionSettings, now: float) -> HedgeVer
     if backlog >= BACKLOG_RESOLUTION_S:
         at = now + backlog
         return HedgeVerdict(None, at if at < conn.drain_deadline else None)
-    waited_s = now - (conn.drain_deadline - settings.finalize_timeout_s)
+    waited_s = now - conn.drain_started_at
     failure = Failure(
         kind="no_done", message=f"no transcript.done {waited_s:.1f} s after audio.done"
     )

@@ -201,6 +201,7 @@ class Turns:
         host = self._host
         now = host.now
         conn.role = Role.DRAINING
+        conn.drain_started_at = now
         conn.finalize = f
         conn.finalizes_also = list(also)
         for g in also:
