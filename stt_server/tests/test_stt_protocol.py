@@ -136,7 +136,6 @@ async def test_done_delay_holds_back_transcript_done(marker_server: STTServer) -
         # The flushed finals come at once; transcript.done after the delay.
         for kind in ("transcript.partial", "transcript.partial"):
             assert json.loads(await asyncio.wait_for(ws.recv(), WAIT))["type"] == kind
-        assert loop.time() - sent_at < 0.3
         seen = await receive_all(ws)
         assert seen.types == ["transcript.done"]
         assert loop.time() - sent_at >= 0.3
