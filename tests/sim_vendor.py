@@ -9,17 +9,45 @@ partials, transcript.done, closes, pongs) after random but reproducible
 delays.
 
 The vendor "recognises" marker audio: every 10 ms frame of 16 kHz PCM (320
-bytes) carries its index in the user's stream. A loud frame is speech and is
-heard as the word ``w<index>``; a quiet frame is silence. Word times are on
-the connection's own timeline (the frame's byte offset among the bytes that
-connection received), so a test can check that the core maps them back to the
-user's timeline exactly (frame ``i`` is ``[10 i, 10 i + 10)`` ms there).
+bytes) carries its index in the user's stream. A speech frame is loud and is
+heard as the word ``w<index>``; a silence frame is quiet; a noise frame is as
+loud as speech (the core's level meter counts it as speech) but the vendor
+hears no word in it. Word times are on the connection's own timeline (the
+frame's byte offset among the bytes that connection received), so a test can
+check that the core maps them back to the user's timeline exactly (frame ``i``
+is ``[10 i, 10 i + 10)`` ms there). `Harness.pushed` is the simulator's own
+record of every frame pushed and what it is: the judge of which frames must
+come out as words.
 
-Faults a test can inject per connection: a vendor error event, an abrupt
-close, a close 1000 without done, a silent partition (sends still complete,
-no events, pings unanswered), a connection that never answers audio.done, a
-broken socket (the next send fails), slow writes (back-pressure); and for the
-next openings: refusals (503, or 401: fatal), or no answer until the connect
+How the vendor speaks (`VendorProfile`): by default the LIVE xAI wire
+(shared/docs/xai-stt-protocol.md, "How the live service really speaks"),
+and each older behaviour is one knob a test can draw:
+
+- utterances: words are locked in chunk finals (`is_final`, not
+  `speech_final`) every `chunk_ms` of an utterance's audio; the utterance
+  ends (endpointing, a finalize, audio.done) with an utterance final
+  (`speech_final`) that restates every word of the utterance (live), after a
+  chunk final of its tail (`lock_tail`), or carries only the tail (old);
+- times: interims and chunk finals start at the utterance's start, their
+  duration growing with it (live), or at their own chunk's start (old);
+  an interim carries only the words after the locked point;
+- between utterances, empty partials over silence and noise (live), every
+  fourth one `is_final`; never an utterance final for them;
+- transcript.done: empty (live; the open utterance is always flushed first
+  then), the whole connection's text, or the pending part;
+- `finalize` (SendFinalize): answered by ending the utterance now with an
+  utterance final (restating; empty text when nothing is pending; it ends at
+  the audio heard when the finalize was read), the connection staying open
+  (live); refused with a client-message parse error, the connection staying
+  open (an older deployment); or ignored.
+
+Faults a test can inject per connection: a vendor error event (an older
+deployment's, with a code, or a live one without), "ASR stream timed out"
+(the live service ending an idle session), an abrupt close, a close 1000
+without done, a silent partition (sends still complete, no events, pings
+unanswered), a connection that never answers audio.done, a broken socket
+(the next send fails), slow writes (back-pressure); and for the next
+openings: refusals (503, or 401: fatal), or no answer until the connect
 timeout.
 
 The harness also checks properties of the core's traffic as it goes (one send
@@ -42,6 +70,7 @@ from typing import Any
 from xai_asr_python.engine_io import (
     Abort,
     Action,
+    AudioPushed,
     CancelTimer,
     Close,
     Closed,
@@ -59,6 +88,7 @@ from xai_asr_python.engine_io import (
     Send,
     SendCompleted,
     SendEndOfAudio,
+    SendFinalize,
     SetTimer,
     TimerFired,
     TimerKey,
@@ -79,6 +109,7 @@ FRAME_BYTES = FRAME_SAMPLES * 2  # 320
 BYTES_PER_SECOND = SAMPLE_RATE * 2  # 32000
 SPEECH_LEVEL = 8000  # about -12 dBFS: well above the -40 dBFS speech threshold
 SPEECH_TAG = 0x1234
+NOISE_TAG = 0x4321
 SILENCE_TAG = 0x5A  # below 256: the frame stays quiet
 # More scheduled callbacks than this at one virtual instant: the core (or the sim) loops.
 MAX_CALLBACKS_PER_INSTANT = 20_000
@@ -112,19 +143,41 @@ def silence_frame(index: int) -> bytes:
     return _to_bytes(samples)
 
 
-def decode_frame(data: bytes) -> tuple[int, bool]:
-    """(index, is_speech) of one marker frame; ValueError if it is not one."""
+def noise_frame(index: int) -> bytes:
+    """A 10 ms frame as loud as speech (the core's level meter calls it speech) in which
+    the vendor hears no word: noise."""
+    samples = array.array("h", [SPEECH_LEVEL] * FRAME_SAMPLES)
+    samples[1] = index & 0x7FFF
+    samples[2] = (index >> 15) & 0x7FFF
+    samples[3] = NOISE_TAG
+    return _to_bytes(samples)
+
+
+SPEECH = "speech"
+SILENCE = "silence"
+NOISE = "noise"
+
+
+def frame_kind(data: bytes) -> tuple[int, str]:
+    """(index, SPEECH | SILENCE | NOISE) of one marker frame; ValueError if it is not one."""
     if len(data) != FRAME_BYTES:
         raise ValueError(f"a frame is {FRAME_BYTES} bytes, not {len(data)}")
     samples = array.array("h")
     samples.frombytes(data)
     if sys.byteorder == "big":
         samples.byteswap()
-    if samples[3] == SPEECH_TAG and samples[0] == SPEECH_LEVEL:
-        return samples[1] | (samples[2] << 15), True
+    if samples[0] == SPEECH_LEVEL and samples[3] in (SPEECH_TAG, NOISE_TAG):
+        kind = SPEECH if samples[3] == SPEECH_TAG else NOISE
+        return samples[1] | (samples[2] << 15), kind
     if samples[3] == SILENCE_TAG:
-        return samples[0] | (samples[1] << 8) | (samples[2] << 16), False
+        return samples[0] | (samples[1] << 8) | (samples[2] << 16), SILENCE
     raise ValueError("not a marker frame (altered on the way?)")
+
+
+def decode_frame(data: bytes) -> tuple[int, bool]:
+    """(index, is_speech) of one marker frame: is it heard as a word?"""
+    index, kind = frame_kind(data)
+    return index, kind == SPEECH
 
 
 def word_index(token: str) -> int:
@@ -137,25 +190,84 @@ def word_index(token: str) -> int:
 # --------------------------------------------------------------------------- the vendor
 
 
+UTTERANCE_FINALS = ("restate", "tail")
+PARTIAL_TIMES = ("utterance", "chunk")
+DONE_TEXTS = ("empty", "whole", "pending")
+FINALIZE_REPLIES = ("answer", "refuse", "ignore")
+# What an older deployment answers to a `finalize` it does not know (the connection stays).
+REFUSAL_MESSAGE = 'Invalid message: expected {"type": "audio.done"}'
+STREAM_TIMED_OUT = "ASR stream timed out"
+# Between utterances with empty partials: every EMPTY_FINAL_EVERY-th one is is_final.
+EMPTY_FINAL_EVERY = 4
+
+
 @dataclass
 class VendorProfile:
-    """How the simulated vendor behaves (drawn once per test run)."""
+    """How the simulated vendor behaves (drawn once per test run). The defaults are the
+    live xAI wire; every older behaviour is one knob.
+
+    Results: `utterance_final` "restate" (live: the utterance final carries every word
+    of the utterance again; with `lock_tail`, after a chunk final of the words after
+    the last lock, as captured) or "tail" (older: only the words after the last lock).
+    `partial_times` "utterance" (live: interims and chunk finals start at the
+    utterance's start, their duration growing) or "chunk" (older: at their chunk's
+    start). `chunk_ms`: a chunk final every this much audio of an utterance (None:
+    only when a test asks). `empty_partials`: between utterances, an empty partial
+    every `empty_every` frames of silence or noise heard, every fourth one is_final
+    (live). An utterance final never comes for an utterance without words, unless a
+    finalize asks for one (or `utterance_final` is "tail", whose finals may be empty).
+
+    `done_text`: transcript.done carries "empty" text (live), the "whole" connection's
+    text, or the "pending" part (the words no utterance final carried); with
+    `done_words`, word times too. `flush_on_done`: at audio.done the open utterance
+    ends with its finals first (always so with "empty": the words would be lost).
+
+    `finalize`: a `finalize` message is "answer"ed (live: the utterance ends now with
+    an utterance final reaching the audio heard when it was read, empty if nothing is
+    pending; the connection stays open), "refuse"d (an older deployment: an error
+    event without code, REFUSAL_MESSAGE, the connection staying open) or "ignore"d.
+    """
 
     open_delay_s: tuple[float, float] = (0.02, 0.2)
     latency_s: tuple[float, float] = (0.005, 0.08)
     send_delay_s: tuple[float, float] = (0.0, 0.004)
-    # An interim result every this many frames heard (with words pending).
+    # An interim result every this many frames heard (with words after the lock).
     interim_every: int = 20
-    # A final (speech_final) after this much silence following speech; None: never.
+    # An utterance final after this much silence (or noise) following words; None: never.
     endpoint_ms: int | None = 300
-    # Finals end at the end of what was heard (True) or at the last word (False).
+    # Endpointed finals and chunk finals end at the end of what was heard (True) or at
+    # the last word (False). A finalize's utterance final always ends at what was heard.
     final_to_heard_end: bool = True
-    # Before transcript.done, a final for the pending words (else only the done).
-    final_before_done: bool = False
+    utterance_final: str = "restate"
+    lock_tail: bool = True
+    partial_times: str = "utterance"
+    chunk_ms: int | None = 3000
+    empty_partials: bool = True
+    empty_every: int = 50
+    done_text: str = "empty"
+    done_words: bool = False
+    flush_on_done: bool = True
     # The server closes by itself after transcript.done (else it waits for the client).
     close_after_done: bool = True
-    # transcript.done carries the whole connection's text (else only what was not final).
-    done_text_whole: bool = True
+    finalize: str = "answer"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("utterance_final", UTTERANCE_FINALS),
+            ("partial_times", PARTIAL_TIMES),
+            ("done_text", DONE_TEXTS),
+            ("finalize", FINALIZE_REPLIES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}")
+
+    @property
+    def restates(self) -> bool:
+        return self.utterance_final == "restate"
+
+    @property
+    def flushes(self) -> bool:
+        return self.flush_on_done or self.done_text == "empty"
 
 
 @dataclass
@@ -172,22 +284,48 @@ class SimConn:
     slow: bool = False  # sends take long to be written (back-pressure)
     # Traffic.
     received: bytearray = field(default_factory=bytearray)
-    frames: list[tuple[int, bool]] = field(default_factory=list)  # (index, speech) heard
+    frames: list[tuple[int, bool]] = field(default_factory=list)  # (index, word) heard
     words: list[tuple[int, float]] = field(default_factory=list)  # (index, conn start s)
-    final_ptr: int = 0  # words[:final_ptr] were sent as final
-    final_end_s: float = 0.0
+    # words[:utt_ptr] were carried by utterance finals (or a done); words[:lock_ptr] are
+    # locked (chunk finals too). utt_ptr <= lock_ptr.
+    utt_ptr: int = 0
+    lock_ptr: int = 0
+    utt_end_s: float = 0.0  # end of the latest utterance final
+    lock_end_s: float = 0.0  # end of the latest lock (any final)
     frames_since_interim: int = 0
+    frames_since_lock: int = 0  # audio heard in the utterance since its last lock
     silence_run: int = 0
+    quiet_frames: int = 0  # non-word frames heard between utterances since an empty one
+    quiet_count: int = 0  # empty partials since the last utterance
     send_token: int | None = None  # the send in flight (its completion's token)
     send_is_eoa: bool = False
     eoa_sent: bool = False
+    eoa_at: float | None = None  # when audio.done was written
     done_sent: bool = False
+    last_audio_at: float | None = None  # when the latest audio frame was written
+    finalizes: int = 0  # `finalize` messages read
+    client_close: str | None = None  # the reason of the client's polite close, if any
     probe_tokens: set[int] = field(default_factory=set)
     closed_delivered: bool = False
 
     @property
     def heard_s(self) -> float:
         return len(self.received) / BYTES_PER_SECOND
+
+    @property
+    def in_utterance(self) -> bool:
+        return len(self.words) > self.utt_ptr
+
+    @property
+    def final_ptr(self) -> int:
+        """(The old name) words[:final_ptr] were sent as final (locked)."""
+        return self.lock_ptr
+
+    def utterance_start_s(self) -> float:
+        """Where the open utterance starts: its first word (or the end of the last one)."""
+        if self.in_utterance:
+            return self.words[self.utt_ptr][1]
+        return self.utt_end_s
 
     def text(self, words: list[tuple[int, float]]) -> str:
         return " ".join(f"w{i}" for i, _ in words)
@@ -222,6 +360,9 @@ class Harness:
         self.events_fed = 0
         self._same_instant = 0
         self.keep_trace = True
+        # The simulator's own record of every frame pushed: index -> SPEECH, SILENCE or
+        # NOISE, as the vendor will hear it (only SPEECH frames become words).
+        self.pushed: dict[int, str] = {}
 
     # ---------------------------------------------------------------- scheduling
 
@@ -256,6 +397,8 @@ class Harness:
         """Hand one event to the core at the current virtual time; carry out its actions."""
         assert abs(event.now - self.now) < 1e-12, (event, self.now)
         self.events_fed += 1
+        if isinstance(event, AudioPushed):
+            self._note_pushed(event.chunk)
         actions = self.core.handle(event)
         if self.keep_trace:
             self.trace.append(f"{self.now:9.4f} <- {_short(event)}")
@@ -264,6 +407,18 @@ class Harness:
         for action in actions:
             self._apply(action)
         return actions
+
+    def _note_pushed(self, chunk: bytes) -> None:
+        for offset in range(0, len(chunk) - FRAME_BYTES + 1, FRAME_BYTES):
+            try:
+                index, kind = frame_kind(chunk[offset : offset + FRAME_BYTES])
+            except ValueError:
+                continue
+            self.pushed[index] = kind
+
+    def speech_frames(self) -> set[int]:
+        """The frames pushed that the vendor hears as words."""
+        return {i for i, kind in self.pushed.items() if kind == SPEECH}
 
     def _apply(self, action: Action) -> None:
         stopped = self.stopped_at is not None
@@ -308,6 +463,12 @@ class SimVendor:
         self.hang_opens = 0  # this many next openings get no answer (connect timeout)
         self.opens: list[tuple[float, int]] = []
         self.sent_frames: dict[int, list[int]] = {}  # generation -> frame indices sent
+        # The control messages written, in order: (time, generation, "finalize" or
+        # "audio.done").
+        self.messages: list[tuple[float, int, str]] = []
+        # Every fault that happened: (time, generation or None, kind): injected, an
+        # opening refused or hung.
+        self.faults: list[tuple[float, int | None, str]] = []
 
     # ---------------------------------------------------------------- helpers
 
@@ -381,7 +542,7 @@ class SimVendor:
         if conn is None:
             self.h.violations.append(f"t={self.h.now:.4f}: {action!r} on a generation never opened")
             return
-        if isinstance(action, (Send, SendEndOfAudio)):
+        if isinstance(action, (Send, SendEndOfAudio, SendFinalize)):
             self._send(conn, action)
         elif isinstance(action, Probe):
             self._probe(conn, action)
@@ -403,6 +564,7 @@ class SimVendor:
         self.sent_frames[gen] = []
         if h.now < self.refuse_until:
             fatal = self.refuse_fatal
+            self.faults.append((h.now, gen, "refused"))
             failure = Failure(
                 kind="handshake_refused",
                 message=f"the server refused the connection (HTTP {401 if fatal else 503})",
@@ -416,6 +578,7 @@ class SimVendor:
         delay = self._draw(self.p.open_delay_s)
         if self.hang_opens > 0 or delay >= action.connect_timeout_s:
             self.hang_opens = max(0, self.hang_opens - 1)
+            self.faults.append((h.now, gen, "hung"))
             failure = Failure(
                 kind="handshake_timeout",
                 message=f"the WebSocket handshake did not complete within "
@@ -446,7 +609,7 @@ class SimVendor:
         conn.fifo_tail = at
         self.h.schedule(at, run)
 
-    def _send(self, conn: SimConn, action: Send | SendEndOfAudio) -> None:
+    def _send(self, conn: SimConn, action: Send | SendEndOfAudio | SendFinalize) -> None:
         h = self.h
         gen = conn.generation
         if conn.send_token is not None:
@@ -461,6 +624,8 @@ class SimVendor:
             return
         if conn.eoa_sent:
             h.violations.append(f"t={h.now:.4f}: gen {gen}: {_short(action)} after audio.done")
+        if not isinstance(action, Send):
+            self.messages.append((h.now, gen, _MESSAGE_NAMES[type(action)]))
         token = next(h._tokens)
         conn.send_token = token
         conn.send_is_eoa = isinstance(action, SendEndOfAudio)
@@ -485,8 +650,12 @@ class SimVendor:
             # as sent is what the vendor may have heard (with back-pressure a live socket
             # may deliver a little earlier; the core maps times only over what it sent).
             if isinstance(action, Send):
+                conn.last_audio_at = h.now
                 self._hear(conn, action.data)
+            elif isinstance(action, SendFinalize):
+                self._answer_finalize(conn)
             else:
+                conn.eoa_at = h.now
                 self._answer_end_of_audio(conn)
             conn.send_token = None
             h.feed(SendCompleted(h.now, gen, True))
@@ -500,13 +669,15 @@ class SimVendor:
                 f"gen {conn.generation}: a send of {len(data)} bytes (not whole frames)"
             )
             return
+        p = self.p
         for offset in range(0, len(data), FRAME_BYTES):
             chunk = data[offset : offset + FRAME_BYTES]
             try:
-                index, speech = decode_frame(chunk)
+                index, kind = frame_kind(chunk)
             except ValueError as exc:
                 self.h.violations.append(f"gen {conn.generation}: {exc}")
                 continue
+            speech = kind == SPEECH
             start_s = len(conn.received) / BYTES_PER_SECOND
             conn.received += chunk
             conn.frames.append((index, speech))
@@ -517,46 +688,116 @@ class SimVendor:
             if speech:
                 conn.words.append((index, start_s))
                 conn.silence_run = 0
+                conn.quiet_frames = 0
             else:
                 conn.silence_run += 1
-            pending = len(conn.words) > conn.final_ptr
-            if (
-                pending
-                and self.p.endpoint_ms is not None
-                and conn.silence_run * FRAME_MS >= self.p.endpoint_ms
+            if not conn.in_utterance:
+                # Between utterances: silence and noise, now and then an empty partial.
+                if not speech and p.empty_partials:
+                    conn.quiet_frames += 1
+                    if conn.quiet_frames >= p.empty_every:
+                        self.emit_empty(conn)
+                continue
+            conn.frames_since_lock += 1
+            if p.endpoint_ms is not None and conn.silence_run * FRAME_MS >= p.endpoint_ms:
+                self.end_utterance(conn)
+            elif (
+                p.chunk_ms is not None
+                and conn.frames_since_lock * FRAME_MS >= p.chunk_ms
+                and len(conn.words) > conn.lock_ptr
             ):
-                self.emit_final(conn, speech_final=True)
-            elif pending and conn.frames_since_interim >= self.p.interim_every:
+                self.lock_chunk(conn)
+            elif len(conn.words) > conn.lock_ptr and conn.frames_since_interim >= p.interim_every:
                 self.emit_interim(conn)
 
     # ---------------------------------------------------------------- results
 
+    def _chunk_start_s(self, conn: SimConn, pending: list[tuple[int, float]]) -> float:
+        """Where a partial over `pending` (the words after the lock) starts: the
+        utterance's start (live) or its own chunk's (older)."""
+        if self.p.partial_times == "utterance":
+            return conn.utterance_start_s()
+        return pending[0][1] if pending else conn.lock_end_s
+
+    def _end_s(self, conn: SimConn, pending: list[tuple[int, float]]) -> float:
+        if self.p.final_to_heard_end or not pending:
+            return conn.heard_s
+        return pending[-1][1] + FRAME_MS / 1000
+
     def emit_interim(self, conn: SimConn) -> bool:
-        """An interim result over the words heard and not final yet."""
-        pending = conn.words[conn.final_ptr :]
+        """An interim result over the words heard after the locked point."""
+        pending = conn.words[conn.lock_ptr :]
         conn.frames_since_interim = 0
         if not pending or not self._may_speak(conn):
             return False
-        start = pending[0][1]
+        start = self._chunk_start_s(conn, pending)
         end = pending[-1][1] + FRAME_MS / 1000
         self._result(conn, pending, start, end, final=False)
         return True
 
     def emit_final(self, conn: SimConn, *, speech_final: bool = False) -> bool:
-        """A final result over the words heard and not final yet (to the end of what was
-        heard, or to the last word, as the profile says)."""
-        pending = conn.words[conn.final_ptr :]
+        """A chunk final (`lock_chunk`) or, with speech_final, the utterance's end
+        (`end_utterance`)."""
+        if speech_final:
+            return self.end_utterance(conn)
+        return self.lock_chunk(conn)
+
+    def lock_chunk(self, conn: SimConn) -> bool:
+        """A chunk final: the words after the locked point are locked."""
+        pending = conn.words[conn.lock_ptr :]
         conn.frames_since_interim = 0
         if not pending or not self._may_speak(conn):
             return False
-        start = (
-            max(conn.final_end_s, pending[0][1]) if self.p.final_to_heard_end else (pending[0][1])
-        )
-        end = conn.heard_s if self.p.final_to_heard_end else pending[-1][1] + FRAME_MS / 1000
-        conn.final_ptr = len(conn.words)
-        conn.final_end_s = end
-        self._result(conn, pending, start, end, final=True, speech_final=speech_final)
+        start = self._chunk_start_s(conn, pending)
+        end = max(self._end_s(conn, pending), conn.lock_end_s)
+        conn.lock_ptr = len(conn.words)
+        conn.lock_end_s = end
+        conn.frames_since_lock = 0
+        self._result(conn, pending, start, end, final=True)
         return True
+
+    def end_utterance(self, conn: SimConn, *, forced: bool = False) -> bool:
+        """The utterance ends: its utterance final (restating it, or its tail). Without
+        words, only when `forced` (a finalize) or with tail finals."""
+        conn.frames_since_interim = 0
+        if not self._may_speak(conn):
+            return False
+        p = self.p
+        utterance = conn.words[conn.utt_ptr :]
+        tail = conn.words[conn.lock_ptr :]
+        if not utterance and not forced:
+            return False
+        end = conn.heard_s if forced else max(self._end_s(conn, tail), conn.lock_end_s)
+        if p.restates:
+            if tail and p.lock_tail:
+                self.lock_chunk(conn)
+            start = utterance[0][1] if utterance else conn.utt_end_s
+            words = utterance
+        else:
+            # Only the words after the last lock, even none.
+            start = tail[0][1] if tail else conn.lock_end_s
+            words = tail
+        end = max(end, conn.lock_end_s, start)
+        conn.utt_ptr = conn.lock_ptr = len(conn.words)
+        conn.utt_end_s = conn.lock_end_s = end
+        conn.frames_since_lock = 0
+        conn.silence_run = 0
+        conn.quiet_frames = conn.quiet_count = 0
+        self._result(conn, words, start, end, final=True, speech_final=True)
+        return True
+
+    def emit_empty(self, conn: SimConn) -> None:
+        """Between utterances: an empty partial over the silence since the last lock;
+        every EMPTY_FINAL_EVERY-th is_final (that audio is locked)."""
+        conn.quiet_frames = 0
+        if not self._may_speak(conn):
+            return
+        conn.quiet_count += 1
+        final = conn.quiet_count % EMPTY_FINAL_EVERY == 0
+        start, end = conn.lock_end_s, conn.heard_s
+        if final:
+            conn.lock_end_s = end
+        self._result(conn, [], start, end, final=final)
 
     def _result(
         self,
@@ -584,19 +825,41 @@ class SimVendor:
     def _may_speak(self, conn: SimConn) -> bool:
         return conn.state == "open" and not conn.closing and not conn.partitioned
 
+    def _answer_finalize(self, conn: SimConn) -> None:
+        conn.finalizes += 1
+        if conn.partitioned:
+            return
+        reply = self.p.finalize
+        if reply == "answer":
+            self.end_utterance(conn, forced=True)
+        elif reply == "refuse":
+            self._event(conn, VendorError(message=REFUSAL_MESSAGE, code=None))
+        # "ignore": nothing at all
+
     def _answer_end_of_audio(self, conn: SimConn) -> None:
         if conn.no_done or conn.partitioned:
             return
-        if self.p.final_before_done:
-            self.emit_final(conn, speech_final=True)
+        p = self.p
+        if p.flushes and conn.in_utterance:
+            self.end_utterance(conn)
         conn.done_sent = True
-        words = conn.words if self.p.done_text_whole else conn.words[conn.final_ptr :]
-        conn.final_ptr = len(conn.words)
+        if p.done_text == "whole":
+            words = conn.words
+        elif p.done_text == "pending":
+            words = conn.words[conn.utt_ptr :]
+        else:
+            words = []
+        conn.utt_ptr = conn.lock_ptr = len(conn.words)
         self._event(
             conn,
-            TranscriptDone(text=conn.text(words), duration_s=conn.heard_s, channel=0),
+            TranscriptDone(
+                text=conn.text(words),
+                duration_s=conn.heard_s,
+                channel=0,
+                words=_timings(words) if p.done_words else (),
+            ),
         )
-        if self.p.close_after_done:
+        if p.close_after_done:
             self._close(conn, CloseInfo(code=1000, reason="done"))
 
     # ---------------------------------------------------------------- probes and closes
@@ -634,6 +897,7 @@ class SimVendor:
     def _on_close(self, conn: SimConn, action: Close) -> None:
         if conn.closed_delivered or conn.closing:
             return
+        conn.client_close = action.reason
         if conn.state == "opening":
             self._close(conn, CloseInfo(), fifo=False, delay=0.001)
             return
@@ -673,9 +937,19 @@ class SimVendor:
         )
 
     def inject(self, conn: SimConn, kind: str) -> None:
+        self.faults.append((self.h.now, conn.generation, kind))
         if kind == "error":
+            # An older deployment's error event, with a code.
             self._event(conn, VendorError(message="simulated internal error", code="500"))
             self._close(conn, CloseInfo(code=1011, reason="internal error"))
+        elif kind == "error_live":
+            # The live service's: no code; a pipeline failure closes the connection.
+            self._event(conn, VendorError(message="Cannot continue request", code=None))
+            self._close(conn, CloseInfo(code=1011, reason="internal error"))
+        elif kind == "stream_timeout":
+            # The live service ends a session it found idle, and closes.
+            self._event(conn, VendorError(message=STREAM_TIMED_OUT, code=None))
+            self._close(conn, CloseInfo(code=1011, reason=STREAM_TIMED_OUT))
         elif kind == "abrupt":
             self._close(conn, CloseInfo())
         elif kind == "goaway":
@@ -694,6 +968,9 @@ class SimVendor:
     def refuse(self, until: float, *, fatal: bool = False) -> None:
         self.refuse_until = until
         self.refuse_fatal = fatal
+
+
+_MESSAGE_NAMES: dict[type, str] = {SendEndOfAudio: "audio.done", SendFinalize: "finalize"}
 
 
 def _short(obj: object) -> str:

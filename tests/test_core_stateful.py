@@ -49,8 +49,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from sim_vendor import (
     FRAME_BYTES,
     FRAME_MS,
+    NOISE,
+    SILENCE,
+    SPEECH,
     Harness,
     VendorProfile,
+    noise_frame,
     silence_frame,
     speech_frame,
     word_index,
@@ -74,8 +78,19 @@ from xai_asr_python.session_types import (
     is_legal_transition,
 )
 
-# Every way the simulated vendor can fail a connection (sim_vendor.SimVendor.fault).
-FAULTS = ("error", "abrupt", "goaway", "partition", "no_done", "broken", "slow")
+# Every way the simulated vendor can fail a connection (sim_vendor.SimVendor.inject).
+FAULTS = (
+    "error",
+    "error_live",
+    "stream_timeout",
+    "abrupt",
+    "goaway",
+    "partition",
+    "no_done",
+    "broken",
+    "slow",
+)
+FINALIZE_MODES = ("auto", "finalize", "audio_done")
 MAX_ATTEMPTS = 6  # the default streak that ends in a FATAL error here
 FINALIZE_STATUSES = {"done", "timeout", "no_connection", "failed", "stopped"}
 EXAMPLES = int(os.environ.get("CORE_STATEFUL_EXAMPLES", "200"))
@@ -126,8 +141,13 @@ class Session:
         self.h = Harness(self.core, random.Random(seed), profile)
         self.vendor = self.h.vendor
         self.next_index = 0
-        self.speech: dict[int, float] = {}  # frame index -> when pushed
+        # frame index -> when pushed (which frames are speech: the simulator says,
+        # Harness.pushed)
+        self.pushed_at: dict[int, float] = {}
         self.pushed_after_stop: set[int] = set()
+        # A fault was injected (or openings refused or hung): connections may fail.
+        self.faulted = False
+        self.fast = True  # the network answers quickly (a finalize answer comes in time)
         self.finalizes: dict[str, Finalize] = {}
         self.stop_at: float | None = None
         self.fatal_at: float | None = None  # a FATAL error not followed by a new Start
@@ -149,7 +169,11 @@ class Session:
         self.h.feed(Start(self.h.now))
         self.flush()
 
-    def push(self, frames: int, *, speech: bool, realtime: bool) -> None:
+    def push(self, frames: int, *, speech: bool, realtime: bool, kind: str | None = None) -> None:
+        """Push `frames` frames of `kind` (SPEECH, SILENCE or NOISE; by default speech or
+        silence as `speech` says), in real time or at once."""
+        kind = kind or (SPEECH if speech else SILENCE)
+        make = {SPEECH: speech_frame, SILENCE: silence_frame, NOISE: noise_frame}[kind]
         for k in range(frames):
             if realtime and k:
                 self.h.run_for(FRAME_MS / 1000)
@@ -158,9 +182,8 @@ class Session:
             self.next_index += 1
             if self.stop_at is not None:
                 self.pushed_after_stop.add(index)
-            elif speech:
-                self.speech[index] = self.h.now
-            chunk = speech_frame(index) if speech else silence_frame(index)
+            self.pushed_at[index] = self.h.now
+            chunk = make(index)
             assert len(chunk) == FRAME_BYTES
             self.h.feed(AudioPushed(self.h.now, chunk))
             self.audio_since_finalize = True
@@ -326,9 +349,13 @@ class Session:
                         f"(a) {w.text} timed at {w.start_ms}+{w.duration_ms} ms, not "
                         f"{i * FRAME_MS}+{FRAME_MS}: {t!r}"
                     )
+        pushed = self.h.pushed
         for i in indices:
-            if i not in self.speech:
-                self.fail(f"(a) transcript word w{i} is not a speech frame pushed: {t!r}")
+            if pushed.get(i) != SPEECH or i in self.pushed_after_stop:
+                self.fail(
+                    f"(a) transcript word w{i} is not a speech frame pushed before stop "
+                    f"(the simulator has it as {pushed.get(i)}): {t!r}"
+                )
             if self.after_fatal(i):
                 self.fail(f"(g) w{i}, pushed after the FATAL error, was transcribed: {t!r}")
         if t.final:
@@ -358,7 +385,9 @@ class Session:
             finals[i] = finals.get(i, 0) + 1
         trimmed = core.stats.replay_trimmed_ms > 0
         sent = {i for frames in self.vendor.sent_frames.values() for i in frames}
-        for i in sorted(self.speech):
+        # Which frames must come out as words: the simulator's own record of them.
+        speech = sorted(self.h.speech_frames() - self.pushed_after_stop)
+        for i in speech:
             start, end = i * FRAME_MS, i * FRAME_MS + FRAME_MS
             inside = any(a <= start + EPS and end <= b + EPS for a, b in spans)
             overlaps = any(a < end - EPS and start < b - EPS for a, b in spans)
@@ -376,7 +405,7 @@ class Session:
                 if self.ever_fatal or trimmed:
                     continue  # not guaranteed: given up, or older than the replay window
                 self.fail(
-                    f"(a) w{i} (pushed at {self.speech[i]:.3f}) is neither final nor "
+                    f"(a) w{i} (pushed at {self.pushed_at[i]:.3f}) is neither final nor "
                     f"lost; lost spans {spans}"
                 )
         # (h) losses reported.
@@ -391,6 +420,62 @@ class Session:
                 self.fail(f"(h) drops reported add up to {reported} ms, the ledger has {lost}")
         if dropped and lost <= 0:
             self.fail("(h) an audio_dropped error without loss")
+        self.check_finalize_mode()
+
+    def check_finalize_mode(self) -> None:
+        """(i) How the finalizes went out, by the mode and the vendor:
+        - audio_done: never a `finalize` message;
+        - finalize or auto, a vendor that answers finalize, no fault and a fast network:
+          one connection for every finalize (a new one only after an idle close: no
+          reconnect, no standby, no audio.done but the idle one), every finalize "done";
+        - auto, a vendor that refuses or ignores finalize: once audio.done has answered
+          a finalize in its place, every later turn ends with audio.done (no `finalize`
+          message again)."""
+        mode = self.settings.finalize_mode
+        vendor = self.vendor
+        messages = vendor.messages
+        finalize_messages = [(t, g) for t, g, kind in messages if kind == "finalize"]
+        if mode == "audio_done" and finalize_messages:
+            self.fail(f"(i) `finalize` sent in audio_done mode: {finalize_messages[:5]}")
+        reply = vendor.p.finalize
+        faulted = self.faulted or bool(vendor.faults)
+        if mode != "audio_done" and reply == "answer" and not faulted and self.fast:
+            idle_s = self.settings.idle_close_s
+            for (t, gen), (_, prev_gen) in zip(vendor.opens[1:], vendor.opens, strict=False):
+                prev = vendor.conns[prev_gen]
+                idle_done = (
+                    prev.eoa_at is not None
+                    and prev.eoa_at <= t
+                    and prev.last_audio_at is not None
+                    and prev.eoa_at - prev.last_audio_at >= idle_s - EPS
+                )
+                if not idle_done and prev.client_close != "idle":
+                    self.fail(
+                        f"(i) {mode} mode, a vendor answering finalize, no fault: gen {gen} "
+                        f"opened at {t:.4f} while gen {prev_gen} was not closed for idleness "
+                        f"(audio.done at {prev.eoa_at}, last audio at {prev.last_audio_at}, "
+                        f"closed {prev.client_close!r}); messages {messages[:8]}"
+                    )
+            for f in self.finalizes.values():
+                if f.ended and f.ended[0][1].status != "done":
+                    self.fail(
+                        f"(i) {mode} mode, a vendor answering finalize, no fault: "
+                        f"{f.finalize_id} ended {f.ended[0][1]!r}"
+                    )
+        if mode == "auto" and reply != "answer":
+            finalized_on: set[int] = set()
+            fell_back_at: float | None = None
+            for t, gen, kind in messages:
+                if kind == "finalize":
+                    if fell_back_at is not None and t > fell_back_at + EPS:
+                        self.fail(
+                            f"(i) auto mode, a vendor that {reply}s finalize: `finalize` sent "
+                            f"on gen {gen} at {t:.4f}, after audio.done answered one in its "
+                            f"place at {fell_back_at:.4f}"
+                        )
+                    finalized_on.add(gen)
+                elif gen in finalized_on and fell_back_at is None:
+                    fell_back_at = t
 
 
 # =========================================================================== stateful
@@ -417,11 +502,21 @@ class CoreMachine(RuleBasedStateMachine):
         endpoint_ms=st.sampled_from([300, 500, None]),
         interim_every=st.integers(5, 40),
         final_to_heard_end=st.booleans(),
-        final_before_done=st.booleans(),
         close_after_done=st.booleans(),
-        done_text_whole=st.booleans(),
         pace=st.integers(0, 3),
         max_attempts=st.sampled_from([MAX_ATTEMPTS, 10, 30]),
+        finalize_mode=st.sampled_from(FINALIZE_MODES),
+        # The vendor: the live wire by default, each older behaviour drawn now and then.
+        utterance_final=st.sampled_from(["restate", "restate", "tail"]),
+        lock_tail=st.booleans(),
+        partial_times=st.sampled_from(["utterance", "utterance", "chunk"]),
+        chunk_ms=st.sampled_from([None, 100, 250, 1000]),
+        empty_partials=st.booleans(),
+        empty_every=st.sampled_from([10, 25, 50]),
+        done_text=st.sampled_from(["empty", "empty", "whole", "pending"]),
+        done_words=st.booleans(),
+        flush_on_done=st.booleans(),
+        finalize_reply=st.sampled_from(["answer", "answer", "refuse", "ignore"]),
     )
     def init(
         self,
@@ -433,11 +528,20 @@ class CoreMachine(RuleBasedStateMachine):
         endpoint_ms: int | None,
         interim_every: int,
         final_to_heard_end: bool,
-        final_before_done: bool,
         close_after_done: bool,
-        done_text_whole: bool,
         pace: int,
         max_attempts: int,
+        finalize_mode: str,
+        utterance_final: str,
+        lock_tail: bool,
+        partial_times: str,
+        chunk_ms: int | None,
+        empty_partials: bool,
+        empty_every: int,
+        done_text: str,
+        done_words: bool,
+        flush_on_done: bool,
+        finalize_reply: str,
     ) -> None:
         warm = prewarm != 0  # prewarm off one time in five
         session_settings = make_settings(
@@ -446,6 +550,7 @@ class CoreMachine(RuleBasedStateMachine):
             standby=standby and warm,
             buffer_max_ms=buffer_max_ms,
             backoff=BackoffPolicy(base_s=0.05, cap_s=0.5, max_attempts=max_attempts),
+            finalize_mode=finalize_mode,
         )
         profile = VendorProfile(
             open_delay_s=(0.02, 0.2) if pace else (0.1, 1.5),
@@ -453,11 +558,20 @@ class CoreMachine(RuleBasedStateMachine):
             interim_every=interim_every,
             endpoint_ms=endpoint_ms,
             final_to_heard_end=final_to_heard_end,
-            final_before_done=final_before_done,
             close_after_done=close_after_done,
-            done_text_whole=done_text_whole,
+            utterance_final=utterance_final,
+            lock_tail=lock_tail,
+            partial_times=partial_times,
+            chunk_ms=chunk_ms,
+            empty_partials=empty_partials,
+            empty_every=empty_every,
+            done_text=done_text,
+            done_words=done_words,
+            flush_on_done=flush_on_done,
+            finalize=finalize_reply,
         )
         self.s = Session(session_settings, seed, profile)
+        self.s.fast = pace != 0
         self.s.h.keep_trace = True
         self._step(lambda s: s.start())
 
@@ -473,6 +587,11 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(frames=st.integers(1, 80), realtime=st.booleans())
     def push_silence(self, frames: int, realtime: bool) -> None:
         self._step(lambda s: s.push(frames, speech=False, realtime=realtime))
+
+    @precondition(_running)
+    @rule(frames=st.integers(1, 60), realtime=st.booleans())
+    def push_noise(self, frames: int, realtime: bool) -> None:
+        self._step(lambda s: s.push(frames, speech=False, realtime=realtime, kind=NOISE))
 
     @precondition(_running)
     @rule()
@@ -508,6 +627,7 @@ class CoreMachine(RuleBasedStateMachine):
             if not live:
                 return
             conn = live[pick % len(live)]
+            s.faulted = True
             s.vendor.inject(conn, kind)
             s.h.trace.append(f"{s.h.now:9.4f} !! fault {kind} on gen {conn.generation}")
             s.flush()
@@ -518,6 +638,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(duration=st.sampled_from([0.1, 0.3, 1.0, 3.0]), fatal=st.integers(0, 19))
     def refuse_opens(self, duration: float, fatal: int) -> None:
         def go(s: Session) -> None:
+            s.faulted = True
             s.vendor.refuse(s.h.now + duration, fatal=fatal == 0)
             s.h.trace.append(
                 f"{s.h.now:9.4f} !! refuse opens for {duration} s{' (401)' if fatal == 0 else ''}"
@@ -529,6 +650,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(count=st.just(1))
     def hang_opens(self, count: int) -> None:
         def go(s: Session) -> None:
+            s.faulted = True
             s.vendor.hang_opens += count
             s.h.trace.append(f"{s.h.now:9.4f} !! the next {count} openings hang")
 
@@ -644,7 +766,7 @@ def test_current_failing_mid_speech_replays_to_the_next() -> None:
 
 
 def test_draining_connection_failing_is_repaired() -> None:
-    s = _session()
+    s = _session(finalize_mode="audio_done")
     s.push(40, speech=True, realtime=True)
     s.push(10, speech=False, realtime=True)
     conn = s.vendor.live()[-1]
@@ -776,7 +898,8 @@ def test_a_shorter_finalize_timeout_binds_the_turns_already_open() -> None:
     """Found by the machine: f1's turn drains with the 2 s timeout; the timeout is cut to
     1 s and f2 comes. f2's answer cannot overtake f1's open turn, so that turn must end
     by f2's deadline (it used to keep its own, and f2 was answered late)."""
-    s = _session(finalize_timeout_s=2.0, replay_max_ms=0)  # no repair: no early end
+    # audio_done: the turn drains (no repair: no early end).
+    s = _session(finalize_timeout_s=2.0, replay_max_ms=0, finalize_mode="audio_done")
     s.push(30, speech=True, realtime=True)
     conn = s.vendor.live()[-1]
     conn.no_done = True  # f1's turn stays open as long as it is allowed to
