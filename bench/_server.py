@@ -4,7 +4,7 @@
 
 Runs `stt_server.STTServer` (marker recogniser) in this process and prints
 `listening on ws://...` like `python -m stt_server`. It adds observation
-only, by wrapping three methods of the server's connection runner in this
+only, by wrapping five methods of the server's connection runner in this
 process (stt_server/ itself is unchanged):
 
 - every binary message: `time.monotonic()` when the server starts handling
@@ -12,7 +12,17 @@ process (stt_server/ itself is unchanged):
   for this project's engine), flagged when it arrived after the
   connection's `audio.done` ("late": audio that reached a finished
   connection);
-- `audio.done`: when it arrived; `transcript.done`: when its send returned.
+- `audio.done`: when it arrived; `transcript.done`: when it was sent;
+- each `finalize` (finalize mode): when it arrived and when the utterance
+  final answering it (`transcript.partial` with `is_final` and
+  `speech_final`, sent by the finalize handler) was sent, None when it was
+  not answered (refused, ignored, after the session ended).
+
+"Sent" is stamped as the server's send begins: websockets writes to the
+socket before it first yields, and that write wakes the client, which may
+take the server's CPU (wakeup preemption) before a stamp taken after the
+send could be: on a loaded machine such a stamp came up to 0.3 ms after the
+client had already handled the message.
 
 CLOCK_MONOTONIC is one system-wide clock on Linux, so these times compare
 directly with `time.monotonic()` in the bench's own process.
@@ -55,6 +65,8 @@ class ConnObservation:
     audio_done_at: float | None = None
     done_sent_at: float | None = None
     bytes_before_created: int = 0
+    # (finalize received, its utterance final sent or None), one per finalize message
+    finalizes: list[tuple[float, float | None]] = field(default_factory=list)
 
 
 OBSERVATIONS: dict[int, ConnObservation] = {}
@@ -73,6 +85,9 @@ def install_observers() -> None:
     orig_on_audio = runner_cls._on_audio
     orig_on_audio_done = runner_cls._on_audio_done
     orig_send = runner_cls._send
+    orig_on_finalize = runner_cls._on_finalize
+    # Runners inside their finalize handler: its utterance final is the answer.
+    in_finalize: set[int] = set()
 
     async def run(self: Any) -> None:
         _obs(self)
@@ -100,15 +115,38 @@ def install_observers() -> None:
             obs.audio_done_at = time.monotonic()
         await orig_on_audio_done(self)
 
+    async def on_finalize(self: Any, payload: dict[str, Any]) -> None:
+        obs = _obs(self)
+        obs.finalizes.append((time.monotonic(), None))
+        in_finalize.add(id(self))
+        try:
+            await orig_on_finalize(self, payload)
+        finally:
+            in_finalize.discard(id(self))
+
     async def send(self: Any, event: dict[str, Any]) -> None:
+        # Stamped as the send begins: websockets writes to the socket before its
+        # first await, and the write wakes the client, which may take this CPU
+        # (wakeup preemption) before a stamp taken after the send could be.
+        now = time.monotonic()
+        kind = event.get("type")
+        if kind == "transcript.done":
+            _obs(self).done_sent_at = now
+        elif (
+            kind == "transcript.partial"
+            and id(self) in in_finalize
+            and event.get("is_final")
+            and event.get("speech_final")
+        ):
+            obs = _obs(self)
+            obs.finalizes[-1] = (obs.finalizes[-1][0], now)
         await orig_send(self, event)
-        if event.get("type") == "transcript.done":
-            _obs(self).done_sent_at = time.monotonic()
 
     runner_cls.run = run  # type: ignore[method-assign]
     runner_cls._on_audio = on_audio  # type: ignore[method-assign]
     runner_cls._on_audio_done = on_audio_done  # type: ignore[method-assign]
     runner_cls._send = send  # type: ignore[method-assign]
+    runner_cls._on_finalize = on_finalize  # type: ignore[method-assign]
 
 
 def _stdin_reader(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
