@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,25 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "standby": ["after_finalize_p50_ms", "after_finalize_p99_ms", "steady_p99_ms"],
     },
     "finalize_latency": {
-        "summary": ["floor", "ext", "ext_stages_p50_ms", "goal_met"],
-        "ext": ["total_p99_ms", "server_p50_ms", "overhead_p50_ms", "overhead_p99_ms"],
+        "summary": [
+            "floor_audio_done",
+            "floor_finalize",
+            "null",
+            "ext_audio_done",
+            "ext_finalize",
+            "goal_met",
+        ],
+        **{
+            variant: [
+                "total_p99_ms",
+                "server_p50_ms",
+                "overhead_p50_ms",
+                "overhead_p99_ms",
+                "own_overhead_p99_ms",
+                "connections_per_turn",
+            ]
+            for variant in ("ext_audio_done", "ext_finalize")
+        },
     },
     "recognizers": {
         "summary": ["espeak_ng", "marker_cpu_s_per_audio_s", "whisper", "pocketsphinx"],
@@ -50,6 +68,24 @@ EXPECTED: dict[str, dict[str, Any]] = {
         ],
         "outage": ["rss_per_session_mb", "raw_audio_mb", "buffer_max_ms"],
     },
+}
+
+
+def check_finalize_latency_modes(result: dict[str, Any]) -> None:
+    """audio_done takes a connection per turn; finalize (the default) keeps one open."""
+    summary = result["summary"]
+    for variant in ("floor_finalize", "ext_finalize"):
+        assert summary[variant]["connections"] == [1], (variant, summary[variant])
+    for variant in ("floor_audio_done", "ext_audio_done"):
+        assert summary[variant]["connections_per_turn"] >= 1, (variant, summary[variant])
+        assert summary[variant]["server_finalizes"] == [0], (variant, summary[variant])
+    turns = result["params"]["turns"]
+    assert summary["ext_finalize"]["server_finalizes"] == [turns], summary["ext_finalize"]
+
+
+# Checks beyond the JSON's keys (never timings): that each bench measured what it says.
+CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "finalize_latency": check_finalize_latency_modes,
 }
 
 
@@ -90,3 +126,5 @@ def test_bench_runs_quick_and_writes_its_json(name: str) -> None:
             continue
         for key in keys:
             assert isinstance(summary[section][key], (int, float)), (section, key, summary)
+    if name in CHECKS:
+        CHECKS[name](result)
