@@ -15,18 +15,29 @@ flowing. For every frame:
 it is not changed). The runtime's own hop (tester send -> on_audio_frame) is
 reported separately. Frames whose arrival at the extension falls within
 300 ms after an asr_finalize arrived are "after finalize"; the rest are
-"steady". Variants, each in a fresh process, interleaved per repetition:
+"steady". Both of the extension's ways to end a turn (`finalize_mode`) run
+in the same run: `finalize` sends `{"type": "finalize"}` and the audio after
+it goes on on the same connection; `audio_done` sends `audio.done`, the
+server closes that connection and the audio after it goes to the next one
+(the standby, opened earlier, or a new one). Variants, each in a fresh
+process, interleaved per repetition:
 
-  floor        a bare websockets client on one connection, same pacing:
-               tester-free send -> server receipt (loopback + server)
-  standby      the extension as configured by default (`prewarm` and
-               `standby`: the next connection opens at a turn's first speech)
-  prewarm      the extension with `standby: false` (the next connection
-               opens at the finalize)
-  prewarm_off  the extension, `prewarm: false` (it opens at the next audio)
+  floor        a bare websockets client on one connection, same pacing,
+               sending `finalize` after each utterance (the finalize mode's
+               floor): send -> server receipt (loopback + server)
+  finalize     the extension with its defaults (`finalize_mode: "auto"`,
+               which starts with finalize and stays on it while the server
+               answers): one connection for every turn
+  standby      `finalize_mode: "audio_done"` with `prewarm` and `standby` on
+               (their defaults: the next connection opens at a turn's first
+               speech)
+  prewarm      audio_done with `standby: false` (the next connection opens
+               at the finalize)
+  prewarm_off  audio_done with `prewarm: false` (it opens at the next audio)
 
 Also counted: frames that reached a connection after its audio.done (must
-be 0) and frames sent but never received.
+be 0), frames sent but never received, and the connections the server saw
+per turn.
 """
 
 from __future__ import annotations
@@ -44,12 +55,22 @@ RUNTIME = _paths.setup()
 from bench import common  # noqa: E402
 
 MODULE = "bench.turn_boundary"
-VARIANTS = ("floor", "standby", "prewarm", "prewarm_off")
-EXT_PROPERTIES = {
-    "standby": {},
-    "prewarm": {"standby": False},
-    "prewarm_off": {"prewarm": False},
+VARIANTS = ("floor", "finalize", "standby", "prewarm", "prewarm_off")
+EXT_PROPERTIES: dict[str, dict[str, Any]] = {
+    "finalize": {},  # the default: auto, which starts with finalize
+    "standby": {"finalize_mode": "audio_done"},
+    "prewarm": {"finalize_mode": "audio_done", "standby": False},
+    "prewarm_off": {"finalize_mode": "audio_done", "prewarm": False},
 }
+MODE = {
+    "floor": "finalize",
+    "finalize": "finalize",
+    "standby": "audio_done",
+    "prewarm": "audio_done",
+    "prewarm_off": "audio_done",
+}
+# The goal is judged on the default (finalize) and on audio_done's default (standby).
+GOAL_VARIANTS = ("finalize", "standby")
 WINDOW_S = 0.3
 GOAL_P99_MS = 5.0
 
@@ -73,10 +94,14 @@ def _arrivals(observations: list[dict[str, Any]]) -> tuple[dict[int, float], int
     return first, duplicates, late
 
 
-async def _floor_client(url: str, frames: list[bytes], period_s: float) -> list[float]:
+async def _floor_client(
+    url: str, frames: list[bytes], finalize_after: set[int], period_s: float
+) -> tuple[list[float], list[float]]:
+    """(send time per frame, send time per finalize) on one connection."""
     from bench.harness import ws_connect
 
     sent_at: list[float] = []
+    finalize_at: list[float] = []
     async with ws_connect(url) as ws:
         await asyncio.wait_for(ws.recv(), 10)  # transcript.created
 
@@ -92,9 +117,12 @@ async def _floor_client(url: str, frames: list[bytes], period_s: float) -> list[
                 await asyncio.sleep(delay)
             sent_at.append(time.monotonic())
             await ws.send(frame)
+            if k in finalize_after:
+                finalize_at.append(time.monotonic())
+                await ws.send('{"type": "finalize"}')
         await asyncio.sleep(0.2)  # let the last frames arrive
         reader.cancel()
-    return sent_at
+    return sent_at, finalize_at
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,8 +133,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     period_s = 0.01 / args.speed
     with harness.observing_server(handshake_delay_ms=args.handshake_delay_ms) as server:
         if args.worker == "floor":
-            sent_at = asyncio.run(_floor_client(server.url, frames, period_s))
-            ext_at, finalize_at, hop = sent_at, [], []
+            sent_at, finalize_at = asyncio.run(
+                _floor_client(server.url, frames, finalize_after, period_s)
+            )
+            ext_at, hop = sent_at, []
         else:
             probe = harness.ExtProbe().install()
             built = [harness.make_frame(pcm) for pcm in frames]
@@ -159,9 +189,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     per_turn_max = [window_max[j] for j in sorted(window_max)]
     return {
         "variant": args.worker,
+        "mode": MODE[args.worker],
         "frames": len(frames),
         "finalizes": len(fin),
         "connections": len(observations),
+        "connections_per_turn": round(len(observations) / args.turns, 3),
+        "server_finalizes": sum(len(o["finalizes"]) for o in observations),
+        "server_audio_dones": sum(1 for o in observations if o["audio_done_at"] is not None),
         "delay_after_finalize": common.summary_ms(after),
         "delay_steady": common.summary_ms(steady),
         "per_turn_max_after_finalize_ms": [round(v * 1000, 2) for v in per_turn_max],
@@ -191,14 +225,17 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     ]
     reps: list[dict[str, Any]] = []
     for rep in range(args.reps):
-        order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
+        shift = rep % len(VARIANTS)
+        order = VARIANTS[shift:] + VARIANTS[:shift]
         runs = {v: common.run_worker(MODULE, ["--worker", v, *worker_args]) for v in order}
         reps.append({"order": list(order), "runs": runs})
-        on = runs["standby"]["delay_after_finalize"]
         print(
-            f"rep {rep + 1}/{args.reps}: standby: after-finalize p99 {on['p99_ms']:.1f} ms, "
-            f"steady p99 {runs['standby']['delay_steady']['p99_ms']:.1f} ms; "
-            f"floor p99 {runs['floor']['delay_steady']['p99_ms']:.1f} ms",
+            f"rep {rep + 1}/{args.reps}: after-finalize / steady p99 ms: "
+            + "; ".join(
+                f"{v} {runs[v]['delay_after_finalize']['p99_ms']:.2f}"
+                f"/{runs[v]['delay_steady']['p99_ms']:.2f}"
+                for v in VARIANTS
+            ),
             flush=True,
         )
 
@@ -208,6 +245,7 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for v in VARIANTS:
         summary[v] = {
+            "mode": MODE[v],
             "after_finalize_p50_ms": med(v, "delay_after_finalize", "p50_ms"),
             "after_finalize_p99_ms": med(v, "delay_after_finalize", "p99_ms"),
             "steady_p50_ms": med(v, "delay_steady", "p50_ms"),
@@ -216,15 +254,26 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "runtime_hop_p99_ms": med(v, "runtime_hop", "p99_ms"),
             "late_frames": sum(r["runs"][v]["late_frames"] for r in reps),
             "missing_frames": sum(r["runs"][v]["missing_frames"] for r in reps),
+            "after_finalize_p99_ms_per_rep": [
+                r["runs"][v]["delay_after_finalize"]["p99_ms"] for r in reps
+            ],
             "connections": common.median(r["runs"][v]["connections"] for r in reps),
+            "connections_per_turn": common.median(
+                r["runs"][v]["connections_per_turn"] for r in reps
+            ),
+            "server_finalizes": [r["runs"][v]["server_finalizes"] for r in reps],
+            "server_audio_dones": [r["runs"][v]["server_audio_dones"] for r in reps],
         }
-    on = summary["standby"]
     summary["goal_p99_ms"] = GOAL_P99_MS
-    summary["goal_met"] = (
-        on["after_finalize_p99_ms"] < GOAL_P99_MS
-        and on["steady_p99_ms"] < GOAL_P99_MS
-        and on["late_frames"] == 0
-    )
+    for v in GOAL_VARIANTS:
+        x = summary[v]
+        x["goal_met"] = (
+            x["after_finalize_p99_ms"] < GOAL_P99_MS
+            and x["steady_p99_ms"] < GOAL_P99_MS
+            and x["late_frames"] == 0
+            and x["missing_frames"] == 0
+        )
+    summary["goal_met"] = summary["finalize"]["goal_met"]  # the default
     summary["late_frames_zero"] = all(summary[v]["late_frames"] == 0 for v in VARIANTS[1:])
     return {
         "bench": "turn_boundary",
@@ -249,20 +298,26 @@ def report(result: dict[str, Any]) -> str:
     rows = []
     for v in VARIANTS:
         x = s[v]
-        after = [x["after_finalize_p50_ms"], x["after_finalize_p99_ms"]]
-        if v == "floor":
-            after = [None, None]
         rows.append(
             [
                 v,
-                *after,
+                x["mode"],
+                x["after_finalize_p50_ms"],
+                x["after_finalize_p99_ms"],
                 x["steady_p50_ms"],
                 x["steady_p99_ms"],
                 None if v == "floor" else x["runtime_hop_p99_ms"],
                 None if v == "floor" else x["late_frames"],
                 x["missing_frames"],
+                x["connections_per_turn"],
             ]
         )
+    goals = "; ".join(
+        f"{v} ({s[v]['mode']}) {'MET' if s[v]['goal_met'] else 'MISSED'}"
+        f" (after-fin p99 per rep: "
+        f"{', '.join(f'{r:.2f}' for r in s[v]['after_finalize_p99_ms_per_rep'])} ms)"
+        for v in GOAL_VARIANTS
+    )
     return "\n".join(
         [
             f"turn_boundary: {p['turns']} turns of {p['speech_frames'] * 10} ms utterance + "
@@ -274,6 +329,7 @@ def report(result: dict[str, Any]) -> str:
             common.table(
                 [
                     "variant",
+                    "mode",
                     "after-fin p50",
                     "after-fin p99",
                     "steady p50",
@@ -281,15 +337,16 @@ def report(result: dict[str, Any]) -> str:
                     "hop p99",
                     "late",
                     "missing",
+                    "conns/turn",
                 ],
                 rows,
                 digits=2,
             ),
-            "(ms; after-fin = frames reaching the extension within "
-            f"{p['window_after_finalize_ms']:g} ms after an asr_finalize; hop = tester send -> "
-            "on_audio_frame; late = frames that reached a connection after its audio.done)",
-            f"goal with pre-warming (standby, the default): p99 < {GOAL_P99_MS:g} ms: "
-            f"{'MET' if s['goal_met'] else 'MISSED'}; late frames zero: "
+            "(ms; after-fin = frames reaching the extension (floor: sent) within "
+            f"{p['window_after_finalize_ms']:g} ms after an asr_finalize (floor: its finalize); "
+            "hop = tester send -> on_audio_frame; late = frames that reached a connection after "
+            "its audio.done; conns/turn = connections the server saw / turns)",
+            f"goal p99 < {GOAL_P99_MS:g} ms, none late or missing: {goals}; late frames zero: "
             f"{'yes' if s['late_frames_zero'] else 'NO'}",
         ]
     )

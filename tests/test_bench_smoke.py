@@ -26,13 +26,22 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "turn_boundary": {
         "summary": [
             "floor",
+            "finalize",
             "standby",
             "prewarm",
             "prewarm_off",
             "goal_met",
             "late_frames_zero",
         ],
-        "standby": ["after_finalize_p50_ms", "after_finalize_p99_ms", "steady_p99_ms"],
+        **{
+            variant: [
+                "after_finalize_p50_ms",
+                "after_finalize_p99_ms",
+                "steady_p99_ms",
+                "connections_per_turn",
+            ]
+            for variant in ("finalize", "standby")
+        },
     },
     "finalize_latency": {
         "summary": [
@@ -83,9 +92,25 @@ def check_finalize_latency_modes(result: dict[str, Any]) -> None:
     assert summary["ext_finalize"]["server_finalizes"] == [turns], summary["ext_finalize"]
 
 
+def check_turn_boundary_modes(result: dict[str, Any]) -> None:
+    """finalize (the default, and the floor) streams every turn on one connection;
+    the audio_done variants take a connection per turn."""
+    summary = result["summary"]
+    turns = result["params"]["turns"]
+    for variant in ("floor", "finalize"):
+        x = summary[variant]
+        assert x["mode"] == "finalize" and x["connections"] == 1, (variant, x)
+        assert x["server_audio_dones"] == [0] and x["server_finalizes"][0] >= turns, (variant, x)
+    for variant in ("standby", "prewarm", "prewarm_off"):
+        x = summary[variant]
+        assert x["mode"] == "audio_done" and x["connections_per_turn"] >= 1, (variant, x)
+        assert x["server_finalizes"] == [0] and x["server_audio_dones"][0] >= turns, (variant, x)
+
+
 # Checks beyond the JSON's keys (never timings): that each bench measured what it says.
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "finalize_latency": check_finalize_latency_modes,
+    "turn_boundary": check_turn_boundary_modes,
 }
 
 
