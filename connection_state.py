@@ -92,6 +92,7 @@ class Conn:
     opened_at: float = 0.0
     open_done_at: float = 0.0  # when its opening finished (Opened)
     opened: bool = False
+    vendor_session: str | None = None  # transcript.created's id
     open_failed: bool = False
     ended: bool = False  # its socket is gone (Closed)
     verdict: CloseVerdict | None = None
@@ -234,7 +235,10 @@ def to_transcript(conn: Conn, result: VendorResult) -> Transcript | None:
     timeline = conn.timeline
     start_ms, duration_ms = timeline.span(result.start_s, result.end_s)
     words = tuple(
-        Word(w.text, *timeline.span(w.start_s, w.end_s), stable=result.final) for w in result.words
+        Word(
+            w.text, *timeline.span(w.start_s, w.end_s), stable=result.final, confidence=w.confidence
+        )
+        for w in result.words
     )
     t = Transcript(
         text=result.text,
@@ -245,6 +249,7 @@ def to_transcript(conn: Conn, result: VendorResult) -> Transcript | None:
         channel=result.channel,
         speech_final=result.speech_final,
         generation=conn.generation,
+        end_of_turn_confidence=result.end_of_turn_confidence,
     )
     return above_floor(t, conn.floors) if conn.floors else t
 

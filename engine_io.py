@@ -72,6 +72,7 @@ class Opened:
 
     now: float
     generation: int
+    vendor_session: str | None = None  # the vendor's id of the session, if it gave one
 
 
 @dataclass(slots=True)

@@ -389,6 +389,11 @@ class XAIASRExtension(AsyncExtension):
         }
         if t.channel is not None:
             asr_info["channel"] = t.channel
+        # TEN's words have no room for the vendor's confidences: asr_info carries them.
+        if t.end_of_turn_confidence is not None:
+            asr_info["end_of_turn_confidence"] = t.end_of_turn_confidence
+        if any(w.confidence is not None for w in t.words):
+            asr_info["word_confidence"] = [w.confidence for w in t.words]
         payload = {
             "id": self._turn.id_for(t.channel),
             "text": t.text,

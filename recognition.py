@@ -106,6 +106,7 @@ class Recognition:
         self._opened = False  # open() was called: a Recognition is never reused
         self._ended = False  # it failed to open, or its socket is closed
         self._where = f"gen {generation} {url_for_log(url)}"
+        self.vendor_session: str | None = None  # transcript.created's id
 
     @property
     def is_open(self) -> bool:
@@ -187,6 +188,7 @@ class Recognition:
                 )
             event = self._parse(frame)
             if isinstance(event, TranscriptCreated):
+                self.vendor_session = event.session_id
                 return
             if isinstance(event, VendorError):
                 self._fail_open(vendor_error_failure(event))

@@ -452,7 +452,8 @@ class StreamingSession:
                 # handshake completes: nobody owns this socket any more.
                 rec.abort()
                 return
-            self._feed(io.Opened(self._clock(), generation))
+            vendor_session = getattr(rec, "vendor_session", None)
+            self._feed(io.Opened(self._clock(), generation, vendor_session))
             failure: Failure | None = None
             try:
                 async for event in rec.events():

@@ -503,7 +503,8 @@ class SessionCore:
             # owns it any more.
             self._out.append(io.Abort(event.generation))
             return
-        conn.tracker.receive(TranscriptCreated())
+        conn.tracker.receive(TranscriptCreated(event.vendor_session))
+        conn.vendor_session = event.vendor_session
         conn.opened = True
         conn.open_done_at = self._now
         if conn.role is Role.CONNECTING:
@@ -573,14 +574,16 @@ class SessionCore:
             self._gap_since = None
         self._reconnect.connection_opened()
         delay_ms = (now - self._connect_started) * 1000
+        session = f" (vendor session {conn.vendor_session})" if conn.vendor_session else ""
         self._log.info(
-            "gen %d: %s %s in %.0f ms",
+            "gen %d: %s %s in %.0f ms%s",
             conn.generation,
             "switched to the standby connection to" if adopted else "connected to",
             url_for_log(settings.url),
             delay_ms,
+            session,
         )
-        self._reports.status(ConnState.CONNECTED, 0, "transcript.created")
+        self._reports.status(ConnState.CONNECTED, 0, f"transcript.created{session}")
         self._emit("on_connected", conn.generation, delay_ms)
         self._watch(conn)
         self._pump()
@@ -1141,6 +1144,46 @@ class SessionCore:
             self._log.warning("gen %d: %s: this turn ends with audio.done", conn.generation, why)
         conn.fallback_due = True
         self._pump()
+
+    def abandon(self, conn: Conn, f: Finalize) -> None:
+        """`f`, sent as `finalize` on the current `conn`, timed out unanswered: like a
+        drain that timed out, its turn ends with the interim text before its cut made
+        final and the audio before the cut that nothing transcribed reported lost; the
+        audio after the cut (and any later finalize) goes to a new connection, and `conn`
+        is dropped, so that nothing of this turn comes after its end."""
+        if self._current is not conn:
+            return
+        waiting = next((w for w in conn.awaiting if w.finalize is f), None)
+        if waiting is None:
+            return
+        cut, cut_s = waiting.cut, waiting.cut_s
+        frames = conn.window.take()
+        item, conn.in_flight = conn.in_flight, None
+        later = [w for w in conn.awaiting if w is not waiting and w.cut > cut]
+        conn.awaiting = [w for w in conn.awaiting if w not in later and w is not waiting]
+        taken = self._take_back_finalizes(conn)  # older ones, if any: sent again too
+        conn.awaiting = later
+        taken += self._take_back_finalizes(conn)
+        if type(item) is AudioFrame:
+            frames.append(item)
+        elif type(item) is FinalizeMessage:
+            taken.append((round(conn.timeline.user_end_ms * TICKS_PER_MS), item.marker))
+        before = [fr for fr in frames if fr.start < cut]
+        after = [fr.as_replayed() for fr in frames if fr.start >= cut]
+        self._turns.give_up(conn, before, lambda s: s <= cut_s)
+        failure = Failure(
+            kind="finalize_timeout",
+            message="no answer to finalize within the finalize timeout "
+            f"({self._settings.finalize_timeout_s:g} s)",
+        )
+        conn.tracker.fail(failure)
+        self._out.append(io.Abort(conn.generation))
+        self._reports.error(failure, fatal=False, retry_in_s=None)
+        self._requeue(taken, after)
+        self._retire(conn)
+        self._gap_since = self._now
+        self._reports.status(ConnState.DISCONNECTED, 0, failure.message)
+        self._connect("failure")
 
     # ================================================================ liveness
 

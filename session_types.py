@@ -203,6 +203,7 @@ class Word:
     start_ms: int
     duration_ms: int
     stable: bool
+    confidence: float | None = None  # the vendor's, when it gives one
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,8 @@ class Transcript:
     channel: int | None
     speech_final: bool
     generation: int
+    # The vendor's confidence that the speaker's turn is over (smart_turn), if given.
+    end_of_turn_confidence: float | None = None
 
 
 @dataclass(frozen=True)

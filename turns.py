@@ -486,13 +486,19 @@ class Turns:
             end = max(end or 0.0, float(start_ms + duration_ms))
         return end
 
-    def give_up(self, conn: Conn, frames: list[AudioFrame] | None = None) -> None:
+    def give_up(
+        self,
+        conn: Conn,
+        frames: list[AudioFrame] | None = None,
+        is_before: Callable[[float], bool] | None = None,
+    ) -> None:
         """A draining connection's turn ends without its transcript.done and without a
         repair: its interim text is made final, and the audio of its window past that
-        text, which nothing will transcribe now, goes to the ledger as lost."""
+        text, which nothing will transcribe now, goes to the ledger as lost. With
+        `is_before`, only the interim words before a cut (the rest is heard again)."""
         if frames is None:
             frames = conn.window.take()
-        salvaged_end = self.salvage(conn)
+        salvaged_end = self.salvage(conn, is_before)
         floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
         lost = [f for f in frames if f.start >= floor]
         if not lost:
@@ -512,8 +518,13 @@ class Turns:
         if f is None or token in self._sent_on:
             return  # answered, or its connection's drain owns the deadline now
         if token in self._answering:
-            # Sent as `finalize`, and neither it nor audio.done was answered in time. The
-            # connection goes on: its text still comes, as the next turn's.
+            # Sent as `finalize`, and neither it nor audio.done was answered in time: the
+            # turn ends like a drain that timed out, and its connection with it (no
+            # result may come after the turn's end).
+            generation = self._answering[token]
+            conn = self._host.conn(generation)
+            if conn is not None:
+                self._host.abandon(conn, f)
             self.answered(f)
             self._log.warning(
                 "finalize %r: not answered within the finalize timeout", f.finalize_id

@@ -169,3 +169,18 @@ async def test_a_connection_cut_between_a_chunk_final_and_the_utterance_final() 
         assert server.connection(2).marker_indices[0] == locked_end
         assert_words_exact(recorder.finals)
         await session.stop()
+
+
+async def test_the_vendor_session_id_comes_with_the_connected_status(caplog) -> None:
+    async with marker_server() as server:
+        recorder = Recorder()
+        session = StreamingSession(fast_settings(server.url), recorder)
+        with caplog.at_level("INFO", logger="xai_asr_python"):
+            session.start()
+            await recorder.wait_state(ConnState.CONNECTED, 5)
+        vendor_session = server.connection(1).session_id
+        assert vendor_session
+        [connected] = [s for s in recorder.statuses if s[0] is ConnState.CONNECTED]
+        assert vendor_session in connected[3]
+        assert any(vendor_session in r.getMessage() for r in caplog.records)
+        await session.stop()

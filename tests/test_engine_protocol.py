@@ -312,3 +312,39 @@ def test_first_failure_wins() -> None:
     tracker.fail(Failure(kind="send_failed", message="later"))
     verdict = tracker.closed(None, None)
     assert isinstance(verdict, Failure) and verdict.kind == "stall"
+
+
+def test_the_live_fields_are_read_and_reach_the_transcript() -> None:
+    """transcript.created's session id, word confidence and speaker, the partial's
+    end_of_turn_confidence and the done's words (shared/docs/xai-stt-protocol.md)."""
+    from xai_asr_python.connection_state import Role, new_conn, to_transcript
+    from xai_asr_python.protocol import ConnectionTracker, TranscriptDone
+    from xai_asr_python.timeline import TICKS_PER_MS, AudioFormat
+    from xai_asr_python.utterances import ResultAssembler
+
+    assert parse_event('{"type": "transcript.created", "id": "abc-1"}') == TranscriptCreated(
+        "abc-1"
+    )
+    partial = parse_event(
+        '{"type": "transcript.partial", "text": "hi there", "is_final": true,'
+        ' "speech_final": true, "start": 0.0, "duration": 1.0, "end_of_turn_confidence": 0.9,'
+        ' "words": [{"text": "hi", "start": 0.1, "end": 0.3, "confidence": 0.75, "speaker": 1},'
+        ' {"text": "there", "start": 0.3, "end": 0.6, "confidence": "high"}]}'
+    )
+    assert isinstance(partial, TranscriptPartial)
+    assert partial.end_of_turn_confidence == 0.9
+    assert [(w.confidence, w.speaker) for w in partial.words] == [(0.75, 1), (None, None)]
+    done = parse_event(
+        '{"type": "transcript.done", "text": "", "duration": 1.0,'
+        ' "words": [{"text": "hi", "start": 0.1, "end": 0.3}]}'
+    )
+    assert isinstance(done, TranscriptDone) and [w.text for w in done.words] == ["hi"]
+    conn = new_conn(
+        1, Role.CURRENT, ConnectionTracker(), ResultAssembler(), AudioFormat(16000, "pcm", 1), 0
+    )
+    conn.timeline.record_sent(0, 1000 * TICKS_PER_MS)
+    result = conn.assembler.on_partial(partial)
+    assert result is not None
+    t = to_transcript(conn, result)
+    assert t is not None and t.end_of_turn_confidence == 0.9
+    assert [w.confidence for w in t.words] == [0.75, None]
