@@ -389,12 +389,21 @@ class SessionCore:
         report = self._buffer.drop_audio()
         if report is not None:
             self._reports.lose(report, LOST_STOPPED, self._now)
-        # Turns end in order: the draining ones, oldest first, then the current one.
-        for conn in sorted(self._conns.values(), key=lambda c: c.generation):
-            if conn.role is Role.DRAINING:
-                self._turns.finish(conn, "stopped")
-            elif conn.role is Role.CURRENT:
-                self._turns.salvage(conn)
+        # Turns end in order: the draining ones, oldest first, then the current one. Their
+        # interim text is made final; speech sent after it, which no result will cover
+        # now, is reported lost (never silently: it was heard by no one who answered).
+        conns = sorted(self._conns.values(), key=lambda c: c.generation)
+        for conn in conns:
+            if conn.role is Role.DRAINING or conn.role is Role.CURRENT:
+                frames = conn.window.take()
+                if type(conn.in_flight) is AudioFrame:
+                    frames.append(conn.in_flight)  # handed to the socket, never answered
+                for repair in conns:
+                    if repair.repair_of is conn and not repair.repair_ended:
+                        frames = repair.repair_frames + frames  # the repair's, unanswered
+                self._turns.give_up(conn, frames, reason=LOST_STOPPED)
+                if conn.role is Role.DRAINING:
+                    self._turns.finish(conn, "stopped")
         self._conns.clear()
         self._current = self._connecting = self._standby = None
         self._turns.end_all("stopped")

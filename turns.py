@@ -44,7 +44,7 @@ from .connection_state import (
 )
 from .delivery import DeliveryOrder
 from .protocol import Failure, ServerEvent, TranscriptDone, TranscriptPartial
-from .session_reports import LOST_UNANSWERED
+from .session_reports import LOST_STOPPED, LOST_UNANSWERED
 from .session_types import FinalizeOutcome, Transcript
 from .timeline import TICKS_PER_MS
 from .utterances import VendorResult
@@ -491,27 +491,35 @@ class Turns:
         conn: Conn,
         frames: list[AudioFrame] | None = None,
         is_before: Callable[[float], bool] | None = None,
+        *,
+        reason: str = LOST_UNANSWERED,
     ) -> None:
         """A draining connection's turn ends without its transcript.done and without a
         repair: its interim text is made final, and the audio of its window past that
         text, which nothing will transcribe now, goes to the ledger as lost. With
-        `is_before`, only the interim words before a cut (the rest is heard again)."""
+        `is_before`, only the interim words before a cut (the rest is heard again).
+        At stop (`reason` stopped) audio without speech past the text is not reported:
+        nothing was said there."""
         if frames is None:
             frames = conn.window.take()
         salvaged_end = self.salvage(conn, is_before)
         floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
-        lost = [f for f in frames if f.start >= floor]
+        # A frame the text covers in part is lost from the text's end on.
+        lost = [f for f in frames if f.start + f.length > floor]
+        if reason == LOST_STOPPED and not any(f.speech for f in lost):
+            return
         if not lost:
             return
         spans: list[tuple[int, int]] = []
         for f in lost:
-            if spans and spans[-1][1] == f.start:
+            start = max(f.start, floor)
+            if spans and spans[-1][1] == start:
                 spans[-1] = (spans[-1][0], f.start + f.length)
             else:
-                spans.append((f.start, f.start + f.length))
-        ticks = sum(f.length for f in lost)
+                spans.append((start, f.start + f.length))
+        ticks = sum(end - start for start, end in spans)
         report = DropReport(ticks / TICKS_PER_MS, len(lost), ticks=ticks, spans=tuple(spans))
-        self._host.reports.lose(report, LOST_UNANSWERED, self._host.now)
+        self._host.reports.lose(report, reason, self._host.now)
 
     def finalize_expired(self, token: str) -> None:
         f = self._finalizes.get(token)

@@ -115,6 +115,20 @@ def random_fault(rng: random.Random) -> Fault:
     return Fault(idle_end_after_s=0.3)
 
 
+def random_wire(rng: random.Random) -> dict[str, Any]:
+    """How one connection speaks: the live wire mostly, an older behaviour sometimes
+    (tail-only utterance finals, a done that repeats everything or holds the pending
+    part, finalize refused or never answered)."""
+    wire: dict[str, Any] = {}
+    if rng.random() < 0.3:
+        wire["utterance_final"] = "tail"
+    if rng.random() < 0.3:
+        wire["done_text"] = rng.choice(["whole", "pending"])
+    if rng.random() < 0.15:
+        wire["finalize"] = rng.choice(["refuse", "ignore"])
+    return wire
+
+
 def soak_settings(url: str, rng: random.Random) -> SessionSettings:
     return replace(
         fast_settings(url),
@@ -156,15 +170,25 @@ def _plan(rng: random.Random) -> list[_Turn]:
 
 async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResult:
     rng = random.Random(seed)
+    # The wire and the finalize mode come from a generator of their own, so that a seed's
+    # faults and timing stay what they were before the live wire.
+    wire_rng = random.Random(f"wire-{seed}")
     result = SoakResult(seed)
     baseline = set(asyncio.all_tasks())
     async with marker_server() as server:
         faults: dict[int, Fault] = {}
         for number in range(1, FAULTED_CONNECTIONS + 1):
-            if rng.random() < 0.3:
-                faults[number] = random_fault(rng)
-                server.set_fault(number, faults[number])
+            fault = random_fault(rng) if rng.random() < 0.3 else None
+            wire = random_wire(wire_rng)
+            if wire:
+                fault = replace(fault or Fault(), **wire)
+            if fault is not None:
+                faults[number] = fault
+                server.set_fault(number, fault)
         settings = soak_settings(server.url, rng)
+        settings = replace(
+            settings, finalize_mode=wire_rng.choice(["auto", "auto", "finalize", "audio_done"])
+        )
         turns = _plan(rng)
         outages = [
             (
@@ -174,7 +198,8 @@ async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResul
             for _ in range(rng.choice([0, 1, 1, 2]))
         ]
         result.plan = [
-            f"settings: buffer_max_ms={settings.buffer_max_ms} standby={settings.standby}",
+            f"settings: buffer_max_ms={settings.buffer_max_ms} standby={settings.standby} "
+            f"finalize_mode={settings.finalize_mode}",
             *(f"connection {n}: {f.describe()}" for n, f in sorted(faults.items())),
             *(f"outage at {t:.2f} s: {o.mode} {o.for_ms} ms" for t, o in outages),
             *(f"turn: {t}" for t in turns),

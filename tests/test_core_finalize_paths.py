@@ -48,7 +48,9 @@ class Script:
         self.feed(io.Opened(self.now, generation))
 
     def push(self, first: int, frames: int) -> None:
-        self.actions += self.core.audio_pushed(self.now, speech(frames, first))
+        data = speech(frames, first)
+        for at in range(0, len(data), FRAME):  # 10 ms at a time, as a live source does
+            self.actions += self.core.audio_pushed(self.now, data[at : at + FRAME])
 
     def complete_sends(self, generation: int, *, keep_last: bool = False) -> list[io.Action]:
         """Complete every send the core makes on `generation`, in order (the last one
@@ -176,3 +178,33 @@ def test_a_finalize_that_times_out_on_its_connection_ends_its_turn_there() -> No
     assert resent and resent[0].data == speech(5, 30)[: FRAME * 5][: len(resent[0].data)]
     # The lost audio (before the cut, past the interim) is reported, once.
     assert [e.kind for e in s.notified("on_error")].count("finalize_timeout") == 1
+
+
+def test_stop_mid_speech_reports_the_speech_after_the_latest_interim() -> None:
+    """Stop while speech flows: the interim text is made final, and the speech sent after
+    it, which no result will ever cover, is reported lost: never silently gone."""
+    s = Script(finalize_mode="finalize")
+    s.feed(io.Start(0.0))
+    s.connect(1)
+    s.push(0, 30)
+    s.complete_sends(1)
+    s.feed(io.Received(s.at(0.3), 1, partial(0, 20, is_final=False, speech_final=False, end=0.2)))
+    s.feed(io.StopAsked(s.at(0.31)))
+    [final] = s.finals()
+    assert final.text.split() == [str(i) for i in range(20)]
+    assert s.core.ledger.lost_spans_ms == [(200.0, 300.0)]
+    [error] = s.notified("on_error")
+    assert error.kind == "audio_dropped" and error.dropped_ms == 100
+
+
+def test_stop_after_a_final_and_silence_reports_nothing() -> None:
+    s = Script(finalize_mode="finalize")
+    s.feed(io.Start(0.0))
+    s.connect(1)
+    s.push(0, 20)
+    s.actions += s.core.audio_pushed(s.now, b"\x00" * FRAME * 10)  # silence
+    s.complete_sends(1)
+    s.feed(io.Received(s.at(0.3), 1, partial(0, 20, is_final=True, speech_final=True, end=0.2)))
+    s.feed(io.StopAsked(s.at(0.31)))
+    assert [t.text.split()[0] for t in s.finals()] == ["0"]
+    assert s.core.ledger.lost_spans_ms == [] and s.notified("on_error") == []
