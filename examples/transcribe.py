@@ -211,11 +211,13 @@ def _configure_graph(
     # A file can wait, so none of it may be dropped: the outage buffer holds the whole
     # file (a graph that sets a smaller one gets the loss reported, and a failed run).
     stt.setdefault("buffer_max_ms", max(60_000, audio_ms + 10_000))
-    if args.fast or args.speed > 1:
-        # Faster than real time, the recognizer works through a backlog after the
-        # finalize (the socket slows the sending down to its pace): the finalize gets
-        # the time it takes to hear the whole file in real time, plus a margin.
-        stt["finalize_timeout_ms"] = max(stt.get("finalize_timeout_ms", 2000), audio_ms + 10_000)
+    # No person waits on a turn here: the 2 s default is for live speech. At any speed
+    # the recognizer may have a backlog after the finalize (faster than real time the
+    # socket slows the sending to its pace; at real time a busy machine runs a local
+    # recognizer late), so the finalize gets the time it takes to hear the whole file
+    # in real time, plus a margin; a repair then never races a slow but healthy
+    # recognizer. Dead connections are still found in a second by the liveness probes.
+    stt["finalize_timeout_ms"] = max(stt.get("finalize_timeout_ms", 2000), audio_ms + 10_000)
     printer = by_addon["transcript_printer"].setdefault("property", {})
     printer["json"] = bool(args.json)
     printer["summary_path"] = str(summary_path)
