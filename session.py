@@ -30,6 +30,30 @@ Ownership (one owner per piece of state):
   repair connection (see Replay), or no one (transcribed for good, or
   trimmed from the window).
 
+Two ways to end a turn (`finalize_mode`; shared/docs/xai-stt-protocol.md,
+"Session model"). With `finalize` (and `auto`, which starts that way) a
+finalize's marker reaching the head of the buffer sends xAI's `finalize` on
+the current connection, which stays current and takes the audio after it;
+the first utterance final that reaches the finalize's cut (the audio sent
+before it, 50 ms of rounding allowed: an earlier one is the vendor's own
+endpointing) answers it, after its result. Nothing pending (no speech since
+the connection's last utterance final, no text held) answers at once. A
+refusal (an error event for a client message, the connection staying open)
+or no answer by the check point (half the finalize timeout, and a quarter of
+it after the send) sends `audio.done` on that connection instead, which then
+drains as below and answers every finalize it was sent for; `auto` then ends
+every later turn with `audio.done` (one WARN line). A finalize still
+unanswered at its deadline on its open connection ends its turn like a drain
+that timed out: its interim text before the cut made final, the speech
+before the cut past it reported lost, the connection dropped and the audio
+after the cut (with any later finalize) sent to a new one, so no result of
+the turn comes after its end. When the current connection fails, the
+finalizes it was sent go back into the buffer at their cuts, among the
+replayed frames, and are sent again to the next connection. New settings
+apply at the next connection: with `finalize` the next turn ends with
+`audio.done` once, to get one. Standby connections are opened only when
+turns end with `audio.done`.
+
 Connections. The *current* connection is the one new audio goes to. After a
 finalize (`audio.done`) it becomes *draining*: it gets no more audio, has
 until the finalize's deadline to deliver `transcript.done`, and is then
@@ -159,8 +183,9 @@ One still hearing a backlog then (a buffer flushed after an outage) is looked
 at again when it should have heard it, if that is before the deadline.
 
 Loss. Audio the engine gives up on (the outage buffer's bound, audio still
-queued at stop or when the session gives up, and a turn that ends without its
-done and without a repair: its window past the interim text made final) goes
+queued at stop or when the session gives up, a turn that ends without its
+done and without a repair: its window past the interim text made final, and
+at stop the speech sent after the latest interim of every open turn) goes
 to the `AudioLedger`
 (audio_buffer.py) through `_lose`, the only way out other than a
 transcription; it is reported once per episode (an episode ends when audio

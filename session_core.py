@@ -28,7 +28,20 @@ the connection is DRAINING until transcript.done (turn "done"), a failure
 then FINISHED, and closed. Its results block every newer generation's
 (delivery.py) until then.
 
-Two turns in events and actions (g: the current generation):
+With finalize_mode finalize (or auto, until it falls back) a turn stays on
+its connection:
+
+    FinalizeAsked           -> SetTimer(finalize #1)
+      ... its marker reaches the head of the buffer ...
+                            -> SendFinalize(g)
+    SendCompleted(g, ok)    -> Probe(g), SetTimer(answer #1)  (g stays current: the
+                                                               next Send goes to g)
+    Received(g, utterance final reaching the cut)
+                            -> Notify(on_transcript), Notify(on_finalize_end)
+    Received(g, error: finalize refused) | TimerFired(answer #1)
+                            -> SendEndOfAudio(g), then as below from its SendCompleted
+
+With audio_done, two turns in events and actions (g: the current generation):
 
     Start                   -> Open(g)                      (status CONNECTING)
     Opened(g)               -> SetTimer(watch g)             (status CONNECTED)
@@ -55,7 +68,8 @@ order of results); liveness.py holds the rules that find a dead connection and
 session_reports.py says what is reported and how.
 
 Timers (keys): ("finalize", token) a finalize's deadline while it waits for a
-connection; ("drain", gen) and ("hedge", gen) a draining turn's deadline and
+connection or for its answer on an open one; ("answer", token) the point where
+a finalize sent as `finalize` is answered by audio.done instead; ("drain", gen) and ("hedge", gen) a draining turn's deadline and
 half-way point; ("grace", gen) the server's moment to close after done;
 ("watch", gen) the current connection's stall, idle and keepalive checks;
 ("settle", gen) how long a failed send waits for its close; ("repair", gen)
