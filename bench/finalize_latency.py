@@ -277,9 +277,17 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         observations = harness.dump_observations(server)
         order = sorted(sent, key=sent.__getitem__)
         total = [ended[f] - sent[f] for f in order]
+        # The final text's delay: the last asr_result between a finalize and its end (with
+        # audio_done the server sends the utterance final before its done_delay, so the
+        # text comes well before the end; with finalize they come together).
+        results = [m.at for m in tester.received if m.name == "asr_result"]
+        to_result = [
+            max((at for at in results if sent[f] <= at <= ended[f]), default=ended[f]) - sent[f]
+            for f in order
+        ]
         if probe is None or mode is None:  # no server in the loop: the runtime's round trip
             srv = [(0.0, 0.0)] * len(total)
-            return _result(args, total, srv, {}, ahead, {})
+            return _result(args, total, srv, {}, ahead, {}, to_result)
         srv = _server_times(observations, mode)
         n = min(len(order), len(srv), len(probe.finalize_at), len(probe.finalize_end_at))
         stage = {
@@ -289,7 +297,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             "server_to_engine_end": [probe.finalize_end_at[i] - srv[i][1] for i in range(n)],
             "engine_end_to_tester": [ended[order[i]] - probe.finalize_end_at[i] for i in range(n)],
         }
-    return _result(args, total, srv, stage, ahead, _server_counts(observations, args.turns))
+    counts = _server_counts(observations, args.turns)
+    return _result(args, total, srv, stage, ahead, counts, to_result)
 
 
 def _result(
@@ -299,6 +308,7 @@ def _result(
     stage: dict[str, list[float]],
     ahead: dict[str, int],
     counts: dict[str, Any],
+    to_result: list[float] | None = None,
 ) -> dict[str, Any]:
     if len(srv) != len(total):
         raise RuntimeError(
@@ -316,7 +326,9 @@ def _result(
         "server": common.summary_ms(server_s),
         "overhead": common.summary_ms(overhead),
         "overhead_ms": [round(v * 1000, 3) for v in overhead],
+        "to_result": common.summary_ms(to_result) if to_result else None,
         "stages": {k: common.summary_ms(v) for k, v in stage.items()},
+        "stages_ms": {k: [round(x * 1000, 3) for x in v] for k, v in stage.items()},
         "sent_just_before_finalize_end": ahead if args.worker in EXT_VARIANTS else {},
     }
 
@@ -365,6 +377,12 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "overhead_p50_ms": med(v, "overhead", "p50_ms"),
             "overhead_p99_ms": med(v, "overhead", "p99_ms"),
             "overhead_pooled": common.summary_ms(pooled),
+            "to_result_p50_ms": (
+                med(v, "to_result", "p50_ms") if runs_v[0]["to_result"] is not None else None
+            ),
+            "to_result_p99_ms": (
+                med(v, "to_result", "p99_ms") if runs_v[0]["to_result"] is not None else None
+            ),
             "overhead_p99_ms_per_rep": [x["overhead"]["p99_ms"] for x in runs_v],
             "connections_per_turn": (
                 common.median(x["connections_per_turn"] for x in runs_v)
@@ -434,6 +452,8 @@ def report(result: dict[str, Any]) -> str:
             s[v]["overhead_p50_ms"],
             s[v]["overhead_p99_ms"],
             s[v]["overhead_pooled"]["p99_ms"],
+            s[v]["to_result_p50_ms"],
+            s[v]["to_result_p99_ms"],
             s[v]["connections_per_turn"],
         ]
         for v in VARIANTS
@@ -466,6 +486,8 @@ def report(result: dict[str, Any]) -> str:
                 "overhead p50",
                 "overhead p99",
                 "pooled p99",
+                "result p50",
+                "result p99",
                 "conns/turn",
             ],
             rows,
@@ -473,7 +495,9 @@ def report(result: dict[str, Any]) -> str:
         ),
         "(ms; overhead = total - the server's own time (audio.done -> transcript.done, or "
         "finalize -> its utterance final), per finalize; pooled = p99 over all reps' "
-        "finalizes; conns/turn = connections the server saw / finalizes)",
+        "finalizes; result = asr_finalize -> the last asr_result before its asr_finalize_end "
+        "(the final text; server time not taken out); conns/turn = connections the server "
+        "saw / finalizes)",
         "",
         "ext breakdown (ms):",
         common.table(
