@@ -69,8 +69,9 @@ session_reports.py says what is reported and how.
 
 Timers (keys): ("finalize", token) a finalize's deadline while it waits for a
 connection or for its answer on an open one; ("answer", token) the point where
-a finalize sent as `finalize` is answered by audio.done instead; ("drain", gen) and ("hedge", gen) a draining turn's deadline and
-half-way point; ("grace", gen) the server's moment to close after done;
+a finalize sent as `finalize` is answered by audio.done instead; ("drain", gen)
+and ("hedge", gen) a draining turn's deadline and half-way point; ("grace", gen)
+the server's moment to close after done;
 ("watch", gen) the current connection's stall, idle and keepalive checks;
 ("settle", gen) how long a failed send waits for its close; ("repair", gen)
 a repair's deadline; ("backoff", 0) the next attempt.
