@@ -314,9 +314,11 @@ async def test_stop_reading_for_a_while_then_resume(marker_server: STTServer) ->
     async with open_client(marker_server.url) as ws:
         await expect_created(ws)
         sent = await fill_until_blocked(ws)
-        # The blocked send finishes once the server reads again.
-        await send_done(ws)
-        seen = await receive_all(ws)
+        # The blocked send finishes once the server reads again. A hang guard, not a
+        # timing: the server then works through megabytes of queued audio (about 0.5 s;
+        # several on a loaded 2-core machine).
+        await send_done(ws, timeout=30)
+        seen = await receive_all(ws, timeout=30)
     assert seen.types[-1] == "transcript.done" and seen.close_code == 1000
     record = marker_server.connection(1)
     assert len(record.audio) > sent  # everything queued arrived in the end
