@@ -110,9 +110,11 @@ class SessionReports:
         if episode is None:
             return
         why = "; ".join(self._why_lost(reason) for reason in episode.reasons)
+        # "over 0.0 s" reads as a mistake: a loss within 50 ms happened at once.
+        lasted = f"over {episode.lasted_s:.1f} s" if episode.lasted_s >= 0.05 else "at once"
         message = (
             f"dropped {episode.dropped_ms:.0f} ms of audio ({episode.frames} frames, "
-            f"over {episode.lasted_s:.1f} s): {why} "
+            f"{lasted}): {why} "
             f"[{episode.total_dropped_ms:.0f} ms dropped in this session]"
         )
         if gave_up:
