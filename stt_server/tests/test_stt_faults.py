@@ -310,18 +310,30 @@ async def test_stop_reading_blocks_the_client(marker_server: STTServer) -> None:
 
 
 async def test_stop_reading_for_a_while_then_resume(marker_server: STTServer) -> None:
-    marker_server.set_default_fault(Fault(stop_reading_after_bytes=32_000, stop_reading_for_ms=800))
+    marker_server.set_default_fault(
+        Fault(stop_reading_after_bytes=32_000, stop_reading_for_ms=1500)
+    )
+    chunk = marker.generate([(True, 100)])  # 32,000 bytes, sent again and again
     async with open_client(marker_server.url) as ws:
         await expect_created(ws)
-        sent = await fill_until_blocked(ws)
-        # The blocked send finishes once the server reads again. A hang guard, not a
-        # timing: the server then works through megabytes of queued audio (about 0.5 s;
-        # several on a loaded 2-core machine).
+        # Read what the server sends all along: a client that stops reading while it
+        # sends would block the server's sends, and the server would stop reading.
+        reader = asyncio.ensure_future(receive_all(ws, timeout=60))
+        sent, blocked = 0, False
+        while not blocked:
+            assert sent < 64_000_000, "sends never blocked"
+            send = asyncio.ensure_future(ws.send(chunk))
+            done, _ = await asyncio.wait({send}, timeout=0.3)
+            blocked = not done
+            # A blocked send finishes once the server reads again (a hang guard: the
+            # server then works through megabytes of queued audio).
+            await asyncio.wait_for(send, 30)
+            sent += len(chunk)
         await send_done(ws, timeout=30)
-        seen = await receive_all(ws, timeout=30)
+        seen = await reader
     assert seen.types[-1] == "transcript.done" and seen.close_code == 1000
     record = marker_server.connection(1)
-    assert len(record.audio) > sent  # everything queued arrived in the end
+    assert len(record.audio) == sent  # everything queued arrived in the end
     assert record.marker_errors == 0
 
 
