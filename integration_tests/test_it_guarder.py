@@ -312,17 +312,18 @@ def test_dump_is_byte_identical_to_the_audio_sent(tmp_path: Any) -> None:
 @pytest.mark.parametrize(
     "endpointing_first",
     [False, True],
-    ids=["text-final-at-transcript-done", "text-final-by-endpointing-before-finalize"],
+    ids=["text-final-answers-the-finalize", "text-final-by-endpointing-before-finalize"],
 )
 def test_ttfw_ttlw_and_finalize_end_as_tens_metrics_test_waits(endpointing_first: bool) -> None:
     """TEN's guarder metrics test sends audio, then asr_finalize, and stops only once
     it has ttfw, ttlw and the asr_finalize_end (finalize_id and session_id matching).
-    Both when the turn's text becomes final at transcript.done and when endpointing
+    Both when the turn's text becomes final in the finalize's answer (the utterance
+    final `finalize` brings, or transcript.done after audio.done) and when endpointing
     made it final before the finalize: then an empty final closes the turn (the text
     is never sent twice) and ttlw measures the vendor's confirmation."""
     # 400 ms of silence after the speech outlasts endpointing (300 ms of audio, timed
     # by the server in audio): the turn's final comes before the finalize. 100 ms does
-    # not: its final comes with transcript.done.
+    # not: its final answers the finalize.
     silence_frames = 40 if endpointing_first else 10
     turns = [turn_audio(i * 1000, silence=silence_frames) for i in range(2)]
     with marker_server() as srv:

@@ -416,10 +416,17 @@ async def test_malformed_frames_are_survived() -> None:
         await session.stop()
 
 
-@pytest.mark.parametrize("done_text", ["whole", "pending"])
-async def test_long_turns_are_final_once_whatever_the_done_text(done_text: str) -> None:
-    """Locked chunks, speech_final and the done text never finalize a word twice."""
-    async with marker_server(done_text=done_text) as server:
+@pytest.mark.parametrize(
+    ("done_text", "flush_on_done"),
+    [("empty", True), ("whole", True), ("whole", False), ("pending", False)],
+)
+async def test_long_turns_are_final_once_whatever_the_done_text(
+    done_text: str, flush_on_done: bool
+) -> None:
+    """Locked chunks, utterance finals and the done text never finalize a word twice:
+    the live wire ends the open utterance with its finals at audio.done and an empty
+    done; older servers put the pending text (or everything) in the done alone."""
+    async with marker_server(done_text=done_text, flush_on_done=flush_on_done) as server:
         session, recorder = started(server)
         index = 0
         expected: list[int] = []
