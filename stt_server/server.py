@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from stt_server.faults import Close, ErrorEvent, Fault, Malformed, Outage, Partition
@@ -79,6 +80,82 @@ MALFORMED_FRAMES: dict[str, str | bytes] = {
 }
 
 
+class _PatientConnection(ServerConnection):
+    """A connection whose keepalive blames only a client that has gone silent.
+
+    websockets' own keepalive fails the connection (1011 "keepalive ping
+    timeout") when a ping's pong takes longer than ping_timeout. But a pong
+    travels behind everything the client sent before it, and this server
+    reads audio only as fast as its recogniser takes it: when websockets'
+    message queue is full it stops reading the socket. A client sending
+    faster than real time (the main job's --fast) then has seconds of audio
+    queued in the socket, its pong behind them, and a healthy client was cut
+    off as a false alarm (issue 23: a 3-minute file, whisper, a busy
+    machine). Here a pong may take as long as it likes while bytes keep
+    arriving: the connection fails only when nothing at all has arrived from
+    the client for ping_timeout while the server was reading. Time the server
+    spends not reading (its own back-pressure) is not the client's silence.
+    A client that really went away is still found in ping_interval +
+    ping_timeout. (The alternative, keeping the audio in flight small on the
+    client side, is not this server's to choose: xAI's clients stream as
+    they like.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_arrival = 0.0  # loop time of the latest bytes read
+        self._reading_since = 0.0  # loop time back-pressure last ended
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assembler = self.recv_messages
+        resume = assembler.resume
+
+        def resumed() -> None:
+            self._reading_since = self.loop.time()
+            resume()
+
+        assembler.resume = resumed
+
+    def data_received(self, data: bytes) -> None:
+        self._last_arrival = self.loop.time()
+        super().data_received(data)
+
+    def _client_silent_since(self, ping_sent: float) -> float:
+        """Since when the client has been silent while the server was reading."""
+        if getattr(self.recv_messages, "paused", False):
+            return self.loop.time()  # the server is not reading: no silence counts
+        return max(ping_sent, self._last_arrival, self._reading_since)
+
+    async def keepalive(self) -> None:
+        assert self.ping_interval is not None
+        latency = 0.0
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, self.ping_interval - latency))
+                pong_received = await self.ping()
+                sent = self.loop.time()
+                latency = 0.0
+                if self.ping_timeout is None:
+                    continue
+                while True:
+                    deadline = self._client_silent_since(sent) + self.ping_timeout
+                    remaining = deadline - self.loop.time()
+                    if remaining <= 0:
+                        async with self.send_context():
+                            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                        raise AssertionError("send_context() waits for connection_lost()")
+                    try:
+                        latency = await asyncio.wait_for(asyncio.shield(pong_received), remaining)
+                        break
+                    except asyncio.TimeoutError:
+                        continue  # late, but was the client silent all that time?
+        except ConnectionClosed:
+            pass  # the connection ended while a pong was awaited: nothing to fail
+        except Exception:
+            self.logger.error("keepalive ping failed", exc_info=True)
+
+
 def _wire_option(name: str) -> property:
     """A server-wide wire option, read/write (validated on write)."""
 
@@ -116,6 +193,7 @@ class STTServer:
         stream_timeout_s: float | None = None,
         done_delay_ms: int = 0,
         ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
         close_timeout: float = 1.0,
         vad_threshold_db: float = DEFAULT_VAD_THRESHOLD_DB,
     ) -> None:
@@ -139,6 +217,7 @@ class STTServer:
         self.port = port
         self.done_delay_ms = done_delay_ms
         self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.connections: list[ConnectionRecord] = []
         self._faults: dict[int, Fault] = {}
@@ -200,7 +279,11 @@ class STTServer:
             self.port,
             process_request=self._process_request,
             ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
+            # Its keepalive fails only a client that is silent, not one whose pong
+            # waits behind audio this server has not read yet (see the class).
+            create_connection=_PatientConnection,
             max_size=2**22,
             # Audio does not compress; permessage-deflate would also hide
             # back-pressure (repetitive test audio shrinks a hundredfold).
