@@ -197,3 +197,48 @@ def test_every_word_once_whatever_the_vendor_restates(
         assert _outcome(s, fid).status == "done"
     assert s.final_indices == _spoken(s)
     s.settle_and_stop()
+
+
+# =========================================================================== core bugs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: audio.done sent for a finalize marker (new settings) leaves the "
+    "finalizes still awaiting a `finalize` answer on that connection out of its drain; "
+    "a refused one ends 'timeout' at its deadline, after the newer finalize's 'done'",
+)
+def test_new_settings_audio_done_answers_the_finalize_still_awaiting() -> None:
+    """f1 goes out as `finalize` on gen 1; new settings come before its answer, so f2's
+    marker goes out as audio.done on gen 1 (the next connection gets the new settings).
+    The vendor is an older deployment (the stt_server's "legacy" wire: refuses
+    `finalize`, answers audio.done with the whole text, no utterance final first). Its
+    refusal of f1 comes after that audio.done: gen 1 is draining, so the refusal is
+    ignored and the check point's fall-back does nothing (gen 1 is not current).
+    gen 1's transcript.done answers f2 but not f1, whose audio it covers too: f1 ends
+    "timeout" at its deadline, after f2's "done" (the finalize ends out of order)."""
+    s = _session(
+        "finalize",
+        latency_s=(0.2, 0.2),
+        endpoint_ms=None,
+        utterance_final="tail",
+        done_text="whole",
+        flush_on_done=False,
+        empty_partials=False,
+        finalize="refuse",
+    )
+    s.push(20, speech=True, realtime=True)
+    f1 = s.finalize()
+    s.advance(0.01)  # `finalize` is written on gen 1
+    s.change_settings(finalize_timeout_s=2.0)  # the same values: still new settings
+    s.push(5, speech=True, realtime=True)
+    f2 = s.finalize()
+    s.advance(3.0)
+    assert _kinds(s)[:2] == [(1, "finalize"), (1, "audio.done")], s.vendor.messages
+    ends = sorted(
+        (f.ended[0][0], f.finalize_id, f.ended[0][1].status) for f in s.finalizes.values()
+    )
+    assert _outcome(s, f2).status == "done"
+    # Fails: f1 ends "timeout" at 2.2 s, after f2's "done".
+    assert [(fid, status) for _, fid, status in ends] == [(f1, "done"), (f2, "done")], ends
+    s.settle_and_stop()
