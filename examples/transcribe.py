@@ -19,13 +19,14 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXAMPLES = Path(__file__).resolve().parent
 ROOT = EXAMPLES.parent
@@ -37,25 +38,39 @@ GRACE_S = 30.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.CRITICAL,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     _use_project_paths()
     try:
-        from audio_file_source.audio_io import AudioInputError, load_pcm16_mono
+        from audio_file_source.audio_io import AudioInputError, decode, header_format
     except ImportError as exc:
         return _fail(f"missing dependency ({exc}); run: pip install -r requirements-dev.txt")
 
-    audio_path = Path(args.file) if args.file else DEFAULT_SAMPLE
+    audio_path = Path(args.file)
+    if args.rate:
+        kind = header_format(audio_path)
+        if kind:
+            parser.error(
+                f"--rate {args.rate} is for raw PCM without a header, but {audio_path} is a "
+                f"{kind} file (its header gives the rate): drop --rate"
+            )
     try:
-        pcm = load_pcm16_mono(audio_path, 16000, args.rate or 0)
+        decoded = decode(audio_path, 16000, args.rate or 0)
     except AudioInputError as exc:
         return _fail(str(exc))
-    if not pcm:
+    # What the decoder library said, once (it prints on stderr by itself, in its own
+    # words; the graph gets the decoded audio and never decodes the file again).
+    if decoded.notes:
+        _warn(f"{audio_path}: the {decoded.kind} decoder said: {'; '.join(decoded.notes)}")
+    if not decoded.pcm:
         return _fail(f"{audio_path}: no audio in the file")
-    audio_s = len(pcm) / 32000
+    if decoded.ends_early:
+        _warn(f"{audio_path}: {_early_end(decoded)}; transcribing what is there")
+    audio_s = len(decoded.pcm) / 32000
 
     try:
         graph_file = json.loads(Path(args.graph).read_text())
@@ -75,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         base_url = None
 
     summary_path = Path(tempfile.mkstemp(prefix="transcribe-", suffix=".json")[1])
+    pcm_path = Path(tempfile.mkstemp(prefix="transcribe-", suffix=".pcm")[1])
     try:
+        pcm_path.write_bytes(decoded.pcm)
         with server_ctx as local_url:
             if local_url:
                 base_url, key = local_url, LOCAL_KEY
@@ -87,48 +104,142 @@ def main(argv: list[str] | None = None) -> int:
                 )
             try:
                 finalize_s = _configure_graph(
-                    graph_file, args, audio_path, audio_s, base_url, key, summary_path
+                    graph_file, args, pcm_path, audio_s, base_url, key, summary_path
                 )
             except ValueError as exc:
                 return _fail(str(exc))
             speed = 0.0 if args.fast else args.speed
             budget = (audio_s / speed if speed > 0 else 0.0) + finalize_s + GRACE_S
-            return _run_graph(graph_file, args.graph, budget, summary_path, args.verbose)
+            code = _run_graph(graph_file, args.graph, budget, summary_path, args.verbose)
     finally:
         summary_path.unlink(missing_ok=True)
+        pcm_path.unlink(missing_ok=True)
+    if code == 0 and decoded.ends_early:
+        print(f"error: {audio_path}: {_early_end(decoded)}", file=sys.stderr)
+        return 4
+    return code
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def _early_end(decoded: Any) -> str:
+    return (
+        f"the file ends before its header says: {decoded.seconds:.1f} s of audio decoded, "
+        f"its header declares {decoded.declared_seconds:.1f} s (cut short or damaged)"
+    )
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+EXIT_CODES = """\
+exit codes:
+  0    every bit of the audio was transcribed
+  1    the recognizer failed for good (a refused key, the retries used up)
+  2    the job could not run: a refused option, a file or graph that cannot be
+       read, the local server or the graph did not start, no answer in time
+  3    audio was dropped, not transcribed (the errors above say why)
+  4    the file ends before its header says: what it holds was transcribed
+  130  interrupted (Ctrl-C)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error of this command (argparse adds the usage).
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in --help; the epilog (the exit codes) as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.default is False:
+            return f"{text} (default: off)"
+        return super()._get_help_string(action)
+
+
+def _number(kind: type[float] | type[int], text: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _above_zero(kind: type[float] | type[int]) -> Any:
+    def check(text: str) -> float:
+        value = _number(kind, text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+        return value
+
+    return check
+
+
+def _not_negative(text: str) -> int:
+    value = int(_number(int, text))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="transcribe",
         description="Transcribe audio through the xai_asr_python extension in a TEN graph.",
+        formatter_class=_HelpFormatter,
+        epilog=EXIT_CODES,
     )
     parser.add_argument(
         "file",
         nargs="?",
+        default=str(DEFAULT_SAMPLE),
         help="WAV, FLAC, OGG/Vorbis or MP3 file (any rate/channels/sample format), "
-        "or raw 16-bit mono PCM with --rate (default: the bundled demo.wav)",
+        "or raw 16-bit mono PCM with --rate",
     )
-    parser.add_argument("--rate", type=int, help="the file is raw 16-bit mono PCM at this rate")
+    parser.add_argument(
+        "--rate",
+        type=_above_zero(int),
+        help="the file is raw 16-bit mono PCM (no header) at this rate in Hz "
+        "(default: none, the file's header gives the rate)",
+    )
     parser.add_argument("--graph", default=str(DEFAULT_GRAPH), help="graph JSON to run")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--fast", action="store_true", help="stream as fast as possible")
-    pace.add_argument("--speed", type=float, default=1.0, help="multiple of real time")
-    parser.add_argument("--json", action="store_true", help="one JSON object per result")
-    parser.add_argument("--language", help="language code for the recognizer (e.g. en)")
-    parser.add_argument("--base-url", help="use this xAI-compatible server (ws:// or wss://)")
+    pace.add_argument(
+        "--speed", type=_above_zero(float), default=1.0, help="multiple of real time, > 0"
+    )
     parser.add_argument(
-        "--max-retries", type=int, default=3, help="reconnect attempts before giving up"
+        "--json", action="store_true", help="one JSON object per result, then a summary record"
+    )
+    parser.add_argument(
+        "--language", help="language code for the recognizer (default: the graph's, en)"
+    )
+    parser.add_argument(
+        "--base-url",
+        help="use this xAI-compatible server, ws:// or wss:// (default: xAI when "
+        "XAI_API_KEY is set, else the local server)",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=_not_negative,
+        default=3,
+        help="reconnect attempts after a failure before giving up (0: give up at the first)",
     )
     parser.add_argument(
         "--recognizer",
         choices=("whisper", "pocketsphinx"),
         default="whisper",
         help="the local server's recognizer, used when XAI_API_KEY is not set and no "
-        "--base-url is given (default: whisper)",
+        "--base-url is given",
     )
     parser.add_argument("--verbose", action="store_true", help="show the runtime's logs")
-    return parser.parse_args(argv)
+    return parser
 
 
 def _use_project_paths() -> None:
@@ -182,7 +293,7 @@ def _local_server(recognizer: str) -> Any:
 def _configure_graph(
     graph_file: dict[str, Any],
     args: argparse.Namespace,
-    audio_path: Path,
+    pcm_path: Path,
     audio_s: float,
     base_url: str | None,
     key: str,
@@ -195,8 +306,9 @@ def _configure_graph(
         if addon not in by_addon:
             raise ValueError(f"graph {args.graph} has no {addon} node")
     source = by_addon["audio_file_source"].setdefault("property", {})
-    source["path"] = str(audio_path.resolve())
-    source["raw_sample_rate"] = args.rate or 0
+    # The file was decoded once, here: the source streams that audio (16 kHz raw PCM).
+    source["path"] = str(pcm_path)
+    source["raw_sample_rate"] = 16000
     source["speed"] = 0.0 if args.fast else float(args.speed)
     stt = by_addon["xai_asr_python"].setdefault("property", {})
     params = stt.setdefault("params", {})
@@ -206,7 +318,8 @@ def _configure_graph(
         params["api_key"] = key
     if args.language:
         params["language"] = args.language
-    stt.setdefault("reconnect_max_attempts", max(1, args.max_retries))
+    # reconnect_max_attempts counts the failed attempts in a row, the first included.
+    stt.setdefault("reconnect_max_attempts", args.max_retries + 1)
     audio_ms = int(audio_s * 1000)
     # A file can wait, so none of it may be dropped: the outage buffer holds the whole
     # file (a graph that sets a smaller one gets the loss reported, and a failed run).
@@ -272,7 +385,11 @@ def _run_graph(
                 runner.start()
             finished = runner.wait(timeout=budget_s)
         except GraphStartError as exc:
-            return _fail(f"the graph {graph_path} did not start: {exc}")
+            # The printer may have ended the run before every node had started (a
+            # refused connection is fatal at once): then its summary tells the outcome.
+            if not _read_summary(summary_path):
+                return _fail(f"the graph {graph_path} did not start: {exc}")
+            finished = True
         finally:
             signal.signal(signal.SIGINT, previous)
             runner.stop()
@@ -283,10 +400,7 @@ def _run_graph(
         return 130
     if not finished:
         return _fail(f"no answer within {budget_s:.0f} s; stopped the graph")
-    try:
-        summary = json.loads(summary_path.read_text() or "{}")
-    except (OSError, ValueError):
-        summary = {}
+    summary = _read_summary(summary_path)
     if not summary:
         return _fail("the graph stopped without a summary")
     if summary.get("fatal"):
@@ -299,6 +413,14 @@ def _run_graph(
         )
         return 3
     return 0
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _fail(message: str) -> int:

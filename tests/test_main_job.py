@@ -275,3 +275,63 @@ def test_a_three_minute_file_at_fast_speed_with_whisper(tmp_path: Path) -> None:
     summary = done.stdout.splitlines()[-1]
     assert "0 error(s)" in summary and "dropped" not in summary, summary
 
+
+# --------------------------------------------------------- refused flags (issue 23)
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--speed", "0"], "argument --speed: must be > 0 (got 0)"),
+        (["--speed", "-1"], "argument --speed: must be > 0 (got -1)"),
+        (["--speed", "nan"], "argument --speed: not a finite number"),
+        (["--max-retries", "-1"], "argument --max-retries: must be >= 0 (got -1)"),
+        (["--rate", "0"], "argument --rate: must be > 0 (got 0)"),
+    ],
+)
+def test_bad_flags_are_refused_with_one_line(flags: list[str], says: str) -> None:
+    done = run(*flags)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and says in line, line
+    assert done.stdout == ""
+
+
+def test_rate_with_a_file_that_has_a_header_is_refused_naming_both(tmp_path: Path) -> None:
+    import soundfile
+
+    audio, rate = soundfile.read(ROOT / "stt_server" / "audio" / "hello_world.wav")
+    flac = tmp_path / "hello.flac"
+    soundfile.write(flac, audio, rate, format="FLAC")
+    done = run("--rate", "16000", str(flac))
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "--rate 16000" in line and str(flac) in line and "FLAC" in line, line
+
+
+def test_max_retries_counts_the_retries_after_the_first_failure() -> None:
+    done = run("--fast", "--base-url", "ws://127.0.0.1:9/v1/stt", "--max-retries", "1")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("retrying in ") == 1, done.stderr  # one retry, then it gives up
+    assert "fatal error" in done.stderr
+
+
+# ---------------------------------------------------- a file that ends early (issue 23)
+
+
+def test_a_cut_mp3_is_reported_once_and_fails_the_run(tmp_path: Path) -> None:
+    import soundfile
+
+    audio, rate = soundfile.read(ROOT / "stt_server" / "audio" / "demo.wav")
+    mp3 = tmp_path / "demo.mp3"
+    soundfile.write(mp3, audio, rate, format="MP3")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(mp3.read_bytes()[:3000])  # the first 3 kB; its header says 7.9 s
+    with ServerThread(recognizer="marker") as srv:
+        done = run("--fast", "--base-url", srv.url, str(cut))
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "0.4 s of audio decoded, its header declares 7.9 s" in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {cut}: the file ends")
+    # libmpg123's own warning is not printed (it was, twice); our words for it, once.
+    assert "Xing stream size off" not in done.stderr
+    assert done.stderr.count("length header (Xing) does not match") == 1, done.stderr

@@ -12,7 +12,7 @@ import time
 
 from ten_runtime import AsyncExtension, AsyncTenEnv, AudioFrame, Data
 
-from .audio_io import AudioInputError, load_pcm16_mono
+from .audio_io import AudioInputError, decode
 
 
 class AudioFileSource(AsyncExtension):
@@ -42,13 +42,21 @@ class AudioFileSource(AsyncExtension):
         rate = rate or 16000
         frame_ms = frame_ms or 20
         try:
-            pcm = load_pcm16_mono(path, rate, raw_rate or 0)
+            decoded = decode(path, rate, raw_rate or 0)
         except AudioInputError as exc:
             ten_env.log_error(str(exc))
             data = Data.create("source_error")
             data.set_property_string("message", str(exc))
             await ten_env.send_data(data)
             return
+        for note in decoded.notes:
+            ten_env.log_warn(f"{path}: the {decoded.kind} decoder said: {note}")
+        if decoded.ends_early:
+            ten_env.log_warn(
+                f"{path}: the file ends before its header says: {decoded.seconds:.1f} s "
+                f"decoded of the {decoded.declared_seconds:.1f} s it declares"
+            )
+        pcm = decoded.pcm
         metadata = json.dumps({"session_id": session_id or "demo"})
         frame_bytes = rate * 2 * frame_ms // 1000
         started = time.monotonic()
