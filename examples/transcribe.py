@@ -205,23 +205,33 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--rate",
         type=_above_zero(int),
+        metavar="HZ",
         help="the file is raw 16-bit mono PCM (no header) at this rate in Hz "
         "(default: none, the file's header gives the rate)",
     )
-    parser.add_argument("--graph", default=str(DEFAULT_GRAPH), help="graph JSON to run")
+    parser.add_argument(
+        "--graph", default=str(DEFAULT_GRAPH), metavar="GRAPH.json", help="graph JSON to run"
+    )
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--fast", action="store_true", help="stream as fast as possible")
     pace.add_argument(
-        "--speed", type=_above_zero(float), default=1.0, help="multiple of real time, > 0"
+        "--speed",
+        type=_above_zero(float),
+        default=1.0,
+        metavar="X",
+        help="send at X times real time, X > 0",
     )
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per result, then a summary record"
     )
     parser.add_argument(
-        "--language", help="language code for the recognizer (default: the graph's, en)"
+        "--language",
+        metavar="CODE",
+        help="language code for the recognizer (default: the graph's, en)",
     )
     parser.add_argument(
         "--base-url",
+        metavar="URL",
         help="use this xAI-compatible server, ws:// or wss:// (default: xAI when "
         "XAI_API_KEY is set, else the local server)",
     )
@@ -229,6 +239,7 @@ def _parser() -> _Parser:
         "--max-retries",
         type=_not_negative,
         default=3,
+        metavar="N",
         help="reconnect attempts after a failure before giving up (0: give up at the first)",
     )
     parser.add_argument(
@@ -238,7 +249,11 @@ def _parser() -> _Parser:
         help="the local server's recognizer, used when XAI_API_KEY is not set and no "
         "--base-url is given",
     )
-    parser.add_argument("--verbose", action="store_true", help="show the runtime's logs")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the runtime's and the extension's logs (and no progress bar)",
+    )
     return parser
 
 
@@ -334,6 +349,11 @@ def _configure_graph(
     printer = by_addon["transcript_printer"].setdefault("property", {})
     printer["json"] = bool(args.json)
     printer["summary_path"] = str(summary_path)
+    if not args.verbose and sys.stderr.isatty():
+        # A progress bar on the terminal (the printer draws it; log lines would tear
+        # it, so not with --verbose): the extension reports the audio sent every 0.5 s.
+        printer["progress_total_ms"] = audio_ms
+        stt.setdefault("metrics_interval_ms", 500)
     return int(stt.get("finalize_timeout_ms", 2000)) / 1000
 
 

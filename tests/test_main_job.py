@@ -53,12 +53,37 @@ def test_a_real_time_run_reports_ttfw_and_ttlw() -> None:
     assert "1 final(s)" in summary  # the empty final that closes the turn is not counted
 
 
-def test_json_mode_prints_one_result_object_per_line() -> None:
+def test_json_mode_prints_one_result_object_per_line_then_a_summary_record() -> None:
     done = run("--fast", "--json", str(ROOT / "stt_server" / "audio" / "hello_world.wav"))
     assert done.returncode == 0, done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines()]
+    *results, last = [json.loads(line) for line in done.stdout.splitlines()]
     assert results and all({"text", "final", "start_ms"} <= set(r) for r in results)
     assert "hello" in " ".join(r["text"] for r in results if r["final"]).lower()
+    # The run's summary closes the output, as one record of its own.
+    assert set(last) == {"summary"}, last
+    summary = last["summary"]
+    assert summary["finals"] == sum(1 for r in results if r["final"] and r["text"])
+    assert summary["audio_ms"] == 2690 and summary["errors"] == 0 and not summary["fatal"]
+    assert {"text", "ttfw_ms", "ttlw_ms", "connections", "dropped_ms"} <= set(summary)
+
+
+def test_help_shows_every_default_and_the_exit_codes() -> None:
+    done = run("--help")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())  # argparse wraps to the terminal's width
+    for default in (
+        "stt_server/audio/demo.wav)",
+        "(default: 1.0)",
+        "(default: 3)",
+        "(default: whisper)",
+        "examples/property.json)",
+        "(default: off)",
+        "(default: none, the file's header gives the rate)",
+    ):
+        assert default in text, (default, done.stdout)
+    assert "exit codes:" in done.stdout
+    for code in ("0", "1", "2", "3", "4", "130"):
+        assert re.search(rf"^  {code} +\S", done.stdout, re.MULTILINE), (code, done.stdout)
 
 
 def test_missing_file_is_one_clear_line_and_a_failure() -> None:
