@@ -3,15 +3,16 @@
 This module only adapts. The session engine (session.py) owns the vendor
 connections, the audio buffer, reconnects and finalize timing; this class
 turns TEN messages into engine calls and engine callbacks into TEN messages
-(shared/docs/ten-asr-interface.md).
+(shared/docs/ten-asr-interface.md): their payloads are built in ten_messages.py,
+the turns they belong to are tracked in ten_turns.py, and ten_outbox.py sends them.
 
 Two orderings matter and are kept on purpose:
 - Inbound: `on_audio_frame` and `on_data` hand their message to the engine
   before their first `await`. The runtime starts handlers in arrival order,
   so a finalize keeps its place among the audio frames.
 - Outbound: engine callbacks are synchronous; their messages go through one
-  outbox task that sends them in the order they were produced, so the final
-  result of a turn always precedes its `asr_finalize_end`.
+  outbox task (ten_outbox.py) that sends them in the order they were produced,
+  so the final result of a turn always precedes its `asr_finalize_end`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ import contextlib
 import json
 import os
 import time
-import uuid
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ten_runtime import (
@@ -37,14 +35,9 @@ from ten_runtime import (
     StatusCode,
 )
 
-from .config import (
-    VENDOR,
-    ConfigError,
-    XAIASRConfig,
-    parse_config,
-    parse_params_update,
-    redact,
-)
+from . import ten_messages as msg
+from . import ten_outbox
+from .config import ConfigError, XAIASRConfig, parse_config, parse_params_update, redact
 from .reconnect_manager import BackoffPolicy
 from .session import (
     ConnState,
@@ -54,10 +47,8 @@ from .session import (
     StreamingSession,
     Transcript,
 )
+from .ten_turns import PendingFinalize, PendingFinalizes, TurnTracker
 
-MODULE = "asr"
-FATAL_ERROR = -1000
-NON_FATAL_ERROR = 1000
 DUMP_FILE_NAME = "xai_asr_python_in.pcm"
 # The extension's own promise to the graph does not depend on the engine
 # being bug-free: a finalize is answered at the latest this long after its
@@ -105,41 +96,6 @@ def settings_from_config(config: XAIASRConfig) -> SessionSettings:
     )
 
 
-_LANE_MESSAGES, _LANE_METRICS, _LANE_STOP = 0, 1, 2
-_OutboxItem = tuple[int, int, tuple[str, dict[str, Any]] | None]
-
-
-@dataclass
-class _PendingFinalize:
-    finalize_id: str
-    metadata: dict[str, Any]
-    received_at: float
-    answered: bool = False
-    # A final result went out since this finalize came: its turn's text is complete.
-    final_sent: bool = False
-    safety_timer: asyncio.TimerHandle | None = None
-
-
-@dataclass
-class _TurnState:
-    """Ids and timing of the turn in progress, per channel."""
-
-    ids: dict[int | None, str] = field(default_factory=dict)
-    first_audio_at: float | None = None
-    ttfw_reported: bool = False
-
-    def id_for(self, channel: int | None) -> str:
-        if channel not in self.ids:
-            self.ids[channel] = uuid.uuid4().hex
-        return self.ids[channel]
-
-    def end(self, channel: int | None) -> None:
-        self.ids.pop(channel, None)
-        if not self.ids:
-            self.first_audio_at = None
-            self.ttfw_reported = False
-
-
 class XAIASRExtension(AsyncExtension):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -147,23 +103,14 @@ class XAIASRExtension(AsyncExtension):
         self._config: XAIASRConfig | None = None
         self._config_error: ConfigError | None = None
         self._session: StreamingSession | None = None
-        # (lane, sequence, message): results, finalize ends, errors and status go out in
-        # the order produced; other metrics only when none of those is waiting (they are
-        # never what a user waits for, a finalize end is; ttlw, part of a turn's
-        # answer, goes in order before it); the stop mark last.
-        self._outbox: asyncio.PriorityQueue[_OutboxItem] | None = None
-        self._outbox_seq = 0
+        # Everything the extension sends goes through the outbox, in order (ten_outbox.py).
+        self._outbox: ten_outbox.Outbox | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._metadata: dict[str, Any] = {}
         self._frame_metadata_json = ""
-        self._finalizes: dict[str, _PendingFinalize] = {}
-        self._finalize_order: deque[str] = deque()
-        self._finalize_seq = 0
-        self._turn = _TurnState()
-        # End of the latest result on the session timeline: a closing final starts there
-        # at the earliest, so finals stay in time order.
-        self._results_end_ms = 0
+        self._finalizes = PendingFinalizes()
+        self._turn = TurnTracker()
         self._carry = b""
         self._aligned_for: XAIASRConfig | None = None
         self._frame_bytes = 1
@@ -179,15 +126,23 @@ class XAIASRExtension(AsyncExtension):
         # Everything that receives messages exists before init-done: the runtime
         # delivers frames queued until then *before* on_start is called.
         self._env = ten_env
-        self._outbox = asyncio.PriorityQueue()
-        self._outbox_task = self._spawn(self._run_outbox(ten_env), "outbox")
+        self._outbox = ten_outbox.Outbox()
+        self._outbox_task = self._spawn(self._outbox.run(ten_env, self._warn), "outbox")
         properties, _ = await ten_env.get_property_to_json("")
         try:
             self._config = parse_config(properties or "{}")
         except ConfigError as exc:
             self._config_error = exc
             self._log(LogLevel.ERROR, f"configuration rejected: {exc}")
-            self._emit_error(fatal=True, message=str(exc), vendor_code="", vendor_message="")
+            error = msg.error(
+                fatal=True,
+                message=str(exc),
+                vendor_code="",
+                vendor_message="",
+                metadata=self._metadata,
+                api_key=self._api_key,
+            )
+            self._enqueue("error", error)
             return
         self._log(LogLevel.INFO, f"config: {json.dumps(self._config.redacted())}")
         if self._config.dump:
@@ -218,13 +173,13 @@ class XAIASRExtension(AsyncExtension):
         if self._session is not None:
             # Pending finalizes end with status "stopped" through the listener.
             await self._session.stop()
-        for pending in list(self._finalizes.values()):
+        for pending in self._finalizes.all():
             self._answer_finalize(pending, "stopped")
         if self._config is not None and self._session is not None:
             self._emit_send_metrics()
         self._close_dump()
         if self._outbox is not None:
-            self._outbox.put_nowait((_LANE_STOP, 0, None))
+            self._outbox.close()
             if self._outbox_task is not None:
                 await asyncio.wait([self._outbox_task], timeout=OUTBOX_DRAIN_TIMEOUT_S)
         for task in list(self._tasks):
@@ -289,11 +244,8 @@ class XAIASRExtension(AsyncExtension):
         if err is None and metadata_json:
             self._remember_metadata(metadata_json, source="asr_finalize")
             self._frame_metadata_json = ""  # the next frame's metadata is the latest again
-        self._finalize_seq += 1
-        key = f"{self._finalize_seq}:{finalize_id}"
-        pending = _PendingFinalize(finalize_id, dict(self._metadata), time.monotonic())
-        self._finalizes[key] = pending
-        self._finalize_order.append(key)
+        pending = PendingFinalize(finalize_id, dict(self._metadata), time.monotonic())
+        key = self._finalizes.add(pending)
         if self._session is None or self._config is None:
             # Nothing to finalize against, and nothing will come: answer now.
             self._answer_finalize(pending, "no_connection")
@@ -369,70 +321,31 @@ class XAIASRExtension(AsyncExtension):
 
     def handle_transcript(self, t: Transcript) -> None:
         now = time.monotonic()
-        if not self._turn.ttfw_reported and self._turn.first_audio_at is not None:
-            self._turn.ttfw_reported = True
-            self._emit_metrics({"ttfw": round((now - self._turn.first_audio_at) * 1000)})
+        ttfw = self._turn.ttfw_ms(now)
+        if ttfw is not None:
+            self._emit_metrics({"ttfw": ttfw})
         if t.final:
-            self._final_after_finalize(now)
-        self._send_result(t, self._metadata)
-
-    def _send_result(
-        self, t: Transcript, metadata: dict[str, Any], **asr_info_extra: Any
-    ) -> None:
-        """An asr_result for `t`; a final one ends its turn (the next result, a new id)."""
-        self._results_end_ms = max(self._results_end_ms, int(t.start_ms + t.duration_ms))
-        asr_info: dict[str, Any] = {
-            "vendor": VENDOR,
-            "locked": t.final,
-            "speech_final": t.speech_final,
-            **asr_info_extra,
-        }
-        if t.channel is not None:
-            asr_info["channel"] = t.channel
-        # TEN's words have no room for the vendor's confidences: asr_info carries them.
-        if t.end_of_turn_confidence is not None:
-            asr_info["end_of_turn_confidence"] = t.end_of_turn_confidence
-        if any(w.confidence is not None for w in t.words):
-            asr_info["word_confidence"] = [w.confidence for w in t.words]
-        payload = {
-            "id": self._turn.id_for(t.channel),
-            "text": t.text,
-            "final": t.final,
-            "start_ms": int(t.start_ms),
-            "duration_ms": int(t.duration_ms),
-            "language": self._config.language if self._config else "",
-            "words": [
-                {
-                    "word": w.text,
-                    "start_ms": int(w.start_ms),
-                    "duration_ms": int(w.duration_ms),
-                    "stable": w.stable,
-                }
-                for w in t.words
-            ],
-            "metadata": {**metadata, "asr_info": asr_info},
-        }
-        self._enqueue("asr_result", payload)
-        if t.final:
-            self._turn.end(t.channel)
-
-    def _final_after_finalize(self, now: float) -> None:
-        """A final result is going out: it completes the turn of the oldest finalize not
-        answered yet (the engine delivers turn N's results before turn N+1's)."""
-        for key in self._finalize_order:
-            pending = self._finalizes[key]
-            if pending.answered:
-                continue
-            if not pending.final_sent:
+            # It completes the turn of the oldest finalize not answered yet.
+            pending = self._finalizes.oldest_unanswered()
+            if pending is not None and not pending.final_sent:
                 pending.final_sent = True
                 self._report_ttlw(pending, now)
-            return
+        self._send_result(t, self._metadata)
 
-    def _report_ttlw(self, pending: _PendingFinalize, now: float) -> None:
+    def _send_result(self, t: Transcript, metadata: dict[str, Any], **asr_info_extra: Any) -> None:
+        """An asr_result for `t`; a final one ends its turn (the next result, a new id)."""
+        result_id = self._turn.result_id(t)
+        language = self._config.language if self._config else ""
+        self._enqueue(
+            "asr_result", msg.asr_result(t, result_id, language, metadata, **asr_info_extra)
+        )
+        self._turn.result_sent(t)
+
+    def _report_ttlw(self, pending: PendingFinalize, now: float) -> None:
         ttlw = round((now - pending.received_at) * 1000)
         # In order with the results, so it reaches the graph before the turn's
         # asr_finalize_end: a graph that stops at the end still has its ttlw.
-        self._emit_metrics({"ttlw": ttlw}, metadata=pending.metadata, lane=_LANE_MESSAGES)
+        self._emit_metrics({"ttlw": ttlw}, metadata=pending.metadata, lane=ten_outbox.MESSAGES)
 
     def handle_finalize_end(self, outcome: FinalizeOutcome) -> None:
         pending = self._finalizes.get(outcome.finalize_id)
@@ -445,7 +358,7 @@ class XAIASRExtension(AsyncExtension):
 
     def _answer_finalize(
         self,
-        pending: _PendingFinalize,
+        pending: PendingFinalize,
         status: str,
         position_ms: int | None = None,
     ) -> None:
@@ -462,174 +375,68 @@ class XAIASRExtension(AsyncExtension):
         if transcribing and not pending.final_sent:
             # Every finalize is followed by a final result before its asr_finalize_end,
             # as TEN's ASR extensions do: when the turn's text was already final
-            # (endpointing got there first) or there was none, an empty one.
+            # (endpointing got there first) or there was none, an empty one that spans
+            # the audio after the turn's last result up to where the finalize cut it.
             pending.final_sent = True
-            self._send_closing_final(pending, position_ms)
+            closing = msg.closing_final(self._turn.results_end_ms, position_ms)
+            self._send_result(closing, pending.metadata, finalize_id=pending.finalize_id)
             if status == "done":
                 # The vendor's transcript.done confirms the text complete: that is when
                 # the graph knows it has the turn's last word.
                 self._report_ttlw(pending, time.monotonic())
-        self._enqueue(
-            "asr_finalize_end",
-            {"finalize_id": pending.finalize_id, "metadata": pending.metadata},
-        )
+        self._enqueue("asr_finalize_end", msg.finalize_end(pending.finalize_id, pending.metadata))
         if self._config is not None and self._session is not None and not self._stopping:
             # Report what was sent up to the end of the turn, so the figure a
             # graph sees at a turn boundary is current, not a period old; after
             # the answer, which a user is waiting for and the metrics are not.
             if self._bytes_sent != self._bytes_reported:
                 self._emit_send_metrics()
-        # Forget answered finalizes from the front; order is arrival order.
-        while self._finalize_order and self._finalizes[self._finalize_order[0]].answered:
-            del self._finalizes[self._finalize_order.popleft()]
-
-    def _send_closing_final(self, pending: _PendingFinalize, position_ms: int | None) -> None:
-        """An empty final that closes the turn: it spans the audio after the turn's last
-        result up to where the finalize cut the stream (the tail that held no more words).
-        TEN's guarder timestamp test wants every final to last at least 1 ms and no two
-        to overlap; a turn with no audio left gets that 1 ms."""
-        start_ms = self._results_end_ms
-        closing = Transcript(
-            text="",
-            final=True,
-            start_ms=start_ms,
-            duration_ms=max(1, (position_ms or 0) - start_ms),
-            words=(),
-            channel=None,
-            speech_final=True,
-            generation=0,  # no connection's: the extension's own
-        )
-        self._send_result(closing, pending.metadata, finalize_id=pending.finalize_id)
+        self._finalizes.forget_answered()
 
     def handle_error(self, e: SessionError) -> None:
         level = LogLevel.ERROR if e.fatal else LogLevel.WARN
         self._log(level, f"{e.kind}: {e.message} (vendor code {e.vendor_code})")
-        self._emit_error(
-            fatal=e.fatal,
-            message=e.message,
-            vendor_code=e.vendor_code or "",
-            vendor_message=e.vendor_message or "",
-            dropped_ms=e.dropped_ms,
-        )
+        self._enqueue("error", msg.session_error(e, self._metadata, self._api_key))
         if e.kind == "audio_dropped" and self._config is not None and self._session is not None:
             self._emit_send_metrics()  # the new drop totals, with the error
 
     def handle_status(self, current: ConnState, last: ConnState, code: int, message: str) -> None:
         url = self._config.params.base_url if self._config else ""
-        self._enqueue(
-            "connection_status_changed",
-            {
-                "id": uuid.uuid4().hex,
-                "module": MODULE,
-                "vendor_info": {"vendor": VENDOR},
-                "current": current.value,
-                "last": last.value,
-                "code": int(code),
-                "message": self._redact(message),
-                "metadata": {**self._metadata, "vendor_metadata": {"url": url}},
-            },
+        status = msg.connection_status(
+            current, last, code, message, url=url, metadata=self._metadata, api_key=self._api_key
         )
+        self._enqueue("connection_status_changed", status)
 
     def handle_connected(self, generation: int, connect_delay_ms: float) -> None:
         self._emit_metrics({"connect_delay": round(connect_delay_ms)})
 
     def handle_audio_sent(self, chunk: bytes) -> None:
-        if self._turn.first_audio_at is None:
-            self._turn.first_audio_at = time.monotonic()
+        self._turn.audio_sent()
         self._bytes_sent += len(chunk)
         if self._dump is not None:
             self._dump.write(chunk)
 
     # ------------------------------------------------------------------ outbound
 
-    def _emit_error(
-        self,
-        *,
-        fatal: bool,
-        message: str,
-        vendor_code: str,
-        vendor_message: str,
-        dropped_ms: float | None = None,
-    ) -> None:
-        metadata = dict(self._metadata)
-        if dropped_ms is not None:
-            # Audio lost in this episode, for a graph to count without parsing the message.
-            metadata["dropped_audio_ms"] = round(dropped_ms)
-        self._enqueue(
-            "error",
-            {
-                "id": uuid.uuid4().hex,
-                "module": MODULE,
-                "code": FATAL_ERROR if fatal else NON_FATAL_ERROR,
-                "message": self._redact(message),
-                "vendor_info": {
-                    "vendor": VENDOR,
-                    "code": self._redact(vendor_code),
-                    "message": self._redact(vendor_message),
-                },
-                "metadata": metadata,
-            },
-        )
-
     def _emit_metrics(
         self,
-        metrics: dict[str, Any],
+        values: dict[str, Any],
         metadata: dict[str, Any] | None = None,
-        lane: int = _LANE_METRICS,
+        lane: int = ten_outbox.METRICS,
     ) -> None:
-        self._enqueue(
-            "metrics",
-            {
-                "id": uuid.uuid4().hex,
-                "module": MODULE,
-                "vendor": VENDOR,
-                "metrics": metrics,
-                "metadata": dict(self._metadata if metadata is None else metadata),
-            },
-            lane,
-        )
+        payload = msg.metrics(values, self._metadata if metadata is None else metadata)
+        self._enqueue("metrics", payload, lane)
 
     def _emit_send_metrics(self) -> None:
         assert self._config is not None and self._session is not None
-        params = self._config.params
-        bytes_per_ms = params.sample_rate * params.bytes_per_sample * params.audio_channels / 1000
         delta = self._bytes_sent - self._bytes_reported
         self._bytes_reported = self._bytes_sent
         stats = self._session.stats
-        self._emit_metrics(
-            {
-                "actual_send": round(self._bytes_sent / bytes_per_ms),
-                "actual_send_delta": round(delta / bytes_per_ms),
-                "vendor_metrics": {
-                    "planned_reconnects": stats.planned_reconnects,
-                    "failure_reconnects": stats.failure_reconnects,
-                    "last_reconnect_gap_ms": stats.last_reconnect_gap_ms,
-                    "dropped_audio_ms": round(stats.dropped_ms),
-                    "drop_episodes": stats.drop_episodes,
-                    "replayed_audio_ms": round(stats.replayed_ms),
-                    "connections_opened": stats.connections_opened,
-                },
-            }
-        )
+        self._emit_metrics(msg.send_metrics(self._config, self._bytes_sent, delta, stats))
 
-    def _enqueue(self, name: str, payload: dict[str, Any], lane: int = _LANE_MESSAGES) -> None:
-        if self._outbox is None:
-            return
-        self._outbox_seq += 1
-        self._outbox.put_nowait((lane, self._outbox_seq, (name, payload)))
-
-    async def _run_outbox(self, ten_env: AsyncTenEnv) -> None:
-        assert self._outbox is not None
-        while True:
-            _, _, item = await self._outbox.get()
-            if item is None:
-                return
-            name, payload = item
-            data = Data.create(name)
-            data.set_property_from_json(None, json.dumps(payload))
-            err = await ten_env.send_data(data)
-            if err is not None:
-                self._log(LogLevel.WARN, f"could not send {name}: {err.error_message()}")
+    def _enqueue(self, name: str, payload: dict[str, Any], lane: int = ten_outbox.MESSAGES) -> None:
+        if self._outbox is not None:
+            self._outbox.put(name, payload, lane)
 
     async def _run_periodic_metrics(self) -> None:
         assert self._config is not None
@@ -665,13 +472,16 @@ class XAIASRExtension(AsyncExtension):
                 self._dump.close()
             self._dump = None
 
-    def _redact(self, text: str) -> str:
-        key = self._config.params.api_key if self._config else None
-        return redact(text, key)
+    @property
+    def _api_key(self) -> str | None:
+        return self._config.params.api_key if self._config else None
 
     def _log(self, level: LogLevel, message: str) -> None:
         if self._env is not None:
-            self._env.log(level, self._redact(message))
+            self._env.log(level, redact(message, self._api_key))
+
+    def _warn(self, message: str) -> None:
+        self._log(LogLevel.WARN, message)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
