@@ -100,7 +100,7 @@ def check_turn_boundary_modes(result: dict[str, Any]) -> None:
     for variant in ("floor", "finalize"):
         x = summary[variant]
         assert x["mode"] == "finalize" and x["connections"] == 1, (variant, x)
-        assert x["server_audio_dones"] == [0] and x["server_finalizes"][0] >= turns, (variant, x)
+        assert x["server_finalizes"][0] >= turns, (variant, x)
     for variant in ("standby", "prewarm", "prewarm_off"):
         x = summary[variant]
         assert x["mode"] == "audio_done" and x["connections_per_turn"] >= 1, (variant, x)
