@@ -671,6 +671,11 @@ def test_fault_cell(cell: Cell) -> None:
     with marker_server() as srv:
         srv.set_fault(cell.connection, cell.server_fault)
         props = fast_props(srv.url, params={"api_key": KEY}, standby=False)
+        if cell.phase in ("finalize", "planned"):
+            # Faults of the audio.done lifecycle: the answer to audio.done and the
+            # connection each turn opens after it (finalize on an open connection has
+            # neither: tests/test_engine_finalize_mode.py has its faults).
+            props["finalize_mode"] = "audio_done"
         tester = run_it(props, make_script(cell, srv, trace), timeout_s=40)
         # A connection left open fails the cell, after the other checks have run.
         left_open: AssertionError | None = None
