@@ -35,6 +35,8 @@ DEFAULT_SAMPLE = ROOT / "stt_server" / "audio" / "demo.wav"
 LOCAL_KEY = "local-server-needs-no-key"
 # Seconds the graph may run beyond the audio's own length before we give up.
 GRACE_S = 30.0
+# How long the local server may take to answer a liveness ping (see _configure_graph).
+LOCAL_LIVENESS_TIMEOUT_MS = 10_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             try:
                 finalize_s = _configure_graph(
-                    graph_file, args, pcm_path, audio_s, base_url, key, summary_path
+                    graph_file,
+                    args,
+                    pcm_path,
+                    audio_s,
+                    base_url,
+                    key,
+                    summary_path,
+                    local_server=bool(local_url),
                 )
             except ValueError as exc:
                 return _fail(str(exc))
@@ -313,6 +322,8 @@ def _configure_graph(
     base_url: str | None,
     key: str,
     summary_path: Path,
+    *,
+    local_server: bool = False,
 ) -> float:
     """Point the graph at the file and the recognizer; returns the finalize timeout (s)."""
     nodes = _graph_nodes(graph_file)
@@ -346,6 +357,14 @@ def _configure_graph(
     # in real time, plus a margin; a repair then never races a slow but healthy
     # recognizer. Dead connections are still found in a second by the liveness probes.
     stt["finalize_timeout_ms"] = max(stt.get("finalize_timeout_ms", 2000), audio_ms + 10_000)
+    if local_server:
+        # The local server runs in this process, on loopback: no network can drop its
+        # connection silently (a dead one ends with a close or a reset), and a late
+        # pong means its recognizer is busy (it reads the socket, pings included, at
+        # the recognizer's pace, and a loaded machine runs whisper late). The 1 s
+        # default then gave up healthy connections: an error line, and the turn
+        # decoded again on a machine already short of CPU.
+        stt.setdefault("liveness_timeout_ms", LOCAL_LIVENESS_TIMEOUT_MS)
     printer = by_addon["transcript_printer"].setdefault("property", {})
     printer["json"] = bool(args.json)
     printer["summary_path"] = str(summary_path)
