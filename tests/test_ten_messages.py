@@ -271,3 +271,50 @@ async def test_outbox_sends_messages_in_order_and_other_metrics_when_none_waits(
         ("metrics", {"n": 1}),
     ]
     assert warnings == []
+
+
+def _result(turn: str, text: str, *, final: bool, channel: int | None = None) -> dict[str, Any]:
+    asr_info: dict[str, Any] = {} if channel is None else {"channel": channel}
+    return {"id": turn, "text": text, "final": final, "metadata": {"asr_info": asr_info}}
+
+
+async def test_an_interim_still_queued_is_superseded_by_a_newer_result_of_its_turn() -> None:
+    """A burst of partials (seconds of replayed audio heard at once) reaches the graph as
+    the newest interim of each turn: every interim carries the utterance so far."""
+    outbox = ten_outbox.Outbox()
+    outbox.put("asr_result", _result("t1", "a", final=False))
+    outbox.put("asr_result", _result("t1", "a b", final=False))
+    outbox.put("asr_result", _result("t2", "x", final=False, channel=1))  # another turn
+    outbox.put("asr_result", _result("t1", "a b c", final=False))
+    outbox.put("asr_result", _result("t1", "a b c d", final=True))
+    outbox.put("asr_finalize_end", {"n": 1})
+    outbox.close()
+    env = _RecordingEnv()
+    await asyncio.wait_for(outbox.run(env, [].append), timeout=5)  # type: ignore[arg-type]
+    assert [(name, p.get("text")) for name, p in env.sent] == [
+        ("asr_result", "x"),
+        ("asr_result", "a b c d"),
+        ("asr_finalize_end", None),
+    ]
+    assert outbox.coalesced == 3
+
+
+async def test_an_interim_already_sent_is_not_held_back() -> None:
+    class _SignallingEnv(_RecordingEnv):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sent_one = asyncio.Event()
+
+        async def send_data(self, data: Any) -> None:
+            await super().send_data(data)
+            self.sent_one.set()
+
+    outbox = ten_outbox.Outbox()
+    env = _SignallingEnv()
+    runner = asyncio.ensure_future(outbox.run(env, [].append))  # type: ignore[arg-type]
+    outbox.put("asr_result", _result("t1", "a", final=False))
+    await asyncio.wait_for(env.sent_one.wait(), timeout=5)
+    outbox.put("asr_result", _result("t1", "a b", final=False))
+    outbox.close()
+    await asyncio.wait_for(runner, timeout=5)
+    assert [p["text"] for _, p in env.sent] == ["a", "a b"]
