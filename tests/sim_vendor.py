@@ -467,7 +467,7 @@ class SimVendor:
         # "audio.done").
         self.messages: list[tuple[float, int, str]] = []
         # Every fault that happened: (time, generation or None, kind): injected, an
-        # opening refused or hung.
+        # opening refused or hung, a done withheld (no_done set by a test).
         self.faults: list[tuple[float, int | None, str]] = []
 
     # ---------------------------------------------------------------- helpers
@@ -838,6 +838,8 @@ class SimVendor:
 
     def _answer_end_of_audio(self, conn: SimConn) -> None:
         if conn.no_done or conn.partitioned:
+            if conn.no_done:
+                self.faults.append((self.h.now, conn.generation, "no_done"))
             return
         p = self.p
         if p.flushes and conn.in_utterance:

@@ -149,7 +149,10 @@ class Session:
         self.faulted = False
         self.fast = True  # the network answers quickly (a finalize answer comes in time)
         self.settings_changed_at: list[float] = []
-        # (c) order also when an older finalize has the later deadline (the known bug).
+        # The finalize timeout was raised while a finalize was open (a known core bug
+        # may then fail a healthy drain: test_a_longer_timeout_does_not_fail_a_drain...).
+        self.timeout_raised = False
+        # (c) order also across new settings (two known core bugs break it there).
         self.strict_order = False
         self.finalizes: dict[str, Finalize] = {}
         self.stop_at: float | None = None
@@ -202,7 +205,12 @@ class Session:
 
     def change_settings(self, **changes: Any) -> None:
         self.settings_changed_at.append(self.h.now)
+        before = self.settings
         self.settings = replace(self.settings, **changes)
+        if self.settings.finalize_timeout_s > before.finalize_timeout_s and any(
+            not f.ended for f in self.finalizes.values()
+        ):
+            self.timeout_raised = True
         self.h.feed(SettingsChanged(self.h.now, self.settings))
         self.flush()
 
@@ -321,14 +329,20 @@ class Session:
             for g in self.finalizes.values():
                 if g is f:
                     break
-                if not g.ended and (g.deadline <= f.deadline + EPS or self.strict_order):
-                    # (An older one with a later deadline, the timeout shortened since:
-                    # a known core bug, test_a_shorter_timeout_ends_finalizes_in_order;
-                    # the machine does not report it again.)
-                    self.fail(
-                        f"(c) {f.finalize_id} ended ({outcome.status}) before the older "
-                        f"{g.finalize_id}, still open"
-                    )
+                if g.ended:
+                    continue
+                if not self.strict_order and any(
+                    g.issued_at <= c <= at for c in self.settings_changed_at
+                ):
+                    # New settings between the two: two known core bugs end finalizes
+                    # out of order then (test_a_shorter_timeout_ends_finalizes_in_order,
+                    # test_core_finalize_mode's new_settings_audio_done); the machine
+                    # does not report them again.
+                    continue
+                self.fail(
+                    f"(c) {f.finalize_id} ended ({outcome.status}) before the older "
+                    f"{g.finalize_id}, still open"
+                )
             if outcome.status not in FINALIZE_STATUSES:
                 self.fail(f"(c) unknown finalize status {outcome.status!r}")
             if at > f.deadline + EPS:
@@ -441,6 +455,7 @@ class Session:
     def check_finalize_mode(self) -> None:
         """(i) How the finalizes went out, by the mode and the vendor:
         - audio_done: never a `finalize` message;
+        - no fault and a fast network: no error (but losses);
         - finalize or auto, a vendor that answers finalize, no fault and a fast network:
           one connection for every finalize (no reconnect, no standby): a new one only
           after an idle close, or after audio.done ended the first turn after new
@@ -456,7 +471,12 @@ class Session:
             self.fail(f"(i) `finalize` sent in audio_done mode: {finalize_messages[:5]}")
         reply = vendor.p.finalize
         faulted = self.faulted or bool(vendor.faults)
-        if mode != "audio_done" and reply == "answer" and not faulted and self.fast:
+        clean = not faulted and self.fast and not self.timeout_raised
+        if clean:
+            errors = [e for _, e in self.errors if e.kind != "audio_dropped"]
+            if errors:
+                self.fail(f"(i) no fault, a fast network, and errors: {errors[:3]}")
+        if mode != "audio_done" and reply == "answer" and clean:
             idle_s = self.settings.idle_close_s
             for (t, gen), (_, prev_gen) in zip(vendor.opens[1:], vendor.opens, strict=False):
                 prev = vendor.conns[prev_gen]
@@ -970,4 +990,38 @@ def test_a_shorter_timeout_ends_finalizes_in_order() -> None:
     s.advance(5.0)  # check() fails when f2 ends while f1 is open
     ends = [(f.finalize_id, f.ended[0][0]) for f in s.finalizes.values()]
     assert ends[0][1] <= ends[1][1], ends
+    s.settle_and_stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: the half-way check of a drain uses the current finalize timeout "
+    "with the finalize's own deadline; a timeout lengthened after the finalize puts it "
+    "in the past, and a connection that answers in 20 ms is failed and repaired",
+)
+def test_a_longer_timeout_does_not_fail_a_drain_at_once() -> None:
+    """Found by the machine: f1 is issued with the 1 s timeout while its audio's last
+    frame is being sent; the timeout is raised to 2 s before its audio.done goes out.
+    The hedge is set at f1's deadline (issue + 1 s) minus half the NEW timeout (1 s) =
+    the issue time: in the past, so it fires as audio.done goes out, and as the vendor
+    has heard everything by the backlog estimate (it said nothing for a while) it finds
+    "no transcript.done 0.0 s after audio.done": a NON_FATAL error and a repair
+    connection, while the vendor answers 20 ms later. Nothing is lost, but the error is
+    false. (Suggested fix: hedge half-way between audio.done and the deadline, as the
+    fall-back's hedge_floor does, or use the finalize's own timeout.)"""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05),
+        latency_s=(0.02, 0.02),
+        send_delay_s=(0.001, 0.001),
+        empty_partials=False,
+    )
+    s = Session(make_settings(finalize_timeout_s=1.0, finalize_mode="audio_done"), 1, profile)
+    s.start()
+    s.advance(1.0)
+    s.push(1, speech=False, realtime=False, kind=NOISE)  # no event for it
+    s.finalize()  # behind the frame in flight
+    s.change_settings(finalize_timeout_s=2.0)
+    s.advance(2.0)
+    assert not s.errors, s.errors  # fails: "no transcript.done 0.0 s after audio.done"
+    assert len(s.vendor.opens) == 2, s.vendor.opens  # fails: a repair connection, gen 3
     s.settle_and_stop()
