@@ -130,6 +130,8 @@ class Conn:
     answered_until: int = 0
     drain_deadline: float = 0.0
     drain_started_at: float = 0.0  # when its audio.done went out
+    # The finalize timeout its turn was given (settings may change while it drains).
+    drain_timeout_s: float = 0.0
     # The half-way check comes no earlier than this (a fallback's audio.done goes out
     # late in the finalize timeout: the vendor still gets time to answer it).
     hedge_floor: float = 0.0

@@ -100,7 +100,8 @@ def dead(conn: Conn) -> Failure:
 
 def hedge_at(conn: Conn, settings: SessionSettings) -> float:
     """Half-way through a draining connection's finalize timeout."""
-    return max(conn.drain_deadline - settings.finalize_timeout_s / 2, conn.hedge_floor)
+    timeout_s = conn.drain_timeout_s or settings.finalize_timeout_s
+    return max(conn.drain_deadline - timeout_s / 2, conn.hedge_floor)
 
 
 @dataclass(frozen=True)

@@ -800,12 +800,15 @@ class SessionCore:
             return
         conn.tracker.audio_done_sent()
         self._turns.has_audio = False
+        # Finalizes still waiting on this connection for a `finalize` answer are answered
+        # by this audio.done's drain too, whatever it was sent for.
+        waiting = [w.finalize for w in conn.awaiting]
+        conn.awaiting.clear()
+        conn.fallback_due = False
+        for f in waiting:
+            self._turns.answered(f)
+        waiting = [f for f in waiting if self._turns.finalize(f.token) is not None]
         if item is EndOfAudio.FALLBACK:
-            waiting = [w.finalize for w in conn.awaiting]
-            conn.awaiting.clear()
-            for f in waiting:
-                self._turns.answered(f)
-            waiting = [f for f in waiting if self._turns.finalize(f.token) is not None]
             if waiting:
                 # Late in the finalize timeout: the vendor gets half of what is left to
                 # answer audio.done before its turn is repaired.
@@ -813,12 +816,12 @@ class SessionCore:
             self._begin_drain(conn, waiting[-1] if waiting else None, waiting[:-1])
             self._after_handoff("handoff")
         elif item is EndOfAudio.IDLE:
-            self._begin_drain(conn, None)
+            self._begin_drain(conn, waiting[-1] if waiting else None, waiting[:-1])
             self._gap_since = None
             self._after_handoff("idle")
         else:
             assert type(item) is FinalizeMarker
-            self._begin_drain(conn, self._turns.finalize(item.finalize_id))
+            self._begin_drain(conn, self._turns.finalize(item.finalize_id), waiting)
             self._after_handoff("handoff")
 
     def _after_send(self, conn: Conn, frame: AudioFrame) -> None:

@@ -220,6 +220,9 @@ class Turns:
         # go out on time.
         timeout_s = host.settings.finalize_timeout_s
         conn.drain_deadline = f.deadline if f is not None and pending else now + timeout_s
+        # The half-way check counts from the timeout the turn was given, not one the
+        # settings brought later (a longer one would put it in the past).
+        conn.drain_timeout_s = f.deadline - f.issued_at if f is not None and pending else timeout_s
         waiting = [g.deadline for g in self._finalizes.values() if g is not f]
         if waiting:
             conn.drain_deadline = min(conn.drain_deadline, min(waiting))
@@ -525,6 +528,13 @@ class Turns:
         f = self._finalizes.get(token)
         if f is None or token in self._sent_on:
             return  # answered, or its connection's drain owns the deadline now
+        # Answers go out in the order the finalizes came: an older finalize still waiting
+        # (its timeout was longer: the settings changed between them) ends first, now.
+        for older in list(self._finalizes.values()):
+            if older is f:
+                break
+            if older.token not in self._sent_on:
+                self.finalize_expired(older.token)
         if token in self._answering:
             # Sent as `finalize`, and neither it nor audio.done was answered in time: the
             # turn ends like a drain that timed out, and its connection with it (no

@@ -202,12 +202,6 @@ def test_every_word_once_whatever_the_vendor_restates(
 # =========================================================================== core bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: audio.done sent for a finalize marker (new settings) leaves the "
-    "finalizes still awaiting a `finalize` answer on that connection out of its drain; "
-    "a refused one ends 'timeout' at its deadline, after the newer finalize's 'done'",
-)
 def test_new_settings_audio_done_answers_the_finalize_still_awaiting() -> None:
     """f1 goes out as `finalize` on gen 1; new settings come before its answer, so f2's
     marker goes out as audio.done on gen 1 (the next connection gets the new settings).
