@@ -316,11 +316,6 @@ class SimConn:
     def in_utterance(self) -> bool:
         return len(self.words) > self.utt_ptr
 
-    @property
-    def final_ptr(self) -> int:
-        """(The old name) words[:final_ptr] were sent as final (locked)."""
-        return self.lock_ptr
-
     def utterance_start_s(self) -> float:
         """Where the open utterance starts: its first word (or the end of the last one)."""
         if self.in_utterance:

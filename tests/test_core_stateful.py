@@ -470,7 +470,10 @@ class Session:
             self.fail(f"(i) `finalize` sent in audio_done mode: {finalize_messages[:5]}")
         reply = vendor.p.finalize
         faulted = self.faulted or bool(vendor.faults)
-        clean = not faulted and self.fast
+        # A known core issue fails a healthy connection as stalled when the stream stops
+        # after speech (test_speech_then_no_more_audio_is_not_a_stall): not reported again.
+        stalled = any(e.kind == "stall" and "no event" in e.message for _, e in self.errors)
+        clean = not faulted and self.fast and not stalled
         if clean:
             errors = [e for _, e in self.errors if e.kind != "audio_dropped"]
             if errors:
@@ -1012,4 +1015,32 @@ def test_a_longer_timeout_does_not_fail_a_drain_at_once() -> None:
     s.advance(2.0)
     assert not s.errors, s.errors  # was: "no transcript.done 0.0 s after audio.done"
     assert len(s.vendor.opens) == 2, s.vendor.opens  # was: a repair connection, gen 3
+    s.settle_and_stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core issue: the stall watchdog fails a live connection when the audio stream "
+    "stops right after speech: the vendor has nothing more to hear and says nothing",
+)
+def test_speech_then_no_more_audio_is_not_a_stall() -> None:
+    """Found by the machine: speech is sent, then the user pushes nothing more (a muted
+    microphone, a paused stream). The vendor has said what it could (an interim) and
+    waits for more audio: no event comes. The watchdog only looks at the time since the
+    first speech frame sent after the last event (`speech_since`), not at whether audio
+    is still flowing, so 15 s later it fails the connection ("no event for 15 s while
+    speech audio was flowing"): a NON_FATAL error, a reconnect and a replay, though the
+    connection answers every keepalive ping. (Suggested fix: a stall needs audio sent
+    within the stall window, e.g. now - last_audio_at < stall_timeout_s, or a probe
+    first when none was; the idle close handles a stream that stopped.)"""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02), send_delay_s=(0.001, 0.001)
+    )
+    s = Session(make_settings(), seed=1, profile=profile)
+    s.start()
+    s.advance(0.2)
+    s.push(25, speech=True, realtime=True)  # an interim at 20 frames, then 5 more
+    s.advance(20.0)
+    assert not s.errors, s.errors  # fails: kind "stall" at about 15.4 s
+    assert len(s.vendor.opens) == 1, s.vendor.opens
     s.settle_and_stop()
