@@ -1018,11 +1018,6 @@ def test_a_longer_timeout_does_not_fail_a_drain_at_once() -> None:
     s.settle_and_stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core issue: the stall watchdog fails a live connection when the audio stream "
-    "stops right after speech: the vendor has nothing more to hear and says nothing",
-)
 def test_speech_then_no_more_audio_is_not_a_stall() -> None:
     """Found by the machine: speech is sent, then the user pushes nothing more (a muted
     microphone, a paused stream). The vendor has said what it could (an interim) and
@@ -1041,6 +1036,6 @@ def test_speech_then_no_more_audio_is_not_a_stall() -> None:
     s.advance(0.2)
     s.push(25, speech=True, realtime=True)  # an interim at 20 frames, then 5 more
     s.advance(20.0)
-    assert not s.errors, s.errors  # fails: kind "stall" at about 15.4 s
+    assert not s.errors, s.errors  # was: kind "stall" at about 15.4 s
     assert len(s.vendor.opens) == 1, s.vendor.opens
     s.settle_and_stop()

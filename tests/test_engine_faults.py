@@ -194,8 +194,11 @@ async def test_missing_transcript_created_is_retried_and_no_audio_goes_early() -
         server.set_fault(1, Fault(no_created=True))
         session, recorder = started(server, connect_timeout_s=0.3)
         await run_turn(session, recorder, 0, "f")
-        [error] = recorder.errors
+        # The first is the missing transcript.created; on a loaded machine the retry's
+        # handshake may outlast the short connect timeout too: retried again.
+        error = recorder.errors[0]
         assert error.kind == "no_created" and not error.fatal
+        assert all(not e.fatal for e in recorder.errors)
         assert all(r.bytes_before_created == 0 for r in server.connections)
         assert received_indices(server) == list(range(25))
         assert server.connections[0].audio == b""

@@ -94,10 +94,21 @@ def test_a_burst_is_heard_at_real_time_from_the_latest_event() -> None:
 def test_speech_without_an_event_for_the_stall_timeout_is_a_stall() -> None:
     conn = conn_sent(100)
     conn.speech_since = 1.0
+    conn.audio_since_event_ms = 4000.0  # the audio flowed on: 4 s of it, no answer
     early = watch(conn, SETTINGS, 4.9, quiet=True)
     assert early.failure is None and early.next_check_at == 5.0
     late = watch(conn, SETTINGS, 5.0, quiet=True)
     assert late.failure is not None and late.failure.kind == "stall"
+
+
+def test_speech_then_a_stopped_stream_is_not_a_stall() -> None:
+    """The stream stopped right after speech: the vendor has nothing to answer (no
+    silence to endpoint on). Keepalive probes, not the stall rule, judge the connection."""
+    conn = conn_sent(100)
+    conn.speech_since = 1.0
+    conn.audio_since_event_ms = 250.0
+    verdict = watch(conn, SETTINGS, 30.0, quiet=True)
+    assert verdict.failure is None and verdict.probe
 
 
 def test_a_silence_gets_a_keepalive_probe_and_then_an_idle_close() -> None:
