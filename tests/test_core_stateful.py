@@ -470,10 +470,7 @@ class Session:
             self.fail(f"(i) `finalize` sent in audio_done mode: {finalize_messages[:5]}")
         reply = vendor.p.finalize
         faulted = self.faulted or bool(vendor.faults)
-        # A known core issue fails a healthy connection as stalled when the stream stops
-        # after speech (test_speech_then_no_more_audio_is_not_a_stall): not reported again.
-        stalled = any(e.kind == "stall" and "no event" in e.message for _, e in self.errors)
-        clean = not faulted and self.fast and not stalled
+        clean = not faulted and self.fast
         if clean:
             errors = [e for _, e in self.errors if e.kind != "audio_dropped"]
             if errors:
