@@ -37,6 +37,9 @@ LOCAL_KEY = "local-server-needs-no-key"
 GRACE_S = 30.0
 # How long the local server may take to answer a liveness ping (see _configure_graph).
 LOCAL_LIVENESS_TIMEOUT_MS = 10_000
+# The extension's upper bounds of replay_max_ms and stall_timeout_ms (config.py).
+REPLAY_MAX_MS = 600_000
+STALL_MAX_MS = 600_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,14 +360,24 @@ def _configure_graph(
     # in real time, plus a margin; a repair then never races a slow but healthy
     # recognizer. Dead connections are still found in a second by the liveness probes.
     stt["finalize_timeout_ms"] = max(stt.get("finalize_timeout_ms", 2000), audio_ms + 10_000)
+    # After a failure the extension re-sends a connection's un-finalized audio only as
+    # far back as replay_max_ms, and the rest is lost without a report. Faster than
+    # real time the socket holds minutes of audio the recognizer has not heard yet
+    # (loopback buffers are megabytes), so with the 20 s default one failed connection
+    # lost most of a 3-minute file and the run still exited 0. The window holds the
+    # whole file (the memory is the file's own; the extension's bound is 10 minutes).
+    stt.setdefault("replay_max_ms", min(REPLAY_MAX_MS, max(20_000, audio_ms + 10_000)))
     if local_server:
         # The local server runs in this process, on loopback: no network can drop its
-        # connection silently (a dead one ends with a close or a reset), and a late
-        # pong means its recognizer is busy (it reads the socket, pings included, at
-        # the recognizer's pace, and a loaded machine runs whisper late). The 1 s
-        # default then gave up healthy connections: an error line, and the turn
-        # decoded again on a machine already short of CPU.
+        # connection silently (a dead one ends with a close or a reset), and a slow
+        # answer means its recognizer is busy: it reads the socket, pings included, at
+        # the recognizer's pace, and a loaded machine runs whisper late. The live
+        # defaults then gave up healthy connections (an error line, and the audio
+        # decoded again on a machine already short of CPU): a pong 1 s late, or at
+        # --fast a send blocked for 15 s while the server worked through the audio
+        # queued before it. The stall limit follows the file, like the finalize.
         stt.setdefault("liveness_timeout_ms", LOCAL_LIVENESS_TIMEOUT_MS)
+        stt.setdefault("stall_timeout_ms", min(STALL_MAX_MS, max(15_000, audio_ms + 10_000)))
     printer = by_addon["transcript_printer"].setdefault("property", {})
     printer["json"] = bool(args.json)
     printer["summary_path"] = str(summary_path)

@@ -362,11 +362,13 @@ def test_a_cut_mp3_is_reported_once_and_fails_the_run(tmp_path: Path) -> None:
     assert done.stderr.count("length header (Xing) does not match") == 1, done.stderr
 
 
-def test_the_local_server_may_be_slow_to_answer_a_liveness_ping(tmp_path: Path) -> None:
-    """On a loaded machine the local whisper server answers pings late (it reads at
-    its recognizer's pace): with the 1 s default the extension gave up healthy
-    connections (an `error:` line and a second decode). Only the local server, which
-    runs in the job's own process on loopback, gets the longer wait."""
+def test_the_job_sizes_its_deadlines_and_replay_to_the_file(tmp_path: Path) -> None:
+    """On a loaded machine the local whisper server answers pings late and, at --fast,
+    takes long to read the audio queued in the socket: with the live defaults the
+    extension gave up healthy connections (an `error:` line, a second decode), and
+    the 20 s replay window lost the rest of a 3-minute file without a word. The
+    replay window holds the whole file; only the local server, which runs in the
+    job's own process on loopback, gets the longer liveness and stall limits."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("transcribe_under_test", COMMAND[1])
@@ -374,17 +376,19 @@ def test_the_local_server_may_be_slow_to_answer_a_liveness_ping(tmp_path: Path) 
     transcribe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(transcribe)
     args = transcribe._parser().parse_args(["--fast"])
-    for local, expected in ((True, 10_000), (False, None)):
+    for local, liveness, stall in ((True, 10_000, 190_000), (False, None, None)):
         graph = json.loads((ROOT / "examples" / "property.json").read_text())
         transcribe._configure_graph(
             graph,
             args,
             tmp_path / "audio.pcm",
-            7.9,
+            180.0,
             "ws://127.0.0.1:1/v1/stt",
             "key",
             tmp_path / "summary.json",
             local_server=local,
         )
         [stt] = [n for n in transcribe._graph_nodes(graph) if n["addon"] == "xai_asr_python"]
-        assert stt["property"].get("liveness_timeout_ms") == expected, local
+        assert stt["property"].get("liveness_timeout_ms") == liveness, local
+        assert stt["property"].get("stall_timeout_ms") == stall, local
+        assert stt["property"]["replay_max_ms"] == 190_000
