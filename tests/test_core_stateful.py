@@ -149,8 +149,8 @@ class Session:
         self.faulted = False
         self.fast = True  # the network answers quickly (a finalize answer comes in time)
         self.settings_changed_at: list[float] = []
-        # The finalize timeout was raised while a finalize was open.
-        self.timeout_raised = False
+        # The finalize timeout was cut while a finalize was open.
+        self.timeout_cut = False
         # (c) order also across new settings.
         self.strict_order = True
         self.finalizes: dict[str, Finalize] = {}
@@ -206,10 +206,10 @@ class Session:
         self.settings_changed_at.append(self.h.now)
         before = self.settings
         self.settings = replace(self.settings, **changes)
-        if self.settings.finalize_timeout_s > before.finalize_timeout_s and any(
+        if self.settings.finalize_timeout_s < before.finalize_timeout_s and any(
             not f.ended for f in self.finalizes.values()
         ):
-            self.timeout_raised = True
+            self.timeout_cut = True
         self.h.feed(SettingsChanged(self.h.now, self.settings))
         self.flush()
 
@@ -470,7 +470,10 @@ class Session:
             self.fail(f"(i) `finalize` sent in audio_done mode: {finalize_messages[:5]}")
         reply = vendor.p.finalize
         faulted = self.faulted or bool(vendor.faults)
-        clean = not faulted and self.fast
+        # A known core bug fails a healthy drain when the finalize timeout is cut while a
+        # finalize is open (test_a_drain_bound_by_a_shorter_deadline_is_not_failed_at_once):
+        # not reported again.
+        clean = not faulted and self.fast and not self.timeout_cut
         if clean:
             errors = [e for _, e in self.errors if e.kind != "audio_dropped"]
             if errors:
@@ -1012,6 +1015,39 @@ def test_a_longer_timeout_does_not_fail_a_drain_at_once() -> None:
     s.advance(2.0)
     assert not s.errors, s.errors  # was: "no transcript.done 0.0 s after audio.done"
     assert len(s.vendor.opens) == 2, s.vendor.opens  # was: a repair connection, gen 3
+    s.settle_and_stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: a drain whose deadline is bound by a newer finalize's (a shorter "
+    "timeout) hedges at that deadline minus half its own longer timeout: in the past",
+)
+def test_a_drain_bound_by_a_shorter_deadline_is_not_failed_at_once() -> None:
+    """Found by the machine (after the fix above): f1 is issued with the 2 s timeout
+    while its audio's last frame is being sent; the timeout is cut to 1 s and f2 comes.
+    f1's audio.done goes out; its drain is bound by f2's deadline (issue + 1 s), and the
+    half-way check is that deadline minus half f1's own timeout (1 s) = the issue time:
+    in the past. It fires as audio.done goes out: "no transcript.done 0.0 s after
+    audio.done", a NON_FATAL error and a repair connection, while the vendor answers
+    20 ms later. (Suggested fix: hedge half-way between audio.done and the drain's
+    deadline, e.g. drain_deadline - min(drain_timeout_s, drain_deadline -
+    drain_started_at) / 2.)"""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05),
+        latency_s=(0.02, 0.02),
+        send_delay_s=(0.001, 0.001),
+        empty_partials=False,
+    )
+    s = Session(make_settings(finalize_timeout_s=2.0, finalize_mode="audio_done"), 1, profile)
+    s.start()
+    s.advance(1.0)
+    s.push(1, speech=False, realtime=False, kind=NOISE)  # no event for it
+    s.finalize()  # f1: deadline 3.0, behind the frame in flight
+    s.change_settings(finalize_timeout_s=1.0)
+    s.finalize()  # f2: deadline 2.0, which binds f1's drain
+    s.advance(3.0)
+    assert not s.errors, s.errors  # fails: "no transcript.done 0.0 s after audio.done"
     s.settle_and_stop()
 
 
