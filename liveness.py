@@ -109,7 +109,11 @@ def dead(conn: Conn) -> Failure:
 def hedge_at(conn: Conn, settings: SessionSettings) -> float:
     """Half-way through a draining connection's finalize timeout."""
     timeout_s = conn.drain_timeout_s or settings.finalize_timeout_s
-    return max(conn.drain_deadline - timeout_s / 2, conn.hedge_floor)
+    # Never before half of what was left when audio.done went out: a deadline cut short
+    # by a later finalize (or a fallback late in the timeout) must not put the check in
+    # the past and fail a drain that is answering.
+    midway = conn.drain_started_at + (conn.drain_deadline - conn.drain_started_at) / 2
+    return max(conn.drain_deadline - timeout_s / 2, midway, conn.hedge_floor)
 
 
 @dataclass(frozen=True)

@@ -1018,11 +1018,6 @@ def test_a_longer_timeout_does_not_fail_a_drain_at_once() -> None:
     s.settle_and_stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a drain whose deadline is bound by a newer finalize's (a shorter "
-    "timeout) hedges at that deadline minus half its own longer timeout: in the past",
-)
 def test_a_drain_bound_by_a_shorter_deadline_is_not_failed_at_once() -> None:
     """Found by the machine (after the fix above): f1 is issued with the 2 s timeout
     while its audio's last frame is being sent; the timeout is cut to 1 s and f2 comes.
@@ -1047,7 +1042,7 @@ def test_a_drain_bound_by_a_shorter_deadline_is_not_failed_at_once() -> None:
     s.change_settings(finalize_timeout_s=1.0)
     s.finalize()  # f2: deadline 2.0, which binds f1's drain
     s.advance(3.0)
-    assert not s.errors, s.errors  # fails: "no transcript.done 0.0 s after audio.done"
+    assert not s.errors, s.errors  # was: "no transcript.done 0.0 s after audio.done"
     s.settle_and_stop()
 
 
