@@ -149,8 +149,6 @@ class Session:
         self.faulted = False
         self.fast = True  # the network answers quickly (a finalize answer comes in time)
         self.settings_changed_at: list[float] = []
-        # The finalize timeout was cut while a finalize was open.
-        self.timeout_cut = False
         # (c) order also across new settings.
         self.strict_order = True
         self.finalizes: dict[str, Finalize] = {}
@@ -204,12 +202,7 @@ class Session:
 
     def change_settings(self, **changes: Any) -> None:
         self.settings_changed_at.append(self.h.now)
-        before = self.settings
         self.settings = replace(self.settings, **changes)
-        if self.settings.finalize_timeout_s < before.finalize_timeout_s and any(
-            not f.ended for f in self.finalizes.values()
-        ):
-            self.timeout_cut = True
         self.h.feed(SettingsChanged(self.h.now, self.settings))
         self.flush()
 
@@ -470,10 +463,7 @@ class Session:
             self.fail(f"(i) `finalize` sent in audio_done mode: {finalize_messages[:5]}")
         reply = vendor.p.finalize
         faulted = self.faulted or bool(vendor.faults)
-        # A known core bug fails a healthy drain when the finalize timeout is cut while a
-        # finalize is open (test_a_drain_bound_by_a_shorter_deadline_is_not_failed_at_once):
-        # not reported again.
-        clean = not faulted and self.fast and not self.timeout_cut
+        clean = not faulted and self.fast
         if clean:
             errors = [e for _, e in self.errors if e.kind != "audio_dropped"]
             if errors:
