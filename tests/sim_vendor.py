@@ -226,6 +226,8 @@ class VendorProfile:
     an utterance final reaching the audio heard when it was read, empty if nothing is
     pending; the connection stays open), "refuse"d (an older deployment: an error
     event without code, REFUSAL_MESSAGE, the connection staying open) or "ignore"d.
+    `finalize_delay_s`: the time an answering vendor takes on top of the latency (the
+    live service can take seconds: its answer may come after the core gave up on it).
     """
 
     open_delay_s: tuple[float, float] = (0.02, 0.2)
@@ -250,6 +252,9 @@ class VendorProfile:
     # The server closes by itself after transcript.done (else it waits for the client).
     close_after_done: bool = True
     finalize: str = "answer"
+    # How long the vendor takes to end the utterance a finalize asked to end, on top of
+    # the latency (its answer, and all after it, come that much later).
+    finalize_delay_s: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -456,6 +461,7 @@ class SimVendor:
         self.refuse_until = -1.0
         self.refuse_fatal = False
         self.hang_opens = 0  # this many next openings get no answer (connect timeout)
+        self._extra_delay = 0.0  # added to the latency of the events being made
         self.opens: list[tuple[float, int]] = []
         self.sent_frames: dict[int, list[int]] = {}  # generation -> frame indices sent
         # The control messages written, in order: (time, generation, "finalize" or
@@ -482,7 +488,7 @@ class SimVendor:
         """Schedule an event of `conn` (in its order when `fifo`); `final`: its Closed."""
         if conn.closing:
             return
-        d = self._draw(self.p.latency_s) if delay is None else delay
+        d = self._draw(self.p.latency_s) + self._extra_delay if delay is None else delay
         at = self.h.now + d
         if fifo:
             at = max(at, conn.fifo_tail)
@@ -826,7 +832,13 @@ class SimVendor:
             return
         reply = self.p.finalize
         if reply == "answer":
-            self.end_utterance(conn, forced=True)
+            # The vendor may take its time to end the utterance: its results, and all
+            # that follows them on the connection, come that much later.
+            self._extra_delay = self._draw(self.p.finalize_delay_s)
+            try:
+                self.end_utterance(conn, forced=True)
+            finally:
+                self._extra_delay = 0.0
         elif reply == "refuse":
             self._event(conn, VendorError(message=REFUSAL_MESSAGE, code=None))
         # "ignore": nothing at all

@@ -148,6 +148,7 @@ class Session:
         # A fault was injected (or openings refused or hung): connections may fail.
         self.faulted = False
         self.fast = True  # the network answers quickly (a finalize answer comes in time)
+        self.noise_pushed = False
         self.settings_changed_at: list[float] = []
         # (c) order also across new settings.
         self.strict_order = True
@@ -176,6 +177,7 @@ class Session:
         """Push `frames` frames of `kind` (SPEECH, SILENCE or NOISE; by default speech or
         silence as `speech` says), in real time or at once."""
         kind = kind or (SPEECH if speech else SILENCE)
+        self.noise_pushed = self.noise_pushed or kind == NOISE
         make = {SPEECH: speech_frame, SILENCE: silence_frame, NOISE: noise_frame}[kind]
         for k in range(frames):
             if realtime and k:
@@ -447,7 +449,8 @@ class Session:
     def check_finalize_mode(self) -> None:
         """(i) How the finalizes went out, by the mode and the vendor:
         - audio_done: never a `finalize` message;
-        - no fault and a fast network: no error (but losses);
+        - no fault and a fast network: no error (but losses; and a stall when an older
+          vendor, without empty partials, hears only noise for the stall window);
         - finalize or auto, a vendor that answers finalize, no fault and a fast network:
           one connection for every finalize (no reconnect, no standby): a new one only
           after an idle close, or after audio.done ended the first turn after new
@@ -463,15 +466,30 @@ class Session:
             self.fail(f"(i) `finalize` sent in audio_done mode: {finalize_messages[:5]}")
         reply = vendor.p.finalize
         faulted = self.faulted or bool(vendor.faults)
-        clean = not faulted and self.fast
+        # An older vendor says nothing about noise (no empty partials): loud audio with no
+        # event for the stall window is, to the core, a stalled vendor (by design).
+        noise_stall = (
+            not vendor.p.empty_partials
+            and self.noise_pushed
+            and any(e.kind == "stall" for _, e in self.errors)
+        )
+        clean = not faulted and self.fast and not noise_stall
         if clean:
             errors = [e for _, e in self.errors if e.kind != "audio_dropped"]
             if errors:
                 self.fail(f"(i) no fault, a fast network, and errors: {errors[:3]}")
         if mode != "audio_done" and reply == "answer" and clean:
             idle_s = self.settings.idle_close_s
-            for (t, gen), (_, prev_gen) in zip(vendor.opens[1:], vendor.opens, strict=False):
+            opened = [0.0] + [at for at, _ in vendor.opens]
+            for k, ((t, gen), (_, prev_gen)) in enumerate(
+                zip(vendor.opens[1:], vendor.opens, strict=False)
+            ):
                 prev = vendor.conns[prev_gen]
+                # New settings apply from the next connection: one opened before them ends
+                # its next turn with audio.done. (A known core bug carries that over to the
+                # connection after it, opened with them already: from the one before prev.
+                # test_a_connection_opened_with_the_new_settings_keeps_finalize.)
+                since = opened[k]
                 idle_done = (
                     prev.eoa_at is not None
                     and prev.eoa_at <= t
@@ -479,7 +497,7 @@ class Session:
                     and prev.eoa_at - prev.last_audio_at >= idle_s - EPS
                 )
                 new_settings = prev.eoa_at is not None and any(
-                    prev.opened_at <= c <= prev.eoa_at for c in self.settings_changed_at
+                    since <= c <= prev.eoa_at for c in self.settings_changed_at
                 )
                 if not idle_done and not new_settings and prev.client_close != "idle":
                     self.fail(
@@ -556,6 +574,7 @@ class CoreMachine(RuleBasedStateMachine):
         flush_on_done=st.booleans(),
         finalize_reply=st.sampled_from(["answer", "answer", "refuse", "ignore"]),
         faults=st.sampled_from([True, True, False]),
+        slow_finalize=st.sampled_from([False, False, True]),
     )
     def init(
         self,
@@ -582,6 +601,7 @@ class CoreMachine(RuleBasedStateMachine):
         flush_on_done: bool,
         finalize_reply: str,
         faults: bool,
+        slow_finalize: bool,
     ) -> None:
         self.faults_on = faults
         warm = prewarm != 0  # prewarm off one time in five
@@ -610,9 +630,11 @@ class CoreMachine(RuleBasedStateMachine):
             done_words=done_words,
             flush_on_done=flush_on_done,
             finalize=finalize_reply,
+            # A slow answer may come after the check point (half the finalize timeout).
+            finalize_delay_s=(0.2, 1.5) if slow_finalize else (0.0, 0.05),
         )
         self.s = Session(session_settings, seed, profile)
-        self.s.fast = pace != 0
+        self.s.fast = pace != 0 and not slow_finalize
         self.s.h.keep_trace = True
         self._step(lambda s: s.start())
 
