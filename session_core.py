@@ -586,6 +586,9 @@ class SessionCore:
         conn.floors = self._next_floors
         self._next_floors = {}
         self._current = conn
+        # A connection opened now has the newest settings: no turn needs to end with
+        # audio.done to get them.
+        self._new_connection_due = False
         self._phase = Phase.STREAMING
         self._connections_opened += 1
         reason = self._connect_reason

@@ -238,12 +238,6 @@ def test_new_settings_audio_done_answers_the_finalize_still_awaiting() -> None:
     s.settle_and_stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the 'new settings: end the next turn with audio.done' flag outlives "
-    "the connection it was meant for; a connection opened with the new settings ends "
-    "its first turn with audio.done too (an extra connection)",
-)
 def test_a_connection_opened_with_the_new_settings_keeps_finalize() -> None:
     """Found by the machine: new settings come while gen 1 is current, so its next turn
     is to end with audio.done (the new settings apply from the next connection). gen 1
