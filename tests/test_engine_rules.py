@@ -101,14 +101,15 @@ def test_speech_without_an_event_for_the_stall_timeout_is_a_stall() -> None:
     assert late.failure is not None and late.failure.kind == "stall"
 
 
-def test_speech_then_a_stopped_stream_is_not_a_stall() -> None:
-    """The stream stopped right after speech: the vendor has nothing to answer (no
-    silence to endpoint on). Keepalive probes, not the stall rule, judge the connection."""
+def test_speech_then_a_stopped_stream_is_a_stall_too() -> None:
+    """The stream stopped right after speech: a live vendor has nothing to answer, and a
+    vendor whose session ended says nothing either (its socket still answers pings). The
+    rule takes both for a stall: going deaf is the worse mistake."""
     conn = conn_sent(100)
     conn.speech_since = 1.0
     conn.audio_since_event_ms = 250.0
-    verdict = watch(conn, SETTINGS, 30.0, quiet=True)
-    assert verdict.failure is None and verdict.probe
+    verdict = watch(conn, SETTINGS, 5.0, quiet=True)
+    assert verdict.failure is not None and verdict.failure.kind == "stall"
 
 
 def test_a_silence_gets_a_keepalive_probe_and_then_an_idle_close() -> None:

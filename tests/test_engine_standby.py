@@ -169,7 +169,9 @@ async def test_stop_while_the_standby_opens_or_waits_leaves_nothing() -> None:
             push_all(session, speech(10))
             await server.wait_for_connection(2)
             await assert_clean_stop(session, server, baseline)
-            assert recorder.errors == []
+            # The speech stopped before any result: reported lost (stopped), nothing else.
+            assert all(e.kind == "audio_dropped" and not e.fatal for e in recorder.errors)
+            assert sum(e.dropped_ms or 0 for e in recorder.errors) <= 100
 
 
 async def test_without_prewarm_there_is_no_standby() -> None:
