@@ -483,24 +483,18 @@ class Session:
                 self.fail(f"(i) no fault, a fast network, and errors: {errors[:3]}")
         if mode != "audio_done" and reply == "answer" and clean:
             idle_s = self.settings.idle_close_s
-            opened = [0.0] + [at for at, _ in vendor.opens]
-            for k, ((t, gen), (_, prev_gen)) in enumerate(
-                zip(vendor.opens[1:], vendor.opens, strict=False)
-            ):
+            for (t, gen), (_, prev_gen) in zip(vendor.opens[1:], vendor.opens, strict=False):
                 prev = vendor.conns[prev_gen]
-                # New settings apply from the next connection: one opened before them ends
-                # its next turn with audio.done. (A known core bug carries that over to the
-                # connection after it, opened with them already: from the one before prev.
-                # test_a_connection_opened_with_the_new_settings_keeps_finalize.)
-                since = opened[k]
                 idle_done = (
                     prev.eoa_at is not None
                     and prev.eoa_at <= t
                     and prev.last_audio_at is not None
                     and prev.eoa_at - prev.last_audio_at >= idle_s - EPS
                 )
+                # New settings apply from the next connection: one opened before them
+                # ends its next turn with audio.done.
                 new_settings = prev.eoa_at is not None and any(
-                    since <= c <= prev.eoa_at for c in self.settings_changed_at
+                    prev.opened_at <= c <= prev.eoa_at for c in self.settings_changed_at
                 )
                 if not idle_done and not new_settings and prev.client_close != "idle":
                     self.fail(
