@@ -449,8 +449,9 @@ class Session:
     def check_finalize_mode(self) -> None:
         """(i) How the finalizes went out, by the mode and the vendor:
         - audio_done: never a `finalize` message;
-        - no fault and a fast network: no error (but losses; and a stall when an older
-          vendor, without empty partials, hears only noise for the stall window);
+        - no fault and a fast network: no error (but losses; a stall when an older
+          vendor, without empty partials, hears only noise for the stall window; and,
+          with a connection per turn, a turn that ran out of time behind handshakes);
         - finalize or auto, a vendor that answers finalize, no fault and a fast network:
           one connection for every finalize (no reconnect, no standby): a new one only
           after an idle close, or after audio.done ended the first turn after new
@@ -478,7 +479,13 @@ class Session:
         stalled = any(e.kind == "stall" and "no event" in e.message for _, e in self.errors)
         clean = not faulted and self.fast and not stalled and not noise_stall
         if clean:
-            errors = [e for _, e in self.errors if e.kind != "audio_dropped"]
+            allowed = {"audio_dropped"}
+            if mode == "audio_done" or reply != "answer":
+                # A connection per turn: finalizes issued together wait for a handshake
+                # each, and the last ones may run out of time (a drain's half-way check
+                # or its deadline) on a healthy network.
+                allowed |= {"finalize_timeout", "no_done"}
+            errors = [e for _, e in self.errors if e.kind not in allowed]
             if errors:
                 self.fail(f"(i) no fault, a fast network, and errors: {errors[:3]}")
         if mode != "audio_done" and reply == "answer" and clean:
