@@ -141,7 +141,8 @@ class Turns:
         )
         self._answering[f.token] = conn.generation
         self.has_audio = False
-        timeout_s = host.settings.finalize_timeout_s
+        # The finalize's own timeout: one the settings brought later must not hurry it.
+        timeout_s = f.deadline - f.issued_at
         check_at = min(
             f.deadline - timeout_s / 4, max(f.issued_at + timeout_s / 2, now + timeout_s / 4)
         )
@@ -185,7 +186,8 @@ class Turns:
         conn = self._host.conn(generation) if generation is not None else None
         if conn is None or not any(w.finalize.token == token for w in conn.awaiting):
             return
-        timeout_s = self._host.settings.finalize_timeout_s
+        f = self._finalizes.get(token)
+        timeout_s = (f.deadline - f.issued_at) if f is not None else 0.0
         self._host.fall_back(conn, f"no answer to finalize within {timeout_s / 2:g} s")
 
     def end_all(self, status: str) -> None:
