@@ -257,3 +257,27 @@ def test_a_connection_opened_with_the_new_settings_keeps_finalize() -> None:
     assert _kinds(s) == [(2, "finalize")], s.vendor.messages  # fails: (2, "audio.done")
     assert [g for _, g in s.vendor.opens] == [1, 2], s.vendor.opens
     s.settle_and_stop()
+
+
+def test_a_raised_timeout_does_not_hurry_the_finalize_check_point() -> None:
+    """Found by the machine: f1 is issued (1 s timeout) before the connection is open;
+    the timeout is raised to 3 s (no connection is current: nothing to reconnect). The
+    `finalize` goes out at 0.06 s; its check point is min(deadline - 3/4, ...) = 0.25 s
+    instead of half f1's own timeout (0.5 s). The vendor answers at 0.37 s, after it:
+    auto falls back to audio.done for the rest of the session, though the vendor
+    answers finalize. (Suggested fix: use the finalize's own timeout, f.deadline -
+    f.issued_at, in Turns.finalize_sent, as the drain's hedge now does.)"""
+    s = Session(
+        make_settings(finalize_timeout_s=1.0, finalize_mode="auto"),
+        seed=7,
+        profile=VendorProfile(**{**FAST, "latency_s": (0.3, 0.3)}, endpoint_ms=None),
+    )
+    s.start()
+    s.push(10, speech=True, realtime=False)
+    f1 = s.finalize()  # deadline 1.0
+    s.change_settings(finalize_timeout_s=3.0)
+    s.advance(2.0)
+    assert _outcome(s, f1).status == "done"
+    _turn(s, 20)  # the next turn
+    assert [kind for _, kind in _kinds(s)] == ["finalize", "finalize"], s.vendor.messages
+    s.settle_and_stop()
