@@ -149,8 +149,6 @@ class Session:
         self.faulted = False
         self.fast = True  # the network answers quickly (a finalize answer comes in time)
         self.noise_pushed = False
-        # The finalize timeout was raised while a finalize was open.
-        self.timeout_raised = False
         self.settings_changed_at: list[float] = []
         # (c) order also across new settings.
         self.strict_order = True
@@ -206,12 +204,7 @@ class Session:
 
     def change_settings(self, **changes: Any) -> None:
         self.settings_changed_at.append(self.h.now)
-        before = self.settings.finalize_timeout_s
         self.settings = replace(self.settings, **changes)
-        if self.settings.finalize_timeout_s > before and any(
-            not f.ended for f in self.finalizes.values()
-        ):
-            self.timeout_raised = True
         self.h.feed(SettingsChanged(self.h.now, self.settings))
         self.flush()
 
