@@ -1,16 +1,22 @@
 """Property-based, stateful tests of the session core on a virtual clock.
 
 A hypothesis `RuleBasedStateMachine` drives `SessionCore` (session_core.py)
-through sim_vendor.py's `Harness`: the user pushes speech and silence frames
-(each frame carries its index; the simulated vendor hears speech frame ``i`` as
-the word ``w<i>``), finalizes, lets virtual time pass, and the vendor emits
-results, fails in every way a connection fails, refuses or hangs openings. At
-the end every turn is finalized, time runs until everything settles, and the
-session is stopped. The properties (session.py's contract):
+through sim_vendor.py's `Harness`: the user pushes speech, silence and noise
+frames (each frame carries its index; the simulated vendor hears speech frame
+``i`` as the word ``w<i>``, and no word in noise, which the core's meter calls
+speech), finalizes, lets virtual time pass, and the vendor emits results, fails
+in every way a connection fails, refuses or hangs openings. Each run draws the
+session's finalize_mode (auto, finalize, audio_done) and the vendor: the live
+xAI wire or, knob by knob, an older one (tail-only utterance finals, chunk-start
+times, whole or pending transcript.done, no empty partials, finalize refused or
+ignored, slow to answer it). At the end every turn is finalized, time runs until
+everything settles, and the session is stopped. The properties (session.py's
+contract):
 
-(a) every speech frame is, at the end, in exactly one final transcript word or
-    inside the ledger's lost spans (never both, never twice, never neither), and
-    every word is timed exactly on the user's timeline;
+(a) every speech frame (as the simulator recorded it, Harness.pushed) is, at
+    the end, in exactly one final transcript word or inside the ledger's lost
+    spans (never both, never twice, never neither), and every word is timed
+    exactly on the user's timeline;
 (b) final words come in the order of the audio;
 (c) every finalize ends exactly once, by its deadline, in the order they were issued;
 (d) every status transition is legal and starts from the status before it;
@@ -21,7 +27,13 @@ session is stopped. The properties (session.py's contract):
 (g) after a FATAL error nothing pushed later is transcribed and the core says it
     gave up; an error of the current connection with a retry is within the streak;
 (h) every loss is reported (an audio_dropped error per episode, the episodes
-    adding up to the ledger's total) unless a FATAL error came first.
+    adding up to the ledger's total) unless a FATAL error came first;
+(i) finalize modes (Session.check_finalize_mode): never a `finalize` message in
+    audio_done mode; with no fault on a fast network, no error, and in finalize
+    or auto mode with a vendor that answers finalize, one connection for every
+    finalize (no reconnect, no standby) and every finalize "done"; in auto mode
+    with a vendor that refuses or ignores finalize, audio.done from the first
+    fall-back on.
 
 The plain tests at the end are deterministic scenarios on the same simulator:
 a clean turn, every fault of the current connection (replayed, nothing lost),
