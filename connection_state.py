@@ -93,6 +93,7 @@ class Conn:
     open_done_at: float = 0.0  # when its opening finished (Opened)
     opened: bool = False
     vendor_session: str | None = None  # transcript.created's id
+    settings_version: int = 0  # the session's settings it was opened with
     open_failed: bool = False
     ended: bool = False  # its socket is gone (Closed)
     verdict: CloseVerdict | None = None

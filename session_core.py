@@ -199,8 +199,9 @@ class SessionCore:
         # with finalize and falls back for good when the service refuses or ignores it.
         self._finalize_via = _finalize_via(settings.finalize_mode)
         # New settings apply from the next connection: with finalize on an open
-        # connection there is none, so the next turn ends with audio.done once.
-        self._new_connection_due = False
+        # connection there is none, so a turn on a connection opened with older settings
+        # ends with audio.done (each connection keeps the version it was opened with).
+        self._settings_version = 0
         self._stopped = False
         self._fatal = False
         self._warned: set[str] = set()
@@ -383,8 +384,9 @@ class SessionCore:
         settings = event.settings
         if settings.finalize_mode != self._settings.finalize_mode:
             self._finalize_via = _finalize_via(settings.finalize_mode)
-        self._settings = settings
-        self._new_connection_due = self._current is not None
+        old, self._settings = self._settings, settings
+        if settings.connect_url() != old.connect_url() or settings.api_key != old.api_key:
+            self._settings_version += 1  # what a connection is opened with changed
         self._buffer.set_format(settings.audio_format)
         self._buffer.max_ms = settings.buffer_max_ms
         self._reconnect.policy = settings.backoff
@@ -516,6 +518,7 @@ class SessionCore:
             base_user,
         )
         conn.opened_at = conn.last_audio_at = self._now
+        conn.settings_version = self._settings_version
         self._conns[conn.generation] = conn
         self._out.append(io.Open(conn.generation, settings, connect_timeout_s))
         return conn
@@ -586,9 +589,6 @@ class SessionCore:
         conn.floors = self._next_floors
         self._next_floors = {}
         self._current = conn
-        # A connection opened now has the newest settings: no turn needs to end with
-        # audio.done to get them.
-        self._new_connection_due = False
         self._phase = Phase.STREAMING
         self._connections_opened += 1
         reason = self._connect_reason
@@ -745,7 +745,7 @@ class SessionCore:
                 # Nothing of this turn is on this connection: nothing to finalize here.
                 self._turns.end_empty(item, conn.generation)
                 continue
-            if self._finalize_via == "finalize" and not self._new_connection_due:
+            if self._finalize_via == "finalize" and conn.settings_version == self._settings_version:
                 if (
                     conn.speech_until <= conn.answered_until
                     and not conn.awaiting
@@ -757,7 +757,6 @@ class SessionCore:
                 conn.in_flight = FinalizeMessage(item)
                 self._out.append(io.SendFinalize(conn.generation))
                 return
-            self._new_connection_due = False
             conn.in_flight = item
             self._out.append(io.SendEndOfAudio(conn.generation))
             return

@@ -224,7 +224,7 @@ def test_new_settings_audio_done_answers_the_finalize_still_awaiting() -> None:
     s.push(20, speech=True, realtime=True)
     f1 = s.finalize()
     s.advance(0.01)  # `finalize` is written on gen 1
-    s.change_settings(finalize_timeout_s=2.0)  # the same values: still new settings
+    s.change_settings(endpointing_ms=250)  # a new query: the next connection takes it
     s.push(5, speech=True, realtime=True)
     f2 = s.finalize()
     s.advance(3.0)
@@ -249,7 +249,7 @@ def test_a_connection_opened_with_the_new_settings_keeps_finalize() -> None:
     another reason is in flight."""
     s = _session("finalize", endpoint_ms=None)
     s.push(10, speech=True, realtime=True)
-    s.change_settings(finalize_timeout_s=2.0)  # the same values: still new settings
+    s.change_settings(endpointing_ms=250)  # a new query: the next connection takes it
     s.vendor.inject(s.vendor.live()[0], "abrupt")
     s.advance(0.5)  # gen 2, opened with the new settings, is current
     assert [g for _, g in s.vendor.opens] == [1, 2]
