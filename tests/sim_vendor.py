@@ -354,7 +354,9 @@ class Harness:
         self._tokens = itertools.count(1)
         self.vendor = SimVendor(self, profile or VendorProfile())
         self.notifications: list[tuple[float, str, tuple[Any, ...]]] = []
-        self.trace: list[str] = []  # a readable log, for failure reports
+        # A readable log, for failure reports: lines, or (time, arrow, event or action)
+        # formatted only when read (trace_tail): most runs never read it.
+        self.trace: list[str | tuple[float, str, object]] = []
         self.violations: list[str] = []
         self.stopped_at: float | None = None
         self.events_fed = 0
@@ -380,7 +382,7 @@ class Harness:
             if self._same_instant > MAX_CALLBACKS_PER_INSTANT:
                 raise AssertionError(
                     f"livelock: over {MAX_CALLBACKS_PER_INSTANT} events at t={self.now:.4f} "
-                    "without the clock moving\n" + "\n".join(self.trace[-40:])
+                    "without the clock moving\n" + self.trace_tail(40)
                 )
             fn()
         self.now = max(self.now, t)
@@ -401,12 +403,20 @@ class Harness:
             self._note_pushed(event.chunk)
         actions = self.core.handle(event)
         if self.keep_trace:
-            self.trace.append(f"{self.now:9.4f} <- {_short(event)}")
+            now = self.now
+            self.trace.append((now, "<-", event))
             for action in actions:
-                self.trace.append(f"{self.now:9.4f}    -> {_short(action)}")
+                self.trace.append((now, "   ->", action))
         for action in actions:
             self._apply(action)
         return actions
+
+    def trace_tail(self, lines: int) -> str:
+        """The last `lines` entries of the trace, readable."""
+        return "\n".join(
+            entry if isinstance(entry, str) else f"{entry[0]:9.4f} {entry[1]} {_short(entry[2])}"
+            for entry in self.trace[-lines:]
+        )
 
     def _note_pushed(self, chunk: bytes) -> None:
         for offset in range(0, len(chunk) - FRAME_BYTES + 1, FRAME_BYTES):

@@ -161,9 +161,9 @@ class Session:
         self.faulted = False
         self.fast = True  # the network answers quickly (a finalize answer comes in time)
         self.noise_pushed = False
+        # When new settings came that a new connection must take (its URL changed): the
+        # current one ends its next turn with audio.done.
         self.settings_changed_at: list[float] = []
-        # (c) order also across new settings.
-        self.strict_order = True
         self.finalizes: dict[str, Finalize] = {}
         self.stop_at: float | None = None
         self.fatal_at: float | None = None  # a FATAL error not followed by a new Start
@@ -215,8 +215,10 @@ class Session:
         self.flush()
 
     def change_settings(self, **changes: Any) -> None:
-        self.settings_changed_at.append(self.h.now)
+        before = self.settings
         self.settings = replace(self.settings, **changes)
+        if self.settings.connect_url() != before.connect_url():
+            self.settings_changed_at.append(self.h.now)
         self.h.feed(SettingsChanged(self.h.now, self.settings))
         self.flush()
 
@@ -283,7 +285,7 @@ class Session:
     # ---------------------------------------------------------------- checks
 
     def fail(self, message: str) -> None:
-        tail = "\n".join(self.h.trace[-80:])
+        tail = self.h.trace_tail(80)
         raise AssertionError(f"{message}\n--- last events/actions:\n{tail}")
 
     def check(self) -> None:
@@ -336,14 +338,6 @@ class Session:
                 if g is f:
                     break
                 if g.ended:
-                    continue
-                if not self.strict_order and any(
-                    g.issued_at <= c <= at for c in self.settings_changed_at
-                ):
-                    # New settings between the two: two known core bugs end finalizes
-                    # out of order then (test_a_shorter_timeout_ends_finalizes_in_order,
-                    # test_core_finalize_mode's new_settings_audio_done); the machine
-                    # does not report them again.
                     continue
                 self.fail(
                     f"(c) {f.finalize_id} ended ({outcome.status}) before the older "
@@ -467,7 +461,8 @@ class Session:
         - finalize or auto, a vendor that answers finalize, no fault and a fast network:
           one connection for every finalize (no reconnect, no standby): a new one only
           after an idle close, or after audio.done ended the first turn after new
-          settings (they apply from the next connection); every finalize "done";
+          settings changed the URL (they apply from the next connection); every
+          finalize "done";
         - auto, a vendor that refuses or ignores finalize: once audio.done has answered
           a finalize in its place, every later turn ends with audio.done (no `finalize`
           message again)."""
@@ -749,13 +744,19 @@ class CoreMachine(RuleBasedStateMachine):
         standby=st.booleans(),
         prewarm=st.booleans(),
         finalize_timeout_s=st.sampled_from([1.0, 2.0, 3.0]),
+        # A new query: the next connection must take it (the current one's next turn
+        # ends with audio.done).
+        endpointing_ms=st.sampled_from([300, 300, 250]),
     )
-    def change_settings(self, standby: bool, prewarm: bool, finalize_timeout_s: float) -> None:
+    def change_settings(
+        self, standby: bool, prewarm: bool, finalize_timeout_s: float, endpointing_ms: int
+    ) -> None:
         self._step(
             lambda s: s.change_settings(
                 standby=standby and prewarm,
                 prewarm=prewarm,
                 finalize_timeout_s=finalize_timeout_s,
+                endpointing_ms=endpointing_ms,
             )
         )
 
@@ -1005,7 +1006,6 @@ def test_a_shorter_timeout_ends_finalizes_in_order() -> None:
     deadline (Turns.register); the finalizes still waiting for a connection do not."""
     profile = VendorProfile(open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02))
     s = Session(make_settings(finalize_timeout_s=2.0), seed=1, profile=profile)
-    s.strict_order = True
     s.vendor.hang_opens = 1  # gen 1 gets no answer until its connect timeout (2 s)
     s.start()
     s.push(10, speech=True, realtime=False)
