@@ -804,12 +804,7 @@ class SessionCore:
         self._turns.has_audio = False
         # Finalizes still waiting on this connection for a `finalize` answer are answered
         # by this audio.done's drain too, whatever it was sent for.
-        waiting = [w.finalize for w in conn.awaiting]
-        conn.awaiting.clear()
-        conn.fallback_due = False
-        for f in waiting:
-            self._turns.answered(f)
-        waiting = [f for f in waiting if self._turns.finalize(f.token) is not None]
+        waiting = [f for _, f in self._release_awaiting(conn)]
         if item is EndOfAudio.FALLBACK:
             if waiting:
                 # Late in the finalize timeout: the vendor gets half of what is left to
@@ -1016,15 +1011,20 @@ class SessionCore:
     def _take_back_finalizes(self, conn: Conn) -> list[tuple[int, FinalizeMarker]]:
         """The finalizes sent as `finalize` on `conn` that it will never answer now: each
         with the user tick where it cut the stream, to be sent again in its place."""
-        taken: list[tuple[int, FinalizeMarker]] = []
+        return [(cut, FinalizeMarker(f.token)) for cut, f in self._release_awaiting(conn)]
+
+    def _release_awaiting(self, conn: Conn) -> list[tuple[int, Finalize]]:
+        """`conn` no longer waits for `finalize` answers: the finalizes it was sent that
+        are still open, oldest first, each with the user tick of its cut."""
+        released = []
         for waiting in conn.awaiting:
             f = waiting.finalize
             self._turns.answered(f)
             if self._turns.finalize(f.token) is not None:
-                taken.append((waiting.cut, FinalizeMarker(f.token)))
+                released.append((waiting.cut, f))
         conn.awaiting.clear()
         conn.fallback_due = False
-        return taken
+        return released
 
     def _requeue(
         self, finalizes: list[tuple[int, FinalizeMarker]], frames: list[AudioFrame]
