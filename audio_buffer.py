@@ -42,6 +42,11 @@ SPEECH_THRESHOLD_DBFS = -40.0
 # amplitude (32768 * 10 ** (-40 / 20), about 328).
 _QUIET_HIGH_BYTES = b"\x00\xff"
 assert 256 < 32768 * 10 ** (SPEECH_THRESHOLD_DBFS / 20)
+# High bytes of the samples -512..511; any other sample has |x| >= 512, and so a power
+# of at least 512 ** 2. When more than _LOUD_SHARE of a frame's samples are such, its
+# RMS is above the threshold whatever the others are: speech, decided in C.
+_NEAR_QUIET_HIGH_BYTES = b"\x00\x01\xfe\xff"
+_LOUD_SHARE = 10 ** (SPEECH_THRESHOLD_DBFS / 10) * 32768**2 / 512**2  # about 0.41
 # Loudness is estimated on at most this many samples per frame, taken as a few
 # contiguous windows spread over the frame (a stride could alias a tone away).
 _LEVEL_WINDOWS = 8
@@ -269,10 +274,19 @@ def level_dbfs(data: bytes, encoding: str) -> float:
 
 
 def is_speech(data: bytes, encoding: str) -> bool:
-    if encoding == "pcm" and not data[1::2].translate(None, _QUIET_HIGH_BYTES):
-        # Every sample is within -256..255 (its high byte is 0x00 or 0xFF), below the
-        # threshold's amplitude, so the RMS is too: most silence ends here, in C.
-        return False
+    """level_dbfs(data) > SPEECH_THRESHOLD_DBFS, exactly; most frames are decided in C."""
+    if encoding == "pcm":
+        high = data[1::2]
+        if not high.translate(None, _QUIET_HIGH_BYTES):
+            # Every sample is within -256..255 (its high byte is 0x00 or 0xFF), below the
+            # threshold's amplitude, so the RMS is too: most silence ends here.
+            return False
+        samples = len(high)
+        if (
+            samples <= _LEVEL_WINDOWS * _LEVEL_WINDOW  # level_dbfs reads every sample
+            and len(high.translate(None, _NEAR_QUIET_HIGH_BYTES)) > _LOUD_SHARE * samples
+        ):
+            return True  # most speech ends here
     return level_dbfs(data, encoding) > SPEECH_THRESHOLD_DBFS
 
 
