@@ -120,9 +120,26 @@ def check_frame_cost_upstream(result: dict[str, Any]) -> None:
     assert isinstance(summary["ours_over_upstream"], float), summary
 
 
+def check_finalize_latency_upstream(result: dict[str, Any]) -> None:
+    """Upstream's variant either ran in audio_done mode (a connection per turn)
+    or was skipped with the reason."""
+    summary = result["summary"]
+    if result["params"]["upstream"] is None:
+        assert summary["upstream_skipped"], summary
+        return
+    x = summary["upstream"]
+    assert x["mode"] == "audio_done" and x["connections_per_turn"] >= 1, x
+    assert x["server_finalizes"] == [0], x
+
+
+def check_finalize_latency(result: dict[str, Any]) -> None:
+    check_finalize_latency_modes(result)
+    check_finalize_latency_upstream(result)
+
+
 # Checks beyond the JSON's keys (never timings): that each bench measured what it says.
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "finalize_latency": check_finalize_latency_modes,
+    "finalize_latency": check_finalize_latency,
     "frame_cost": check_frame_cost_upstream,
     "turn_boundary": check_turn_boundary_modes,
 }
