@@ -21,11 +21,13 @@ variants are interleaved (their order rotates every repetition) so that
 noise from other work on the machine hits all of them alike. CPU is
 `time.process_time()` of the worker (all its threads) around the streaming
 phase only: from the first frame to the end of the turn (transcript.done
-for `ws`, asr_finalize_end for `null`/`ext`), so every frame has been
+for `ws`, asr_finalize_end for the others), so every frame has been
 handled. Frames are built before the clock starts. Ratios are formed within
-one repetition; the table shows their medians and ranges. On a machine with
-two CPUs or more the worker is pinned to CPU 0 and the server to CPU 1
-(`--no-pin` leaves both to the scheduler).
+one repetition; the table shows their medians, ranges and the medians'
+confidence intervals. Where two CPUs or more may be used, the worker (all its
+threads) is pinned to the first and the server to the second (`--no-pin`
+leaves both to the scheduler: on a loaded machine that made the figures
+useless, see bench/README.md).
 """
 
 from __future__ import annotations
@@ -52,7 +54,6 @@ WORKER_VARIANTS = (*VARIANTS, UPSTREAM)
 GOAL_OWN_SHARE = 1.0
 # Issue 24: our own share at most 0.6 of upstream's, medians over >= 6 repetitions.
 GOAL_VS_UPSTREAM = 0.6
-WORKER_CPU, SERVER_CPU = 0, 1
 
 
 def pattern(audio_s: float, speech: bool) -> list[tuple[bool, int]]:
@@ -126,14 +127,14 @@ def _group(filename: str, funcname: str) -> str:
     for marker, label in (
         ("xai_asr_python/", "ext:"),
         ("xai_asr_python_upstream/", "upstream:"),
-        ("/ten_ai_base/", "ten_ai_base"),
+        ("/ten_ai_base/", "ten_ai_base:"),
         ("bench/null_ext/", "null_ext:"),
         ("bench_null_asr/", "null_ext:"),
     ):
         if marker in filename:
             return label + filename.rsplit("/", 1)[-1]
     for part, label in (
-        ("/ten_runtime/", "ten_runtime (stand-in)"),
+        ("/ten_runtime/", "ten_runtime (its Python layer)"),
         ("/websockets/", "websockets"),
         ("/asyncio/", "asyncio"),
         ("fractions.py", "fractions"),
@@ -575,6 +576,7 @@ def report_profile(result: dict[str, Any]) -> str:
             f"(ms per audio second, {result['params']['audio_s']:g} s at "
             f"{result['params']['speed']:g}x; inflated by the profiler)",
             common.header_lines(result["machine"]),
+            f"upstream: {result['params']['upstream'] or 'skipped'}",
             "",
             common.table(["where (tottime)", *columns], rows, digits=1),
             "",
