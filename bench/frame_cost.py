@@ -667,8 +667,11 @@ def report(result: dict[str, Any]) -> str:
         lines.append(
             f"ours / upstream own share: median {s['ours_over_upstream']:.2f} over "
             f"{p['reps']} reps; goal <= {GOAL_VS_UPSTREAM:g} (issue 24, >= 6 reps): "
-            f"{'MET' if s['goal_vs_upstream_met'] else 'MISSED'}"
-            + ("" if p["reps"] >= 6 else " (too few reps to judge)")
+            + (
+                ("MET" if s["goal_vs_upstream_met"] else "MISSED")
+                if p["reps"] >= 6
+                else f"not judged ({p['reps']} reps)"
+            )
         )
         f = s["upstream_frames"]
         lines.append(
