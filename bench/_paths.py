@@ -31,7 +31,8 @@ NATIVE_DIRS = (
 _runtime: str | None = None
 
 
-def _link(name: str, target: Path) -> None:
+def link_extension(name: str, target: Path) -> None:
+    """Link `.ten/app/ten_packages/extension/<name> -> target` (atomically)."""
     link = EXT_DIR / name
     if link.is_symlink() and Path(os.readlink(link)) == target:
         return
@@ -71,8 +72,8 @@ def setup() -> str:
     if _runtime is not None:
         return _runtime
     EXT_DIR.mkdir(parents=True, exist_ok=True)
-    _link("xai_asr_python", ROOT)
-    _link(NULL_ADDON, _null_package())
+    link_extension("xai_asr_python", ROOT)
+    link_extension(NULL_ADDON, _null_package())
     # The checkout root goes last (as in tests/bin/start): it makes stt_server/ and
     # bench/ importable without its top-level modules (session, config, ...)
     # shadowing anything. `python -m` put it (or "") first: move it.
@@ -128,8 +129,7 @@ def child_env() -> dict[str, str]:
     # runtime is found), minus the checkout root, whose top-level modules
     # (session, config, ...) would shadow the package layout.
     kept = [
-        p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-        if p and Path(p).resolve() != ROOT
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT
     ]
     if kept:
         env["PYTHONPATH"] = os.pathsep.join(kept)

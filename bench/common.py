@@ -47,6 +47,24 @@ def median(values: Iterable[float]) -> float:
     return percentile([v for v in values if not math.isnan(v)], 50)
 
 
+def median_ci(values: Sequence[float], level: float = 0.9) -> tuple[float, float, float]:
+    """A distribution-free confidence interval for the median: the narrowest pair of
+    order statistics (k-th smallest, k-th largest) that covers the median with
+    probability >= `level` (binomial, p = 1/2), and that probability. With 6 values
+    it is their range (97%); with 8, the 2nd smallest to the 2nd largest (93%)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return math.nan, math.nan, 0.0
+    low, high, coverage = ordered[0], ordered[-1], 1 - 2 * 0.5**n
+    for k in range(2, n // 2 + 1):
+        below = sum(math.comb(n, i) for i in range(k)) / 2**n  # P(fewer than k below)
+        if 1 - 2 * below < level:
+            break
+        low, high, coverage = ordered[k - 1], ordered[n - k], 1 - 2 * below
+    return float(low), float(high), coverage
+
+
 def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
     """p50/p99/max of delays given in seconds, in milliseconds."""
     return {
@@ -229,10 +247,18 @@ class ServerProcess:
             proc.wait(timeout=5)
 
 
-def run_worker(module: str, args: Sequence[str], *, timeout: float = 600.0) -> dict[str, Any]:
-    """Run `python -m module --worker ... --out FILE` in a fresh process; its JSON."""
+def run_worker(
+    module: str, args: Sequence[str], *, timeout: float = 600.0, cpu: int | None = None
+) -> dict[str, Any]:
+    """Run `python -m module --worker ... --out FILE` in a fresh process; its JSON.
+    `cpu`: pin the worker (and every thread it starts) to that CPU."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = Path(tmp.name)
+
+    def preexec() -> None:
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {cpu})
+
     try:
         proc = subprocess.run(
             [sys.executable, "-m", module, *args, "--out", str(out)],
@@ -241,6 +267,7 @@ def run_worker(module: str, args: Sequence[str], *, timeout: float = 600.0) -> d
             capture_output=True,
             text=True,
             timeout=timeout,
+            preexec_fn=preexec if cpu is not None else None,
         )
         if proc.returncode != 0 or not out.stat().st_size:
             tail = "\n".join((proc.stderr or "").splitlines()[-30:])

@@ -1,6 +1,7 @@
 """Finalize latency: asr_finalize -> asr_finalize_end, minus the server's own time.
 
     python -m bench.finalize_latency [--reps 3] [--turns 25] [--done-delay-ms 50] [--quick]
+                                     [--no-upstream]
 
 Both of the extension's ways to end a turn (`finalize_mode`), in the same run:
 
@@ -46,6 +47,12 @@ in a fresh process, interleaved per repetition:
                     which starts with finalize and stays on it while the
                     server answers; a turn that fell back to audio.done makes
                     the worker fail)
+  upstream          upstream's xai_asr_python (bench/upstream.py: extracted at
+                    run time from a local mirror; skipped with one line where
+                    there is none, or no ten_ai_base). It knows one way to end
+                    a turn: audio.done, then transcript.done, then it
+                    reconnects (audio meanwhile buffered), so it is compared
+                    with ext_audio_done; its figures have no breakdown
 
 Each mode's own overhead is its ext variant's minus null's (per repetition,
 at p50 and at p99): what is left when the runtime's two hops are taken out,
@@ -67,10 +74,11 @@ from bench import _paths
 
 RUNTIME = _paths.setup()
 
-from bench import common  # noqa: E402
+from bench import common, upstream  # noqa: E402
 
 MODULE = "bench.finalize_latency"
 VARIANTS = ("floor_audio_done", "floor_finalize", "null", "ext_audio_done", "ext_finalize")
+UPSTREAM = "upstream"
 # How each variant ends a turn (None: no server in the loop).
 MODE = {
     "floor_audio_done": "audio_done",
@@ -78,6 +86,7 @@ MODE = {
     "null": None,
     "ext_audio_done": "audio_done",
     "ext_finalize": "finalize",
+    UPSTREAM: "audio_done",
 }
 EXT_PROPERTIES: dict[str, dict[str, Any]] = {
     "ext_audio_done": {"finalize_mode": "audio_done"},
@@ -236,6 +245,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             return _result(args, total, srv, {}, ahead, _server_counts(observations, args.turns))
         is_ext = variant in EXT_VARIANTS
         probe = harness.ExtProbe().install() if is_ext else None
+        decoded = upstream.DECODED if variant == UPSTREAM else harness.DECODED
         built = [harness.make_frame(pcm) for pcm in frames]
         sent: dict[str, float] = {}
         ended: dict[str, float] = {}
@@ -243,6 +253,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         async def script(t: harness.BenchTester) -> None:
             if is_ext:
                 await t.wait_connected()
+            elif variant == UPSTREAM:
+                await upstream.wait_connected(t)
             pacer = common.Pacer(period_s)
             for k, frame in enumerate(built):
                 delay = pacer.due(k) - time.monotonic()
@@ -258,12 +270,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 ended[fid] = m.at
 
-        if probe is None:
+        if variant == UPSTREAM:
+            addon, props = upstream.ADDON, upstream.properties(server.url)
+        elif probe is None:
             addon, props = _paths.NULL_ADDON, {"result_words": args.speech_frames}
         else:
             addon = harness.EXT_ADDON
             props = harness.ext_properties(server.url, **EXT_PROPERTIES[variant])
-        tester = harness.run_tester(addon, props, script, timeout_s=600)
+        tester = harness.run_tester(addon, props, script, timeout_s=600, decoded=decoded)
         # What the extension sent in the 10 ms before each asr_finalize_end: the
         # messages it queued ahead of it in its outbox.
         for end_at in ended.values():
@@ -285,10 +299,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             max((at for at in results if sent[f] <= at <= ended[f]), default=ended[f]) - sent[f]
             for f in order
         ]
-        if probe is None or mode is None:  # no server in the loop: the runtime's round trip
+        if mode is None:  # no server in the loop: the runtime's round trip
             srv = [(0.0, 0.0)] * len(total)
             return _result(args, total, srv, {}, ahead, {}, to_result)
         srv = _server_times(observations, mode)
+        if probe is None:  # upstream: no breakdown
+            return _result(
+                args, total, srv, {}, ahead, _server_counts(observations, args.turns), to_result
+            )
         n = min(len(order), len(srv), len(probe.finalize_at), len(probe.finalize_end_at))
         stage = {
             "tester_to_ext": [probe.finalize_at[i] - sent[order[i]] for i in range(n)],
@@ -329,12 +347,27 @@ def _result(
         "to_result": common.summary_ms(to_result) if to_result else None,
         "stages": {k: common.summary_ms(v) for k, v in stage.items()},
         "stages_ms": {k: [round(x * 1000, 3) for x in v] for k, v in stage.items()},
-        "sent_just_before_finalize_end": ahead if args.worker in EXT_VARIANTS else {},
+        "sent_just_before_finalize_end": (
+            ahead if args.worker in (*EXT_VARIANTS, UPSTREAM) else {}
+        ),
     }
+
+
+def _variants(args: argparse.Namespace) -> tuple[tuple[str, ...], Any, str | None]:
+    """This run's variants, upstream's package (or None) and why it is skipped."""
+    if args.no_upstream:
+        return VARIANTS, None, "--no-upstream"
+    prepared = upstream.prepare()
+    if isinstance(prepared, str):
+        return VARIANTS, None, prepared
+    return (*VARIANTS, UPSTREAM), prepared, None
 
 
 def drive(args: argparse.Namespace) -> dict[str, Any]:
     machine = common.machine_info(RUNTIME)
+    variants, upstream_pkg, upstream_skipped = _variants(args)
+    if upstream_skipped:
+        print(f"upstream variant skipped: {upstream_skipped}", flush=True)
     worker_args = [
         "--turns",
         str(args.turns),
@@ -349,15 +382,15 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     ]
     reps: list[dict[str, Any]] = []
     for rep in range(args.reps):
-        shift = rep % len(VARIANTS)
-        order = VARIANTS[shift:] + VARIANTS[:shift]
+        shift = rep % len(variants)
+        order = variants[shift:] + variants[:shift]
         runs = {v: common.run_worker(MODULE, ["--worker", v, *worker_args]) for v in order}
         reps.append({"order": list(order), "runs": runs})
         print(
             f"rep {rep + 1}/{args.reps}: overhead p50/p99 ms: "
             + "; ".join(
                 f"{v} {runs[v]['overhead']['p50_ms']:.2f}/{runs[v]['overhead']['p99_ms']:.2f}"
-                for v in VARIANTS
+                for v in variants
             ),
             flush=True,
         )
@@ -365,8 +398,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     def med(v: str, section: str, key: str) -> float:
         return common.median(r["runs"][v][section][key] for r in reps)
 
-    summary: dict[str, Any] = {}
-    for v in VARIANTS:
+    summary: dict[str, Any] = {"upstream_skipped": upstream_skipped}
+    for v in variants:
         pooled = [x / 1000 for r in reps for x in r["runs"][v]["overhead_ms"]]
         runs_v = [r["runs"][v] for r in reps]
         summary[v] = {
@@ -393,7 +426,9 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "server_audio_dones": [x.get("server_audio_dones") for x in runs_v],
             "server_finalizes": [x.get("server_finalizes") for x in runs_v],
         }
-    for v in EXT_VARIANTS:
+    for v in variants:
+        if v not in (*EXT_VARIANTS, UPSTREAM):
+            continue
         stages = reps[0]["runs"][v]["stages"]
         summary[v]["stages_p50_ms"] = {
             k: common.median(r["runs"][v]["stages"][k]["p50_ms"] for r in reps) for k in stages
@@ -417,7 +452,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
         summary[v]["own_overhead_p50_ms"] = common.median(own50)
         summary[v]["own_overhead_p99_ms"] = common.median(own99)
         summary[v]["own_overhead_p99_ms_per_rep"] = [round(x, 3) for x in own99]
-        summary[v]["goal_met"] = summary[v]["own_overhead_p99_ms"] < GOAL_P99_MS
+        if v in EXT_VARIANTS:
+            summary[v]["goal_met"] = summary[v]["own_overhead_p99_ms"] < GOAL_P99_MS
     default = summary[DEFAULT_VARIANT]
     summary["default_variant"] = DEFAULT_VARIANT
     summary["goal_p99_ms"] = GOAL_P99_MS
@@ -433,7 +469,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "gap_frames": args.gap_frames,
             "speed": args.speed,
             "done_delay_ms": args.done_delay_ms,
-            "variants": list(VARIANTS),
+            "variants": list(variants),
+            "upstream": upstream_pkg.describe() if upstream_pkg else None,
         },
         "summary": summary,
         "reps": reps,
@@ -456,7 +493,7 @@ def report(result: dict[str, Any]) -> str:
             s[v]["to_result_p99_ms"],
             s[v]["connections_per_turn"],
         ]
-        for v in VARIANTS
+        for v in p["variants"]
     ]
     a, f = s["ext_audio_done"], s["ext_finalize"]
     stages = [
@@ -475,6 +512,9 @@ def report(result: dict[str, Any]) -> str:
         f"{p['done_delay_ms']} ms (audio.done only; finalize is answered at once), "
         f"{p['reps']} reps (medians of per-rep percentiles)",
         common.header_lines(result["machine"]),
+        f"upstream: {p['upstream']}"
+        if p["upstream"]
+        else f"upstream: skipped ({s['upstream_skipped']})",
         "",
         common.table(
             [
@@ -506,7 +546,7 @@ def report(result: dict[str, Any]) -> str:
             digits=2,
         ),
     ]
-    for v in EXT_VARIANTS:
+    for v in (*EXT_VARIANTS, *((UPSTREAM,) if UPSTREAM in s else ())):
         ahead = s[v]["sent_just_before_finalize_end"]
         lines.append(
             f"{v}: messages the tester got in the 10 ms before each asr_finalize_end: "
@@ -522,6 +562,14 @@ def report(result: dict[str, Any]) -> str:
             f"(with the runtime's hops, overhead p99 {x['overhead_p99_ms']:.2f} ms)"
             + ("  <- the default" if v == DEFAULT_VARIANT else "")
         )
+    if UPSTREAM in s:
+        x, a = s[UPSTREAM], s["ext_audio_done"]
+        lines.append(
+            f"upstream (audio_done, its only mode): own overhead (upstream - null, per rep) "
+            f"p50 {x['own_overhead_p50_ms']:.2f} ms, p99 {x['own_overhead_p99_ms']:.2f} ms; "
+            f"ours in the same mode (ext_audio_done) {a['own_overhead_p50_ms']:.2f} / "
+            f"{a['own_overhead_p99_ms']:.2f} ms; conns/turn {x['connections_per_turn']}"
+        )
     return "\n".join(lines)
 
 
@@ -534,7 +582,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="multiple of real time")
     parser.add_argument("--done-delay-ms", type=int, default=50)
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
-    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-upstream",
+        action="store_true",
+        help="skip the upstream variant (default: run it where bench/upstream.py can "
+        "extract and load it; BENCH_UPSTREAM_REPO, BENCH_UPSTREAM_REV)",
+    )
+    parser.add_argument("--worker", choices=(*VARIANTS, UPSTREAM), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

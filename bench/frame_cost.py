@@ -1,24 +1,33 @@
 """Per-frame cost: client CPU seconds per second of audio, against a floor.
 
-    python -m bench.frame_cost [--reps 5] [--audio-s 60] [--speed 20] [--speech] [--quick]
+    python -m bench.frame_cost [--reps 8] [--audio-s 60] [--speed 20] [--speech] [--quick]
+                               [--no-pin] [--no-upstream]
 
 Streams 10 ms marker frames at a fixed multiple of real time (one send per
 frame) to the local server (`python -m stt_server --recognizer marker`, its
-own process, so only the client's CPU is measured), in three variants:
+own process, so only the client's CPU is measured), in up to four variants:
 
-  ws    a bare `websockets` client sending the same frames (the floor)
-  null  a null extension (bench/null_ext) under TEN's extension tester: it
-        receives the frames and drops them (what the runtime itself costs)
-  ext   xai_asr_python under the same tester, streaming to the server
+  ws        a bare `websockets` client sending the same frames (the floor)
+  null      a null extension (bench/null_ext) under TEN's extension tester: it
+            receives the frames and drops them (what the runtime itself costs)
+  ext       xai_asr_python under the same tester, streaming to the server
+  upstream  upstream's xai_asr_python (TEN-framework/ten-framework), extracted
+            at run time from a local mirror (bench/upstream.py), under the same
+            tester, streaming to the same server; skipped, with one line
+            saying why, where there is no mirror or no ten_ai_base
 
 Each variant runs in a fresh worker process per repetition, and the
 variants are interleaved (their order rotates every repetition) so that
 noise from other work on the machine hits all of them alike. CPU is
 `time.process_time()` of the worker (all its threads) around the streaming
 phase only: from the first frame to the end of the turn (transcript.done
-for `ws`, asr_finalize_end for `null`/`ext`), so every frame has been
+for `ws`, asr_finalize_end for the others), so every frame has been
 handled. Frames are built before the clock starts. Ratios are formed within
-one repetition; the table shows their medians.
+one repetition; the table shows their medians, ranges and the medians'
+confidence intervals. Where two CPUs or more may be used, the worker (all its
+threads) is pinned to the first and the server to the second (`--no-pin`
+leaves both to the scheduler: on a loaded machine that made the figures
+useless, see bench/README.md).
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import sys
 import time
 from typing import Any
@@ -34,11 +45,15 @@ from bench import _paths
 
 RUNTIME = _paths.setup()
 
-from bench import common  # noqa: E402
+from bench import common, upstream  # noqa: E402
 
 MODULE = "bench.frame_cost"
 VARIANTS = ("ws", "null", "ext")
+UPSTREAM = "upstream"
+WORKER_VARIANTS = (*VARIANTS, UPSTREAM)
 GOAL_OWN_SHARE = 1.0
+# Issue 24: our own share at most 0.6 of upstream's, medians over >= 6 repetitions.
+GOAL_VS_UPSTREAM = 0.6
 
 
 def pattern(audio_s: float, speech: bool) -> list[tuple[bool, int]]:
@@ -111,13 +126,15 @@ def _group(filename: str, funcname: str) -> str:
         return "other builtins (C)"
     for marker, label in (
         ("xai_asr_python/", "ext:"),
+        ("xai_asr_python_upstream/", "upstream:"),
+        ("/ten_ai_base/", "ten_ai_base:"),
         ("bench/null_ext/", "null_ext:"),
         ("bench_null_asr/", "null_ext:"),
     ):
         if marker in filename:
             return label + filename.rsplit("/", 1)[-1]
     for part, label in (
-        ("/ten_runtime/", "ten_runtime (stand-in)"),
+        ("/ten_runtime/", "ten_runtime (its Python layer)"),
         ("/websockets/", "websockets"),
         ("/asyncio/", "asyncio"),
         ("fractions.py", "fractions"),
@@ -135,6 +152,13 @@ def _install_profiler(variant: str) -> tuple[dict[int, Any], Any]:
 
     if variant == "ext":
         from ten_packages.extension.xai_asr_python.extension import XAIASRExtension as cls
+    elif variant == UPSTREAM:
+        # Upstream's on_audio_frame (ten_ai_base's) queues the frame for a consumer
+        # task on the same loop thread, which this thread's profiler also covers.
+        import importlib
+
+        cls = importlib.import_module(f"ten_packages.extension.{upstream.ADDON}.extension")
+        cls = cls.XAIASRExtension
     else:
         from ten_packages.extension.bench_null_asr.extension import NullASRExtension as cls
     profilers: dict[int, Any] = {}
@@ -185,10 +209,15 @@ def worker_tester(
     built = [harness.make_frame(pcm) for pcm in frames]
     out: dict[str, Any] = {}
     profilers = _install_profiler(variant)[0] if profile else None
+    probe = None
+    if variant == UPSTREAM:
+        probe = upstream.UpstreamProbe().install()
 
     async def script(t: harness.BenchTester) -> None:
         if variant == "ext":
             await t.wait_connected()
+        elif variant == UPSTREAM:
+            await upstream.wait_connected(t)
         threads0 = common.thread_cpu_s()
         cpu0, wall0 = time.process_time(), time.monotonic()
         pacer = common.Pacer(period_s)
@@ -205,12 +234,20 @@ def worker_tester(
         out["wall_s"] = time.monotonic() - wall0
         out["thread_cpu_s"] = common.thread_cpu_delta(threads0, common.thread_cpu_s())
         out["results"] = t.count("asr_result")
+        if probe is not None:
+            # Upstream's finalize can overtake frames still queued for its consumer
+            # task (they follow audio.done): reported, with the frames it sent.
+            out["frames_sent"] = probe.sent
+            out["frames_sent_at_finalize"] = probe.sent_at_finalize[-1]
 
+    decoded = harness.DECODED
     if variant == "ext":
         addon, props = harness.EXT_ADDON, harness.ext_properties(url)
+    elif variant == UPSTREAM:
+        addon, props, decoded = upstream.ADDON, upstream.properties(url), upstream.DECODED
     else:
         addon, props = _paths.NULL_ADDON, {}
-    harness.run_tester(addon, props, script, timeout_s=120)
+    harness.run_tester(addon, props, script, timeout_s=120, decoded=decoded)
     if profilers is not None:
         out["profile"] = _profile_summary(profilers, len(frames) / 100)
     return out
@@ -242,62 +279,146 @@ def _thread_medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.05}
 
 
+def _upstream(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """Upstream's package if this run compares against it, else why not."""
+    if args.no_upstream:
+        return None, "--no-upstream"
+    prepared = upstream.prepare()
+    if isinstance(prepared, str):
+        return None, prepared
+    return prepared, None
+
+
+def _pinning(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """(worker CPU, server CPU): distinct cores, so that the server's work per frame
+    never runs on the core the measured process waits for, and the worker's threads
+    stay on one core's cache (see bench/README.md for what it changed)."""
+    if args.no_pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return None, None
+    return usable[0], usable[1]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, range, half the range relative to the median (+-%), and a >= 90%
+    confidence interval of the median (order statistics), also as +-% of it: what
+    a difference must exceed to be judged from this run."""
+    mid = common.median(values)
+    low, high = min(values), max(values)
+    ci_low, ci_high, coverage = common.median_ci(values, 0.9)
+    return {
+        "median": mid,
+        "min": low,
+        "max": high,
+        "half_range_pct": (high - low) / 2 / abs(mid) * 100 if mid else math.nan,
+        "median_ci": [ci_low, ci_high],
+        "median_ci_coverage": coverage,
+        "median_ci_half_pct": (ci_high - ci_low) / 2 / abs(mid) * 100 if mid else math.nan,
+    }
+
+
 def drive(args: argparse.Namespace) -> dict[str, Any]:
     machine = common.machine_info(RUNTIME)
+    upstream_pkg, upstream_skipped = _upstream(args)
+    if upstream_skipped:
+        print(f"upstream variant skipped: {upstream_skipped}", flush=True)
+    variants = (*VARIANTS, UPSTREAM) if upstream_pkg else VARIANTS
+    worker_cpu, server_cpu = _pinning(args)
     worker_args = ["--audio-s", str(args.audio_s), "--speed", str(args.speed)]
     if args.speech:
         worker_args.append("--speech")
     reps: list[dict[str, Any]] = []
+    loads: list[float] = []
     server_argv = ["stt_server", "--recognizer", "marker", "--port", "0", "--log-level", "WARNING"]
-    with common.ServerProcess(server_argv) as server:
+    with common.ServerProcess(server_argv, cpu=server_cpu) as server:
         for rep in range(args.reps):
-            order = VARIANTS[rep % 3 :] + VARIANTS[: rep % 3]
+            shift = rep % len(variants)
+            order = variants[shift:] + variants[:shift]
+            loads.append(os.getloadavg()[0])
             runs: dict[str, Any] = {}
             for variant in order:
                 runs[variant] = common.run_worker(
-                    MODULE, ["--worker", variant, "--url", server.url, *worker_args]
+                    MODULE,
+                    ["--worker", variant, "--url", server.url, *worker_args],
+                    cpu=worker_cpu,
                 )
-            per_audio = {v: runs[v]["cpu_s"] / runs[v]["audio_s"] for v in VARIANTS}
+            per_audio = {v: runs[v]["cpu_s"] / runs[v]["audio_s"] for v in variants}
             floor = per_audio["ws"]
-            rep_result = {
+            rep_result: dict[str, Any] = {
                 "order": list(order),
+                "load_1min_at_start": loads[-1],
                 "runs": runs,
                 "cpu_per_audio_s": per_audio,
                 "ext_over_ws": per_audio["ext"] / floor,
                 "null_over_ws": per_audio["null"] / floor,
                 "own_share": (per_audio["ext"] - per_audio["null"]) / floor,
                 "achieved_speed": {
-                    v: runs[v]["audio_s"] / runs[v]["send_wall_s"] for v in VARIANTS
+                    v: runs[v]["audio_s"] / runs[v]["send_wall_s"] for v in variants
                 },
             }
-            reps.append(rep_result)
-            print(
+            line = (
                 f"rep {rep + 1}/{args.reps}: ext/ws {rep_result['ext_over_ws']:.2f}  "
                 f"null/ws {rep_result['null_over_ws']:.2f}  "
-                f"own share {rep_result['own_share']:.2f}",
-                flush=True,
+                f"own share {rep_result['own_share']:.2f}"
             )
+            if upstream_pkg:
+                upstream_share = (per_audio[UPSTREAM] - per_audio["null"]) / floor
+                rep_result["upstream_own_share"] = upstream_share
+                rep_result["ours_over_upstream"] = rep_result["own_share"] / upstream_share
+                line += (
+                    f"  upstream own share {upstream_share:.2f}"
+                    f"  ours/upstream {rep_result['ours_over_upstream']:.2f}"
+                )
+            reps.append(rep_result)
+            print(line, flush=True)
 
     def med(key: str) -> float:
         return common.median(r[key] for r in reps)
 
-    summary = {
+    summary: dict[str, Any] = {
         "cpu_ms_per_audio_s": {
-            v: common.median(r["cpu_per_audio_s"][v] for r in reps) * 1000 for v in VARIANTS
+            v: common.median(r["cpu_per_audio_s"][v] for r in reps) * 1000 for v in variants
+        },
+        "cpu_ms_per_audio_s_range": {
+            v: [
+                min(r["cpu_per_audio_s"][v] for r in reps) * 1000,
+                max(r["cpu_per_audio_s"][v] for r in reps) * 1000,
+            ]
+            for v in variants
         },
         "achieved_speed": {
-            v: common.median(r["achieved_speed"][v] for r in reps) for v in VARIANTS
+            v: common.median(r["achieved_speed"][v] for r in reps) for v in variants
         },
         "ext_over_ws": med("ext_over_ws"),
         "null_over_ws": med("null_over_ws"),
         "own_share": med("own_share"),
         "thread_cpu_ms_per_audio_s": {
-            v: _thread_medians([r["runs"][v] for r in reps]) for v in VARIANTS
+            v: _thread_medians([r["runs"][v] for r in reps]) for v in variants
         },
         "own_share_range": [min(r["own_share"] for r in reps), max(r["own_share"] for r in reps)],
+        "spread": {
+            key: spread([r[key] for r in reps])
+            for key in ("ext_over_ws", "null_over_ws", "own_share")
+        },
         "goal_own_share_max": GOAL_OWN_SHARE,
+        "load_1min": [min(loads), max(loads)],
+        "upstream_skipped": upstream_skipped,
     }
     summary["goal_met"] = summary["own_share"] <= GOAL_OWN_SHARE
+    if upstream_pkg:
+        for key in ("upstream_own_share", "ours_over_upstream"):
+            summary[key] = med(key)
+            summary["spread"][key] = spread([r[key] for r in reps])
+        summary["goal_vs_upstream_max"] = GOAL_VS_UPSTREAM
+        summary["goal_vs_upstream_met"] = summary["ours_over_upstream"] <= GOAL_VS_UPSTREAM
+        runs_up = [r["runs"][UPSTREAM] for r in reps]
+        summary["upstream_frames"] = {
+            "frames": runs_up[0]["frames"],
+            "sent_min": min(run["frames_sent"] for run in runs_up),
+            "sent_at_finalize_min": min(run["frames_sent_at_finalize"] for run in runs_up),
+        }
     return {
         "bench": "frame_cost",
         "machine": machine,
@@ -307,8 +428,21 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "speed": args.speed,
             "speech": args.speech,
             "frame_ms": 10,
-            "variants": list(VARIANTS),
+            "variants": list(variants),
             "server": " ".join(["python -m", *server_argv]),
+            "worker_cpu": worker_cpu,
+            "server_cpu": server_cpu,
+            "upstream": (
+                {
+                    "repo": upstream_pkg.repo,
+                    "commit": upstream_pkg.commit,
+                    "version": upstream_pkg.version,
+                    "addon": upstream.ADDON,
+                    "label": upstream_pkg.describe(),
+                }
+                if upstream_pkg
+                else None
+            ),
         },
         "summary": summary,
         "reps": reps,
@@ -399,16 +533,24 @@ def drive_profile(args: argparse.Namespace) -> dict[str, Any]:
     if args.speech:
         worker_args.append("--speech")
     server_argv = ["stt_server", "--recognizer", "marker", "--port", "0", "--log-level", "WARNING"]
+    upstream_pkg, upstream_skipped = _upstream(args)
+    if upstream_skipped:
+        print(f"upstream variant skipped: {upstream_skipped}", flush=True)
     runs: dict[str, Any] = {}
     with common.ServerProcess(server_argv) as server:
-        for variant in ("null", "ext"):
+        for variant in ("null", "ext", *((UPSTREAM,) if upstream_pkg else ())):
             runs[variant] = common.run_worker(
                 MODULE, ["--worker", variant, "--url", server.url, *worker_args]
             )
     return {
         "bench": "frame_cost-profile",
         "machine": machine,
-        "params": {"audio_s": args.audio_s, "speed": args.speed, "speech": args.speech},
+        "params": {
+            "audio_s": args.audio_s,
+            "speed": args.speed,
+            "speech": args.speech,
+            "upstream": upstream_pkg.describe() if upstream_pkg else None,
+        },
         "runs": runs,
         "pieces_us_per_frame": pieces(),
     }
@@ -416,13 +558,14 @@ def drive_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 def report_profile(result: dict[str, Any]) -> str:
     runs = result["runs"]
-    null = runs["null"]["profile"]["thread_cpu_ms_per_audio_s_by_group"]
-    ext = runs["ext"]["profile"]["thread_cpu_ms_per_audio_s_by_group"]
+    columns = [v for v in ("ext", UPSTREAM, "null") if v in runs]
+    groups = {v: runs[v]["profile"]["thread_cpu_ms_per_audio_s_by_group"] for v in columns}
+    keys = set().union(*groups.values())
     rows = [
-        [k, ext.get(k, 0.0), null.get(k, 0.0)]
-        for k in sorted(set(ext) | set(null), key=lambda k: -(ext.get(k, 0.0)))
+        [k, *(groups[v].get(k, 0.0) for v in columns)]
+        for k in sorted(keys, key=lambda k: -max(groups[v].get(k, 0.0) for v in columns))
     ]
-    rows.append(["total (profiled thread)", sum(ext.values()), sum(null.values())])
+    rows.append(["total (profiled thread)", *(sum(groups[v].values()) for v in columns)])
     top = [
         [f["function"][:70], f["calls"], f["ms_per_audio_s"]]
         for f in runs["ext"]["profile"]["top_functions"]
@@ -433,8 +576,9 @@ def report_profile(result: dict[str, Any]) -> str:
             f"(ms per audio second, {result['params']['audio_s']:g} s at "
             f"{result['params']['speed']:g}x; inflated by the profiler)",
             common.header_lines(result["machine"]),
+            f"upstream: {result['params']['upstream'] or 'skipped'}",
             "",
-            common.table(["where (tottime)", "ext", "null"], rows, digits=1),
+            common.table(["where (tottime)", *columns], rows, digits=1),
             "",
             "top functions of the ext run (tottime):",
             common.table(["function", "calls", "ms/audio s"], top, digits=1),
@@ -453,38 +597,94 @@ def report_profile(result: dict[str, Any]) -> str:
 def report(result: dict[str, Any]) -> str:
     s = result["summary"]
     p = result["params"]
-    rows = [[v, s["cpu_ms_per_audio_s"][v], s["achieved_speed"][v]] for v in VARIANTS]
+    variants = p["variants"]
+    rows = [
+        [v, s["cpu_ms_per_audio_s"][v], *s["cpu_ms_per_audio_s_range"][v], s["achieved_speed"][v]]
+        for v in variants
+    ]
+    ratio_rows = [
+        ["ext / ws", "ext_over_ws"],
+        ["null / ws (runtime)", "null_over_ws"],
+        ["(ext - null) / ws (own share)", "own_share"],
+    ]
+    if UPSTREAM in variants:
+        ratio_rows += [
+            ["(upstream - null) / ws (upstream's own share)", "upstream_own_share"],
+            ["ours / upstream own share", "ours_over_upstream"],
+        ]
+    coverage = s["spread"]["own_share"]["median_ci_coverage"]
+    pinned = (
+        f"worker pinned to CPU {p['worker_cpu']}, server to CPU {p['server_cpu']}"
+        if p["worker_cpu"] is not None
+        else "not pinned"
+    )
     lines = [
         f"frame_cost: {p['audio_s']:g} s of {'utterance/silence' if p['speech'] else 'silence'} "
-        f"marker audio in 10 ms frames at {p['speed']:g}x, {p['reps']} reps (medians)",
+        f"marker audio in 10 ms frames at {p['speed']:g}x, {p['reps']} reps (medians; "
+        f"{pinned})",
         common.header_lines(result["machine"]),
+        f"load average (1 min) at the repetitions' starts: {s['load_1min'][0]:.2f} .. "
+        f"{s['load_1min'][1]:.2f}",
+        (
+            f"upstream: {p['upstream']['label']}, loaded as {p['upstream']['addon']}"
+            if p["upstream"]
+            else f"upstream: skipped ({s['upstream_skipped']})"
+        ),
         "",
-        common.table(["variant", "CPU ms / audio s", "achieved x"], rows, digits=1),
+        common.table(["variant", "CPU ms / audio s", "min", "max", "achieved x"], rows, digits=1),
         "",
         common.table(
-            ["ratio", "median"],
             [
-                ["ext / ws", s["ext_over_ws"]],
-                ["null / ws (runtime)", s["null_over_ws"]],
-                ["(ext - null) / ws (own share)", s["own_share"]],
+                "ratio (per repetition)",
+                "median",
+                "min",
+                "max",
+                "+-% range",
+                f"median CI ({coverage:.0%})",
+                "+-% CI",
+            ],
+            [
+                [
+                    label,
+                    *(s["spread"][key][k] for k in ("median", "min", "max", "half_range_pct")),
+                    "{:.2f} .. {:.2f}".format(*s["spread"][key]["median_ci"]),
+                    s["spread"][key]["median_ci_half_pct"],
+                ]
+                for label, key in ratio_rows
             ],
         ),
         "CPU ms / audio s by thread (median; threads alive at the end of the window): "
         + "; ".join(
             f"{v}: "
             + ", ".join(f"{k} {x:.1f}" for k, x in s["thread_cpu_ms_per_audio_s"][v].items())
-            for v in VARIANTS
+            for v in variants
         ),
         f"own share range over reps: {s['own_share_range'][0]:.2f} .. "
         f"{s['own_share_range'][1]:.2f}; goal <= {GOAL_OWN_SHARE:g}: "
         f"{'MET' if s['goal_met'] else 'MISSED'}",
     ]
+    if UPSTREAM in variants:
+        lines.append(
+            f"ours / upstream own share: median {s['ours_over_upstream']:.2f} over "
+            f"{p['reps']} reps; goal <= {GOAL_VS_UPSTREAM:g} (issue 24, >= 6 reps): "
+            + (
+                ("MET" if s["goal_vs_upstream_met"] else "MISSED")
+                if p["reps"] >= 6
+                else f"not judged ({p['reps']} reps)"
+            )
+        )
+        f = s["upstream_frames"]
+        lines.append(
+            f"upstream frames sent (fewest in a rep): {f['sent_min']} of {f['frames']} by its "
+            f"asr_finalize_end, {f['sent_at_finalize_min']} when its finalize began (the rest "
+            "were still queued for its consumer task and followed audio.done)"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.frame_cost", description=__doc__)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=8)
     parser.add_argument("--audio-s", type=float, default=60.0)
     parser.add_argument("--speed", type=float, default=20.0, help="multiple of real time")
     parser.add_argument(
@@ -492,12 +692,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="leave the worker and the server to the scheduler (default: distinct CPUs)",
+    )
+    parser.add_argument(
+        "--no-upstream",
+        action="store_true",
+        help="skip the upstream variant (default: run it where bench/upstream.py can "
+        "extract and load it; BENCH_UPSTREAM_REPO, BENCH_UPSTREAM_REV)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
-        help="instead: cProfile the extension's loop thread (null and ext) and show where "
-        "the time goes (profiling inflates every figure; compare rows, not totals)",
+        help="instead: cProfile the extension's loop thread (null, ext and upstream when "
+        "available) and show where the time goes (profiling inflates every figure; "
+        "compare rows, not totals)",
     )
-    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=WORKER_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

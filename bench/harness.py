@@ -88,10 +88,11 @@ Script = Callable[["BenchTester"], Awaitable[None]]
 class BenchTester(AsyncExtensionTester):
     """Runs one script; records (name, arrival time) of every data message."""
 
-    def __init__(self, script: Script, timeout_s: float) -> None:
+    def __init__(self, script: Script, timeout_s: float, decoded: frozenset[str] = DECODED) -> None:
         super().__init__()
         self.script = script
         self.timeout_s = timeout_s
+        self.decoded = decoded
         self.env: AsyncTenEnvTester | None = None
         self.received: list[Received] = []
         self.failure: str | None = None
@@ -106,7 +107,7 @@ class BenchTester(AsyncExtensionTester):
         now = time.monotonic()
         name = data.get_name()
         payload = None
-        if name in DECODED:
+        if name in self.decoded:
             text, err = data.get_property_to_json(None)
             payload = json.loads(text) if err is None and text else {}
         self.received.append(Received(name, now, payload))
@@ -181,9 +182,13 @@ class BenchTester(AsyncExtensionTester):
 
 
 def run_tester(
-    addon: str, properties: dict[str, Any], script: Script, timeout_s: float
+    addon: str,
+    properties: dict[str, Any],
+    script: Script,
+    timeout_s: float,
+    decoded: frozenset[str] = DECODED,
 ) -> BenchTester:
-    tester = BenchTester(script, timeout_s)
+    tester = BenchTester(script, timeout_s, decoded)
     tester.set_test_mode_single(addon, json.dumps(properties))
     tester.set_timeout(int((timeout_s + 30) * 1_000_000))
     err = tester.run()

@@ -107,9 +107,40 @@ def check_turn_boundary_modes(result: dict[str, Any]) -> None:
         assert x["server_finalizes"] == [0] and x["server_audio_dones"][0] >= turns, (variant, x)
 
 
+def check_frame_cost_upstream(result: dict[str, Any]) -> None:
+    """Upstream's variant either ran (every frame reached the server, and the
+    comparison is reported) or was skipped with the reason."""
+    summary = result["summary"]
+    if result["params"]["upstream"] is None:
+        assert summary["upstream_skipped"], summary
+        assert "upstream" not in summary["cpu_ms_per_audio_s"], summary
+        return
+    frames = summary["upstream_frames"]
+    assert frames["sent_min"] == frames["frames"], frames
+    assert isinstance(summary["ours_over_upstream"], float), summary
+
+
+def check_finalize_latency_upstream(result: dict[str, Any]) -> None:
+    """Upstream's variant either ran in audio_done mode (a connection per turn)
+    or was skipped with the reason."""
+    summary = result["summary"]
+    if result["params"]["upstream"] is None:
+        assert summary["upstream_skipped"], summary
+        return
+    x = summary["upstream"]
+    assert x["mode"] == "audio_done" and x["connections_per_turn"] >= 1, x
+    assert x["server_finalizes"] == [0], x
+
+
+def check_finalize_latency(result: dict[str, Any]) -> None:
+    check_finalize_latency_modes(result)
+    check_finalize_latency_upstream(result)
+
+
 # Checks beyond the JSON's keys (never timings): that each bench measured what it says.
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "finalize_latency": check_finalize_latency_modes,
+    "finalize_latency": check_finalize_latency,
+    "frame_cost": check_frame_cost_upstream,
     "turn_boundary": check_turn_boundary_modes,
 }
 
@@ -153,3 +184,59 @@ def test_bench_runs_quick_and_writes_its_json(name: str) -> None:
             assert isinstance(summary[section][key], (int, float)), (section, key, summary)
     if name in CHECKS:
         CHECKS[name](result)
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _fake_upstream_repo(path: Path, register: str) -> Path:
+    """A git repository holding a stand-in for upstream's package (not its code)."""
+    from bench import upstream
+
+    package = path / upstream.PACKAGE_PATH
+    (package / "tests").mkdir(parents=True)
+    (package / "addon.py").write_text(f'@register_addon_as_extension("{register}")\nclass A: ...\n')
+    (package / "manifest.json").write_text(json.dumps({"name": register, "version": "9.9.9"}))
+    (package / "tests" / "test_x.py").write_text("")
+    _git(path, "init", "-q")
+    _git(path, "add", ".")
+    _git(path, "commit", "-q", "-m", "fake upstream")
+    return path
+
+
+def test_upstream_package_is_extracted_under_its_own_addon_name(tmp_path: Path) -> None:
+    """Upstream registers the addon name ours has; the benches load it beside ours
+    under another name, changing only its registration and manifest name."""
+    from bench import upstream
+
+    repo = _fake_upstream_repo(tmp_path / "repo", "xai_asr_python")
+    extracted = upstream.extract(str(repo), "HEAD", tmp_path / "out")
+    assert isinstance(extracted, upstream.Upstream), extracted
+    package = extracted.package_dir
+    assert package.name == upstream.ADDON
+    assert (
+        (package / "addon.py")
+        .read_text()
+        .startswith(f'@register_addon_as_extension("{upstream.ADDON}")')
+    )
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest == {"name": upstream.ADDON, "version": "9.9.9"}
+    assert not (package / "tests").exists()
+    assert extracted.version == "9.9.9"
+
+
+def test_upstream_package_that_registers_another_name_is_refused(tmp_path: Path) -> None:
+    from bench import upstream
+
+    repo = _fake_upstream_repo(tmp_path / "repo", "something_else")
+    reason = upstream.extract(str(repo), "HEAD", tmp_path / "out")
+    assert isinstance(reason, str) and "does not register" in reason, reason
+    assert upstream.extract(str(repo), "no-such-rev", tmp_path / "out") == (
+        f"no commit 'no-such-rev' in {repo}"
+    )
