@@ -476,9 +476,19 @@ def _check_finalize_times(
             if owner is not None and ends.get(owner, len(recorder.events)) < k:
                 late.setdefault(owner, []).append(index)
     for fid, indices in late.items():
+        status = recorder.events[ends[fid]][1].status
+        if status == "no_connection":
+            # No connection could take the turn by its deadline: the finalize ends, and
+            # its audio stays buffered (the cut kept) until one comes (turns.py,
+            # finalize_expired). Delivered late rather than lost; named here.
+            result.excused.append(
+                f"frames {_ranges(indices)} came after finalize {fid}'s end: it ended "
+                f"no_connection, and its audio was transcribed when a connection came"
+            )
+            continue
         v.append(
             f"frames {_ranges(indices)} (before finalize {fid}'s cut at frame {cuts[fid]}) "
-            f"were transcribed after its end"
+            f"were transcribed after its end ({status})"
         )
 
 
