@@ -337,8 +337,9 @@ async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResul
         _check(result, recorder, session, speech, issued)
         _check_finalize_times(result, recorder, issued, cuts, settings.finalize_timeout_s)
         _check_word_times(result, recorder)
-        _check_statuses(result, recorder, server.connections, cuts, session)
-        _check_fatal(result, recorder, session, settings.backoff.max_attempts)
+        lost_spans = session.ledger.lost_spans_ms
+        _check_statuses(result, recorder, server.connections, cuts, lost_spans)
+        _check_fatal(result, recorder, lost_spans, settings.backoff.max_attempts)
         stats = session.stats
         result.summary = (
             f"seed {seed}: {len(speech)} speech frames, {len(recorder.final_indices())} "
@@ -525,7 +526,7 @@ def _check_statuses(
     recorder: ClockedRecorder,
     records: list[Any],
     cuts: dict[str, int],
-    session: StreamingSession,
+    lost: list[tuple[float, float]],
 ) -> None:
     """The connection statuses, by the soak's own table and the server's records:
 
@@ -559,8 +560,6 @@ def _check_statuses(
         elif kind == "error" and not value.fatal and value.retry_in_s is not None:
             if state != ConnState.DISCONNECTED.value:
                 v.append(f"a failed attempt was told while the status was {state}: {value.message}")
-
-    lost = session.ledger.lost_spans_ms
 
     def is_lost(i: int) -> bool:
         return any(start < (i + 1) * 10 and i * 10 < end for start, end in lost)
@@ -606,7 +605,10 @@ def _turn_end_reached(cut: int, received: set[int], is_lost: Callable[[int], boo
 
 
 def _check_fatal(
-    result: SoakResult, recorder: ClockedRecorder, session: StreamingSession, max_attempts: int
+    result: SoakResult,
+    recorder: ClockedRecorder,
+    lost: list[tuple[float, float]],
+    max_attempts: int,
 ) -> None:
     """A FATAL error only by the rules (README, Failures): a refused key (401/403) at once,
     never retried; or a streak of failed attempts, each told with its retry, numbered
@@ -640,7 +642,8 @@ def _check_fatal(
             result.excused.append(f"FATAL at event {k}: a refused key ({value.message})")
             continue
         expected = list(range(1, max_attempts))
-        if value.attempt == max_attempts and streak[-len(expected) :] == expected:
+        told = streak[len(streak) - len(expected) :] if len(streak) >= len(expected) else None
+        if value.attempt == max_attempts and told == expected:
             result.excused.append(
                 f"FATAL at event {k}: {max_attempts} failed attempts in a row ({value.message})"
             )
@@ -650,7 +653,7 @@ def _check_fatal(
             f"vendor code {value.vendor_code}): {value.message}"
         )
     if fatal_at is not None:
-        gave_up = [f"{start:.0f}-{end:.0f} ms" for start, end in session.ledger.lost_spans_ms]
+        gave_up = [f"{start:.0f}-{end:.0f} ms" for start, end in lost]
         result.excused.append(
             f"after the FATAL error nothing more is transcribed; lost audio: {gave_up}"
         )
