@@ -54,7 +54,8 @@ EXCLUDED = {
     "redaction.py": "its tests are tests/test_redaction.py, not the engine's",
 }
 EXCLUDED_PREFIXES = ("ten_",)  # ten_messages.py, ten_outbox.py, ten_turns.py: TEN adapters
-TEST_GLOBS = ("test_core_*.py", "test_engine_*.py")
+# test_mutants_*.py: the checks written for survivors of earlier runs.
+TEST_GLOBS = ("test_core_*.py", "test_engine_*.py", "test_mutants_*.py")
 # Support modules the tests import, which are not tests.
 NOT_TESTS = {"test_engine_support.py"}
 
