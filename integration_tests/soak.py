@@ -512,6 +512,10 @@ def _check_word_times(result: SoakResult, recorder: ClockedRecorder) -> None:
 
 def _server_stopped_reading(record: Any) -> str | None:
     """Why the server cannot see everything the client sent on this connection, if so."""
+    if record.end == "aborted":
+        # A reset drops what was in flight: the client may have sent the turn's end
+        # (and handed the connection off) just before it learnt of the reset.
+        return "reset the connection (what was in flight is lost to it)"
     if record.partitioned_at_bytes is not None:
         return f"partitioned after {record.partitioned_at_bytes} bytes"
     fault = record.fault
@@ -541,7 +545,7 @@ def _check_statuses(
       frame, or the audio from there to the cut was reported lost). Any other end of
       the current connection (an injected failure, a stall found by the client) must
       say disconnected first. A connection whose reading the server stopped (partition,
-      stall) is excused by name: the server cannot see what reached it.
+      stall) or that it reset is excused by name: the server cannot see what reached it.
     """
     v = result.violations
     last = ConnState.DISCONNECTED.value
