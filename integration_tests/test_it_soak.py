@@ -23,13 +23,14 @@ from xai_asr_python.session import ConnState, SessionError, Transcript
 
 # About 4 s each on two loaded cores, mostly real time (paced audio, pauses,
 # timeouts); the verdicts do not depend on the machine's speed.
-# Seeds 0-9, plus 15 and 21, which fail when the liveness probes and the no-done
-# repair are disabled (as 6, 7 and 9 do when drop episodes go unreported).
-# Measured 2026-12-07: since the live wire (finalize messages keep one connection),
-# 10 of these 12 run on a single connection with no error, and none of them fails
-# when the engine's finalize deadline is 0.5 s late or a failed current connection
-# says no DISCONNECTED (bench.soak: seed 51 fails the first, 45, 72 and 73 the second).
-SEEDS = [*range(10), 15, 21]
+# Since the live wire, a finalize keeps its connection, so a fault drawn for a later
+# connection often never happens: of seeds 0-89, 67 ran on one connection with no
+# error (measured 2026-12-07). These twelve are the ones with faults at work: failed
+# handshakes and streaks (31, 34, 39, 45), repairs and drops (26, 72, 73), standby
+# failures (4, 22), outages past the finalize timeout (51), many connections (0, 69).
+# Seed 51 fails when the finalize deadline is 0.5 s late; 45, 72 and 73 when a failed
+# current connection says no DISCONNECTED.
+SEEDS = [0, 4, 22, 26, 31, 34, 39, 45, 51, 69, 72, 73]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
