@@ -27,6 +27,10 @@ from .session_types import Transcript, Word
 from .timeline import AudioFormat, ConnectionTimeline, round_ms
 from .utterances import ResultAssembler, VendorResult
 
+# A failed (or finished) connection is closed politely, so the server reads what we
+# sent, for this long; then dropped.
+FAILURE_CLOSE_TIMEOUT_S = 0.5
+
 
 class Role(enum.Enum):
     CONNECTING = "connecting"  # the next current connection, handshake under way

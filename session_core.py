@@ -96,6 +96,7 @@ from .audio_buffer import (
     ReplayWindow,
 )
 from .connection_state import (
+    FAILURE_CLOSE_TIMEOUT_S,
     Conn,
     EndOfAudio,
     Finalize,
@@ -128,7 +129,7 @@ from .session_types import (
     SessionStats,
 )
 from .timeline import TICKS_PER_MS, ConnectionTimeline, round_ms
-from .turns import FAILURE_CLOSE_TIMEOUT_S, Turns
+from .turns import Turns
 from .vendor import XAI, Vendor
 
 # A socket that failed under a send is given this long for its reader to see the close.
@@ -194,6 +195,7 @@ class SessionCore:
             buffer_max_ms=lambda: self._buffer.max_ms,
         )
         self._turns = Turns(self, self._log)
+        self._repairs = self._turns.repairs
         # How a finalize ends its utterance now: "finalize" (the connection stays) or
         # "audio_done" (it drains and closes; the next turn has another). `auto` starts
         # with finalize and falls back for good when the service refuses or ignores it.
@@ -239,7 +241,7 @@ class SessionCore:
             "grace": self._turns.grace_over,
             "watch": self._watch_timer,
             "settle": self._settle_expired,
-            "repair": self._turns.repair_expired,
+            "repair": self._repairs.expired,
             "answer": self._turns.answer_overdue,
             "backoff": self._backoff_over,
         }
@@ -546,7 +548,7 @@ class SessionCore:
             if self._phase is Phase.ADOPTING and self._connecting is conn:
                 self._adopt(conn)
         elif conn.role is Role.REPAIR:
-            self._turns.repair_send_next(conn)
+            self._repairs.send_next(conn)
 
     def _on_open_failed(self, event: io.OpenFailed) -> None:
         conn = self._conns.pop(event.generation, None)
@@ -572,7 +574,7 @@ class SessionCore:
             if self._phase is Phase.ADOPTING and self._connecting is conn:
                 self._adopt(conn)
         elif conn.role is Role.REPAIR:
-            self._turns.repair_end(conn, failure)
+            self._repairs.end(conn, failure)
 
     def _go_live(self, conn: Conn, *, adopted: bool) -> None:
         """`conn` becomes the current connection: new audio goes to it from now on."""
@@ -771,7 +773,7 @@ class SessionCore:
         item, conn.in_flight = conn.in_flight, None
         conn.sending_since = None
         if conn.role is Role.REPAIR:
-            self._turns.repair_sent(conn, item, ok)
+            self._repairs.sent(conn, item, ok)
             return
         if item is None or conn.role is not Role.CURRENT:
             return
@@ -1053,7 +1055,7 @@ class SessionCore:
         vendor_event = event.event
         conn.tracker.receive(vendor_event)
         if conn.role is Role.REPAIR:
-            self._turns.repair_event(conn, vendor_event)
+            self._repairs.event(conn, vendor_event)
             return
         if conn.role is not Role.CURRENT and conn.role is not Role.DRAINING:
             return  # a standby (nothing to say yet) or a finished turn
@@ -1141,7 +1143,7 @@ class SessionCore:
             self._out.append(io.CancelTimer(("grace", conn.generation)))
             self._retire(conn)
         elif conn.role is Role.REPAIR:
-            self._turns.repair_end(conn)
+            self._repairs.end(conn)
 
     def _close_failed(self, conn: Conn) -> None:
         """A dead session: close politely (the server reads what we sent), bounded."""
