@@ -212,9 +212,26 @@ class Turns:
         timeout_s = (f.deadline - f.issued_at) if f is not None else 0.0
         self._host.fall_back(conn, f"no answer to finalize within {timeout_s / 2:g} s")
 
-    def end_all(self, status: str) -> None:
+    def stop(self, conns: list[Conn]) -> None:
+        """The session stops (its sockets are aborted): every turn ends now, in order:
+        the draining ones, oldest first, then the current one. Their interim text is
+        made final; speech sent after it, which no result will cover now, is reported
+        lost (never silently: it was heard by no one who answered). Then every finalize
+        still open ends "stopped", and nothing more is delivered."""
+        for conn in conns:
+            if conn.role is Role.DRAINING or conn.role is Role.CURRENT:
+                frames = conn.window.take()
+                if type(conn.in_flight) is AudioFrame:
+                    frames.append(conn.in_flight)  # handed to the socket, never answered
+                for repair in conns:
+                    if repair.repair_of is conn and not repair.repair_ended:
+                        frames = repair.repair_frames + frames  # the repair's, unanswered
+                self.give_up(conn, frames, reason=LOST_STOPPED)
+                if conn.role is Role.DRAINING:
+                    self.finish(conn, "stopped")
         for f in list(self._finalizes.values()):
-            self.end(f, status, self._host.next_generation)
+            self.end(f, "stopped", self._host.next_generation)
+        self.delivery.clear()
 
     # ================================================================ draining
 
