@@ -167,7 +167,7 @@ class SessionCore:
         # Where audio the engine gives up on goes: counted and reported once per episode.
         self._ledger = AudioLedger()
         self._reports = SessionReports(
-            self._emit,
+            self.emit,
             self._ledger,
             self._log,
             secret=lambda: self._settings.api_key,
@@ -522,9 +522,6 @@ class SessionCore:
         self.act(io.Notify(method, args))
 
     # ================================================================ helpers
-
-    def _emit(self, method: str, *args: Any) -> None:
-        self.act(io.Notify(method, args))
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
