@@ -88,7 +88,7 @@ class Sender:
         # How a finalize ends its utterance now: "finalize" (the connection stays) or
         # "audio_done" (it drains and closes; the next turn has another). `auto` starts
         # with finalize and falls back for good when the service refuses or ignores it.
-        self.finalize_via = finalize_via(settings.finalize_mode)
+        self._finalize_via = finalize_via(settings.finalize_mode)
         # Word floors for the connection that will take replayed audio (multichannel).
         self._next_floors: dict[int | None, Fraction] = {}
         # stats
@@ -124,7 +124,7 @@ class Sender:
     def settings_changed(self, old: SessionSettings, settings: SessionSettings) -> None:
         """Audio pushed from now on has the new format; finalize_mode applies at once."""
         if settings.finalize_mode != old.finalize_mode:
-            self.finalize_via = finalize_via(settings.finalize_mode)
+            self._finalize_via = finalize_via(settings.finalize_mode)
         self._buffer.set_format(settings.audio_format)
         self._buffer.max_ms = settings.buffer_max_ms
 
@@ -225,7 +225,7 @@ class Sender:
                 self._turns.end_empty(item, conn.generation)
                 continue
             if (
-                self.finalize_via == "finalize"
+                self._finalize_via == "finalize"
                 and conn.settings_version == self._books.settings_version
             ):
                 if (
@@ -314,7 +314,7 @@ class Sender:
         if frame.replayed:
             self.replayed += length
         conn.sent_bytes += len(data)
-        if self.finalize_via == "finalize" and frame.speech:
+        if self._finalize_via == "finalize" and frame.speech:
             conn.speech_until = frame.start + length
         self._turns.has_audio = True
         conn.last_audio_at = now
@@ -326,7 +326,7 @@ class Sender:
         conn.audio_since_event_ms = since_event_ms + duration_ms
         if conn.speech_since is None and frame.speech:
             conn.speech_since = max(now, quiet_since + since_event_ms / 1000)
-            self._line.speech_started(conn, self.finalize_via)
+            self._line.speech_started(conn, self._finalize_via)
         self.bytes_sent += len(data)
         self.audio_ms_sent += duration_ms
         self._act(io.Notify("on_audio_sent", (data,)))
@@ -416,8 +416,8 @@ class Sender:
         that way too."""
         if conn.role is not Role.CURRENT or conn.fallback_due or self._line.current is not conn:
             return
-        if self._host.settings.finalize_mode == "auto" and self.finalize_via == "finalize":
-            self.finalize_via = "audio_done"
+        if self._host.settings.finalize_mode == "auto" and self._finalize_via == "finalize":
+            self._finalize_via = "audio_done"
             self._log.warning(
                 "gen %d: %s: this turn and every later one end with audio.done "
                 "(a new connection per turn)",

@@ -74,7 +74,8 @@ class SupervisedWatch(Protocol):
 
 
 class ConnectionSupervisor:
-    """The phase and the books of connections; opening, standby, failures, fatal."""
+    """The phase and the live connections (current, connecting, standby): opening,
+    adoption, failures, backoff, fatal."""
 
     def __init__(
         self,
@@ -102,8 +103,9 @@ class ConnectionSupervisor:
             clock=lambda: host.now,
             rng=rng,
         )
-        self._sender: SupervisedSender | None = None
-        self._watch: SupervisedWatch | None = None
+        # Made after the supervisor (they read it): set by `bind`, before any event.
+        self._sender: SupervisedSender
+        self._watch: SupervisedWatch
         # Read by the sender on every frame (plain attributes); changed only here.
         self.phase = Phase.IDLE
         self.current: Conn | None = None
@@ -121,19 +123,8 @@ class ConnectionSupervisor:
         self.connections_opened = 0
 
     def bind(self, sender: SupervisedSender, watch: SupervisedWatch) -> None:
-        """The sender and the watch, made after the supervisor (they read it)."""
         self._sender = sender
         self._watch = watch
-
-    @property
-    def sender(self) -> SupervisedSender:
-        assert self._sender is not None, "bind() first"
-        return self._sender
-
-    @property
-    def watch(self) -> SupervisedWatch:
-        assert self._watch is not None, "bind() first"
-        return self._watch
 
     @property
     def failed_attempts(self) -> int:
@@ -172,7 +163,7 @@ class ConnectionSupervisor:
             return
         if reason == "lazy":
             self.phase = Phase.LAZY
-            self.sender.check_demand()
+            self._sender.check_demand()
             return
         self._connect(reason)
 
@@ -276,7 +267,7 @@ class ConnectionSupervisor:
         """`conn` becomes the current connection: new audio goes to it from now on."""
         settings = self._host.settings
         now = self._host.now
-        sender = self.sender
+        sender = self._sender
         conn.role = Role.CURRENT
         conn.timeline = ConnectionTimeline(settings.sample_rate, sender.buffer_head())
         conn.assembler = self._vendor.assembler(settings)
@@ -310,7 +301,7 @@ class ConnectionSupervisor:
         )
         self._reports.status(ConnState.CONNECTED, 0, f"transcript.created{session}")
         self._act(io.Notify("on_connected", (conn.generation, delay_ms)))
-        self.watch.watch(conn)
+        self._watch.watch(conn)
         sender.pump()
 
     # ---------------------------------------------------------------- standby
@@ -318,7 +309,7 @@ class ConnectionSupervisor:
     def speech_started(self, conn: Conn, finalize_via: str) -> None:
         """The first speech since the connection's latest event was just sent on it."""
         settings = self._host.settings
-        self.watch.probe_if_due(conn)
+        self._watch.probe_if_due(conn)
         if (
             not conn.standby_asked
             and settings.standby
@@ -327,7 +318,7 @@ class ConnectionSupervisor:
         ):
             # A turn ending with audio.done needs the next connection: open it now.
             self._open_standby(conn)
-        self.watch.watch(conn)  # the stall deadline moved earlier
+        self._watch.watch(conn)  # the stall deadline moved earlier
 
     def _open_standby(self, conn: Conn) -> None:
         """Open the next turn's connection now, while this turn streams (its first speech
@@ -407,7 +398,7 @@ class ConnectionSupervisor:
         self.gave_up = True
         self.phase = Phase.FATAL
         self._discard_standby("the session gave up")
-        sender = self.sender
+        sender = self._sender
         sender.drop_unsent(LOST_GAVE_UP)
         now = self._host.now
         self._reports.end_drop_episode(now, gave_up=self.gave_up)
@@ -450,7 +441,7 @@ class ConnectionSupervisor:
             )
             self._next_connection("lazy")
             return
-        if settings.prewarm or self.sender.audio_waiting():
+        if settings.prewarm or self._sender.audio_waiting():
             self._next_connection("planned")
             return
         self._reports.status(ConnState.DISCONNECTED, 1000, "turn finalized; next on audio")
@@ -492,7 +483,7 @@ class ConnectionSupervisor:
                 verdict = Failure(kind="send_failed", message="sending audio failed")
         self.current = None
         self._gap_since = self._host.now
-        sender = self.sender
+        sender = self._sender
         prewarm = self._host.settings.prewarm
         if isinstance(verdict, Failure) and verdict.kind == "stream_timeout":
             # The service ended a session it found idle: a new connection takes over,
