@@ -94,9 +94,10 @@ def test_no_import_circle_among_root_modules() -> None:
 def test_the_engine_modules_are_seen() -> None:
     """The checks above read the package: its core and its imports are there."""
     modules = _root_modules()
-    assert {"session_core", "turns", "extension"} <= set(modules)
-    graph = _relative_imports(modules["session_core"], set(modules))
-    assert "engine_io" in graph
+    assert {"session_core", "turns", "extension", "session"} <= set(modules)
+    core_imports = _relative_imports(modules["session_core"], set(modules))
+    assert {"engine_io", "supervisor", "sender", "watch", "turns"} <= core_imports
+    assert "SessionCore" in {cls.name for cls in _classes(modules["session_core"])}
 
 
 @pytest.mark.parametrize(
