@@ -42,6 +42,11 @@ SPEECH_THRESHOLD_DBFS = -40.0
 # amplitude (32768 * 10 ** (-40 / 20), about 328).
 _QUIET_HIGH_BYTES = b"\x00\xff"
 assert 256 < 32768 * 10 ** (SPEECH_THRESHOLD_DBFS / 20)
+# High bytes of the samples -512..511; any other sample has |x| >= 512, and so a power
+# of at least 512 ** 2. When more than _LOUD_SHARE of a frame's samples are such, its
+# RMS is above the threshold whatever the others are: speech, decided in C.
+_NEAR_QUIET_HIGH_BYTES = b"\x00\x01\xfe\xff"
+_LOUD_SHARE = 10 ** (SPEECH_THRESHOLD_DBFS / 10) * 32768**2 / 512**2  # about 0.41
 # Loudness is estimated on at most this many samples per frame, taken as a few
 # contiguous windows spread over the frame (a stride could alias a tone away).
 _LEVEL_WINDOWS = 8
@@ -269,10 +274,19 @@ def level_dbfs(data: bytes, encoding: str) -> float:
 
 
 def is_speech(data: bytes, encoding: str) -> bool:
-    if encoding == "pcm" and not data[1::2].translate(None, _QUIET_HIGH_BYTES):
-        # Every sample is within -256..255 (its high byte is 0x00 or 0xFF), below the
-        # threshold's amplitude, so the RMS is too: most silence ends here, in C.
-        return False
+    """level_dbfs(data) > SPEECH_THRESHOLD_DBFS, exactly; most frames are decided in C."""
+    if encoding == "pcm":
+        high = data[1::2]
+        if not high.translate(None, _QUIET_HIGH_BYTES):
+            # Every sample is within -256..255 (its high byte is 0x00 or 0xFF), below the
+            # threshold's amplitude, so the RMS is too: most silence ends here.
+            return False
+        samples = len(high)
+        if (
+            samples <= _LEVEL_WINDOWS * _LEVEL_WINDOW  # level_dbfs reads every sample
+            and len(high.translate(None, _NEAR_QUIET_HIGH_BYTES)) > _LOUD_SHARE * samples
+        ):
+            return True  # most speech ends here
     return level_dbfs(data, encoding) > SPEECH_THRESHOLD_DBFS
 
 
@@ -466,6 +480,11 @@ class ReplayWindow:
         self._end = 0  # connection sample just after the last frame sent
         self._acked = 0  # connection sample up to which the audio is transcribed for good
         self._trimmed = 0  # un-acknowledged samples that fell out of the window
+        # The speech among them, until a final covers it: (connection start, connection
+        # end, user tick of the start, frames) per run of speech, oldest first. If the
+        # connection fails first, that speech can be neither replayed nor transcribed,
+        # so it must be reported lost (take_trimmed_speech).
+        self._trimmed_speech: deque[tuple[int, int, int, int]] = deque()
 
     def _ms(self, samples: int) -> Fraction:
         return Fraction(samples * 1000, self._fmt.sample_rate)
@@ -507,6 +526,9 @@ class ReplayWindow:
         samples = len(frame.data) // self._unit
         self._end += samples
         if self.max_ms <= 0:
+            # No window: every frame is out of it at once (its speech is remembered).
+            if frame.speech:
+                self._remember_speech(start, start + samples, frame.start, 1)
             return 0
         self._data.append(frame.data)
         self._conn_starts.append(start)
@@ -515,7 +537,7 @@ class ReplayWindow:
         self._kept += samples
         if self._kept <= self._max_samples:
             return 0
-        trimmed = self._cut_before(self._end - self._max_samples)
+        trimmed = self._cut_before(self._end - self._max_samples, trimming=True)
         self._trimmed += trimmed
         return trimmed * self._tpf
 
@@ -526,6 +548,34 @@ class ReplayWindow:
             return
         self._acked = point
         self._cut_before(point)
+        speech = self._trimmed_speech
+        while speech and speech[0][0] < point:
+            start, end, user_start, frames = speech.popleft()
+            if end > point:  # covered in part: the rest still waits for a final
+                speech.appendleft((point, end, user_start + (point - start) * self._tpf, frames))
+                break
+
+    def take_trimmed_speech(self) -> list[tuple[int, int, int]]:
+        """The speech that fell out of the window and no final covers: (start, end) user
+        ticks and the frames it came in, oldest first. Emptied: the connection failed or
+        ended without covering it, and the caller reports it lost (past whatever interim
+        text it makes final)."""
+        tpf = self._tpf
+        spans = [
+            (user_start, user_start + (end - start) * tpf, frames)
+            for start, end, user_start, frames in self._trimmed_speech
+        ]
+        self._trimmed_speech.clear()
+        return spans
+
+    def _remember_speech(self, start: int, end: int, user_start: int, frames: int) -> None:
+        speech = self._trimmed_speech
+        if speech and speech[-1][1] == start:
+            first, _, first_user, count = speech[-1]
+            if first_user + (start - first) * self._tpf == user_start:  # one run
+                speech[-1] = (first, end, first_user, count + frames)
+                return
+        speech.append((start, end, user_start, frames))
 
     def take(self) -> list[AudioFrame]:
         """Empty the window (the connection failed, or it drains and needs none)."""
@@ -535,8 +585,10 @@ class ReplayWindow:
         self._kept = 0
         return frames
 
-    def _cut_before(self, point: int) -> int:
-        """Drop the audio before connection sample `point`; returns the samples dropped."""
+    def _cut_before(self, point: int, *, trimming: bool = False) -> int:
+        """Drop the audio before connection sample `point`; returns the samples dropped.
+        `trimming`: it is dropped un-acknowledged, to keep the window in bound, so its
+        speech is remembered until a final covers it."""
         removed = 0
         unit = self._unit
         while self._data:
@@ -549,6 +601,12 @@ class ReplayWindow:
             replayed = self._replayed.popleft()
             samples = len(data) // unit
             cut = point - start
+            if trimming:
+                part = data if cut >= samples else data[: cut * unit]
+                if is_speech(part, self._fmt.encoding):
+                    # A frame cut in two is counted once: when its last part goes.
+                    whole = cut >= samples
+                    self._remember_speech(start, start + min(cut, samples), user_start, int(whole))
             if cut >= samples:
                 removed += samples
                 self._kept -= samples

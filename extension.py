@@ -107,8 +107,12 @@ class XAIASRExtension(AsyncExtension):
         self._outbox: ten_outbox.Outbox | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._metadata: dict[str, Any] = {}
+        self._latest_metadata: dict[str, Any] = {}
         self._frame_metadata_json = ""
+        # The latest frame whose metadata nobody has read yet. Reading a frame's metadata
+        # costs a JSON serialisation in the runtime (about a fifth of a WebSocket send):
+        # it is read when an output needs it, not for every frame.
+        self._unread_frame: AudioFrame | None = None
         self._finalizes = PendingFinalizes()
         self._turn = TurnTracker()
         self._carry = b""
@@ -197,11 +201,7 @@ class XAIASRExtension(AsyncExtension):
             chunk = bytes(audio_frame.get_buf())
         except SystemError:
             chunk = b""
-        metadata_json, err = audio_frame.get_property_to_json("metadata")
-        # Graphs send the same metadata with every frame: parse it only when it changes.
-        if err is None and metadata_json and metadata_json != self._frame_metadata_json:
-            self._frame_metadata_json = metadata_json
-            self._remember_metadata(metadata_json, source="pcm_frame")
+        self._unread_frame = audio_frame
         if not chunk:
             self._warn_once("empty_frame", "received an empty pcm_frame; ignored")
             return
@@ -242,6 +242,7 @@ class XAIASRExtension(AsyncExtension):
             finalize_id = ""
         metadata_json, err = data.get_property_to_json("metadata")
         if err is None and metadata_json:
+            self._unread_frame = None  # older than the finalize's own
             self._remember_metadata(metadata_json, source="asr_finalize")
             self._frame_metadata_json = ""  # the next frame's metadata is the latest again
         pending = PendingFinalize(finalize_id, dict(self._metadata), time.monotonic())
@@ -284,6 +285,19 @@ class XAIASRExtension(AsyncExtension):
         self._log(LogLevel.INFO, "update_configs accepted: applies at the next connection")
         return StatusCode.OK, "applies at the next connection"
 
+    @property
+    def _metadata(self) -> dict[str, Any]:
+        """The latest metadata the graph sent (a frame's or a finalize's), echoed on outputs."""
+        frame = self._unread_frame
+        if frame is not None:
+            self._unread_frame = None
+            metadata_json, err = frame.get_property_to_json("metadata")
+            # Graphs send the same metadata with every frame: parse it only when it changes.
+            if err is None and metadata_json and metadata_json != self._frame_metadata_json:
+                self._frame_metadata_json = metadata_json
+                self._remember_metadata(metadata_json, source="pcm_frame")
+        return self._latest_metadata
+
     def _remember_metadata(self, metadata_json: str, source: str) -> None:
         try:
             metadata = json.loads(metadata_json)
@@ -292,7 +306,7 @@ class XAIASRExtension(AsyncExtension):
         if not isinstance(metadata, dict):
             self._warn_once(f"metadata:{source}", f"{source} metadata is not an object; ignored")
             return
-        self._metadata = metadata
+        self._latest_metadata = metadata
 
     def _align(self, chunk: bytes) -> bytes:
         """Keep whole samples: a frame that ends mid-sample lends its tail to the next."""

@@ -22,6 +22,7 @@ LOST_BUFFER_FULL = "buffer_full"
 LOST_STOPPED = "stopped"
 LOST_GAVE_UP = "gave_up"
 LOST_UNANSWERED = "unanswered"
+LOST_REPLAY_WINDOW = "replay_window"
 
 
 class SessionReports:
@@ -142,5 +143,11 @@ class SessionReports:
                 "a turn's connection gave no transcript.done and no other connection could "
                 "transcribe its audio again by the finalize's deadline (interim text, if "
                 "any, was made final)"
+            )
+        if reason == LOST_REPLAY_WINDOW:
+            return (
+                "a connection ended before a final covered audio older than its replay "
+                "window (replay_max_ms), which no other connection can hear again (interim "
+                "text, if any, was made final)"
             )
         return reason

@@ -507,7 +507,9 @@ class ConnectionSupervisor:
             fatal=verdict.fatal, retry_after_s=verdict.retry_after_s
         )
         if decision.give_up:
-            self._turns.salvage(conn)  # no next connection: its interim text is all there is
+            # No next connection: its interim text is all there is, and the audio past it
+            # is counted lost (the FATAL error that follows says why).
+            self._turns.give_up(conn, reason=LOST_GAVE_UP)
             sender.take_back_finalizes(conn)  # they end with the session's fatal error
         else:
             sender.replay(conn)

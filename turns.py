@@ -45,7 +45,7 @@ from .connection_state import (
 from .delivery import DeliveryOrder
 from .protocol import Failure
 from .repairs import Repairs, RepairsHost
-from .session_reports import LOST_STOPPED, LOST_UNANSWERED
+from .session_reports import LOST_REPLAY_WINDOW, LOST_STOPPED, LOST_UNANSWERED
 from .session_types import FinalizeOutcome, Transcript
 from .timeline import TICKS_PER_MS
 from .utterances import VendorResult
@@ -383,15 +383,41 @@ class Turns:
 
     # ================================================================ turns and results
 
-    def salvage(self, conn: Conn, is_before: Callable[[float], bool] | None = None) -> float | None:
+    def salvage(
+        self,
+        conn: Conn,
+        is_before: Callable[[float], bool] | None = None,
+        *,
+        reason: str = LOST_REPLAY_WINDOW,
+    ) -> float | None:
         """The connection ends without a done: its interim text becomes final, not lost
         (with `is_before`: only the words before the audio that will be replayed).
-        Returns the end (user ms) of the text made final, if any."""
+        Returns the end (user ms) of the text made final, if any.
+
+        The speech that fell out of its replay window before a final covered it can be
+        neither replayed nor transcribed now: past the text made final, it is reported
+        lost (as `reason`)."""
         end: float | None = None
         for result in conn.assembler.salvage(is_before):
             self.deliver_result(conn, result)
             start_ms, duration_ms = conn.timeline.span(result.start_s, result.end_s)
             end = max(end or 0.0, float(start_ms + duration_ms))
+        trimmed = conn.window.take_trimmed_speech()
+        if trimmed:
+            floor = 0 if end is None else round(end * TICKS_PER_MS)
+            # A run the text covers in part is lost from the text's end on, with its
+            # frames in proportion.
+            kept = [
+                (max(a, floor), b, -(-n * (b - max(a, floor)) // (b - a)))
+                for a, b, n in trimmed
+                if b > floor
+            ]
+            spans = tuple((a, b) for a, b, _ in kept)
+            ticks = sum(b - a for a, b in spans)
+            if ticks > 0:
+                frames = max(1, sum(n for _, _, n in kept))
+                report = DropReport(ticks / TICKS_PER_MS, frames, ticks=ticks, spans=spans)
+                self._host.reports.lose(report, reason, self._host.now)
         return end
 
     def give_up(
@@ -410,7 +436,7 @@ class Turns:
         nothing was said there."""
         if frames is None:
             frames = conn.window.take()
-        salvaged_end = self.salvage(conn, is_before)
+        salvaged_end = self.salvage(conn, is_before, reason=reason)
         floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
         # A frame the text covers in part is lost from the text's end on.
         lost = [f for f in frames if f.start + f.length > floor]

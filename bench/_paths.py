@@ -5,8 +5,10 @@
 benches' null extension), puts the package layout on `sys.path`, picks the
 native `ten_runtime` when it is importable without `runtime/` and the
 pure-Python stand-in otherwise, and returns which one it picked.
-`BENCH_RUNTIME=standin|native` forces one (default `auto`); bench workers
-inherit it, so a whole bench runs on one runtime.
+`BENCH_RUNTIME=standin|native` forces one (default `auto`). The choice is
+written back to the environment, and `child_env()` keeps PYTHONPATH (the native
+runtime's paths, as `source ~/.cache/ten-native/env.sh` sets them), so every
+worker runs on the runtime its driver reports, or stops saying why.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def setup() -> str:
     if "ten_runtime" in sys.modules:
         module_file = getattr(sys.modules["ten_runtime"], "__file__", "") or ""
         _runtime = "standin" if str(ROOT / "runtime") in module_file else "native"
+        os.environ["BENCH_RUNTIME"] = _runtime
         return _runtime
     wanted = os.environ.get("BENCH_RUNTIME", "auto")
     if wanted not in ("auto", "native", "standin"):
@@ -95,6 +98,7 @@ def setup() -> str:
             del sys.modules[name]
         sys.path.insert(0, str(ROOT / "runtime"))
         _runtime = "standin"
+    os.environ["BENCH_RUNTIME"] = _runtime  # workers inherit the choice, never guess again
     return _runtime
 
 
@@ -120,5 +124,15 @@ def runtime_label(runtime: str) -> str:
 def child_env() -> dict[str, str]:
     """Environment for bench subprocesses started from the repository root."""
     env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # each child runs setup() itself
+    # Each child runs setup() itself. PYTHONPATH stays (it is how the native
+    # runtime is found), minus the checkout root, whose top-level modules
+    # (session, config, ...) would shadow the package layout.
+    kept = [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+        if p and Path(p).resolve() != ROOT
+    ]
+    if kept:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
+    else:
+        env.pop("PYTHONPATH", None)
     return env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import struct
 from fractions import Fraction
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xai_asr_python.audio_buffer import (
+    SPEECH_THRESHOLD_DBFS,
     AudioBuffer,
     AudioFrame,
     FinalizeMarker,
@@ -117,6 +119,32 @@ def test_speech_detection_pcm_and_g711() -> None:
     assert is_speech(bytes([0x80]) * 800, "mulaw")  # mu-law max magnitude
     assert not is_speech(bytes([0xD5]) * 800, "alaw")
     assert is_speech(bytes([0xAA]) * 800, "alaw")  # A-law max magnitude
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=1200),  # samples: short frames and long ones
+    st.floats(0.0, 1.0),  # the share of loud samples (around the shortcut's 0.41)
+    st.integers(513, 33000),  # how loud they may be (from just past the shortcut's 512)
+    st.integers(0, 520),  # how loud the others may be
+    st.integers(0, 2**32),
+    st.booleans(),  # an odd byte count
+)
+def test_speech_shortcuts_decide_as_the_level_does(
+    n: int, share: float, loud: int, quiet: int, seed: int, odd: bool
+) -> None:
+    # is_speech decides most frames from their high bytes; it must agree with the
+    # measured level on every frame.
+    rng = random.Random(seed)
+    samples = [
+        rng.choice((1, -1)) * rng.randint(513, loud)
+        if rng.random() < share
+        else rng.randint(-quiet, quiet)
+        for _ in range(n)
+    ]
+    samples = [max(-32768, min(32767, v)) for v in samples]
+    data = struct.pack(f"<{n}h", *samples) + (b"\x7f" if odd else b"")
+    assert is_speech(data, "pcm") == (level_dbfs(data, "pcm") > SPEECH_THRESHOLD_DBFS)
 
 
 # ----------------------------------------------------------------- timeline

@@ -37,6 +37,7 @@ from xai_asr_python.recognition import Recognition
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.redaction import mask_secret
 from xai_asr_python.session import ConnState, SessionSettings, StreamingSession
+from xai_asr_python.session_types import SessionError
 
 KEY = "test-key-0123456789"
 
@@ -304,6 +305,13 @@ async def test_a_healthy_connection_resets_the_attempt_counter() -> None:
         await session.stop()
 
 
+def assert_rest_reported_lost(error: SessionError, *, frames: int) -> None:
+    """The speech past the interim text made final, which no replay window keeps
+    (replay_max_ms 0), is reported lost: once, exactly that much (10 ms a frame)."""
+    assert error.kind == "audio_dropped" and not error.fatal
+    assert error.dropped_ms == frames * 10
+
+
 async def test_vendor_error_during_drain_ends_the_finalize_as_failed() -> None:
     """Without replay (replay_max_ms=0) there is no repair connection: the old fallback.
     With replay the turn is repaired (test_engine_repair.py)."""
@@ -312,10 +320,11 @@ async def test_vendor_error_during_drain_ends_the_finalize_as_failed() -> None:
         session, recorder = started(server, replay_max_ms=0)
         await run_turn(session, recorder, 0, "t1", frames=60)
         assert recorder.finalize_ends[0].status == "failed"
-        [error] = recorder.errors
+        error, dropped = recorder.errors
         assert error.kind == "vendor_error" and error.vendor_code == "500" and not error.fatal
         # The interim text of the dead turn is not lost: it became final.
-        assert recorder.finals and recorder.final_indices() == list(range(50))
+        assert recorder.final_indices() == list(range(50))
+        assert_rest_reported_lost(dropped, frames=10)
         await run_turn(session, recorder, 100, "t2")
         assert recorder.finalize_ends[1].status == "done"
         await session.stop()
@@ -398,9 +407,10 @@ async def test_close_before_done_fails_the_finalize_but_keeps_the_text() -> None
         session, recorder = started(server, replay_max_ms=0)
         await run_turn(session, recorder, 0, "t1", frames=60)
         assert recorder.finalize_ends[0].status == "failed"
-        [error] = recorder.errors
+        error, dropped = recorder.errors
         assert error.kind == "abnormal_close" and error.vendor_code == "1000"
         assert recorder.final_indices() == list(range(50))
+        assert_rest_reported_lost(dropped, frames=10)
         await run_turn(session, recorder, 100, "t2")
         assert recorder.finalize_ends[1].status == "done"
         await session.stop()

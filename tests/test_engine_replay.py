@@ -447,6 +447,40 @@ def test_window_is_bounded_to_the_newest_max_ms() -> None:
     assert off.sent(pcm_frame(0, 100)) == 0 and off.frames() == []
 
 
+def test_speech_trimmed_out_of_the_window_is_remembered_until_a_final_covers_it() -> None:
+    # Frames at user 1000 ms on: speech, speech, silence, speech (100 ms each), in a
+    # 150 ms window. What falls out un-acknowledged cannot be replayed: its speech (and
+    # only its speech) is what a failure would lose.
+    window = ReplayWindow(PCM16K, max_ms=150)
+    for k, loud in enumerate((True, True, False, True)):
+        window.sent(pcm_frame(1000 + 100 * k, 100, 8000 if loud else 0))
+    # Trimmed: connection 0-250 ms = user 1000-1250 (two speech frames, half the silence).
+    window.acknowledge(Fraction(50))  # a final covers the first 50 ms
+    # Its frames: the two speech frames, each counted once (the silence is no loss).
+    assert window.take_trimmed_speech() == [(1050 * TICKS_PER_MS, 1200 * TICKS_PER_MS, 2)]
+    assert window.take_trimmed_speech() == []  # taken once
+    quiet = ReplayWindow(PCM16K, max_ms=100)
+    for k in range(3):
+        quiet.sent(pcm_frame(100 * k, 100, 0))
+    assert quiet.trimmed_ms == 200 and quiet.take_trimmed_speech() == []
+    covered = ReplayWindow(PCM16K, max_ms=100)
+    for k in range(3):
+        covered.sent(pcm_frame(100 * k, 100, 8000))
+    covered.acknowledge(Fraction(200))  # finals reached past everything trimmed
+    assert covered.take_trimmed_speech() == []
+
+
+def test_without_a_window_all_speech_sent_waits_for_a_final() -> None:
+    off = ReplayWindow(PCM16K, max_ms=0)
+    for k, loud in enumerate((True, True, False, True)):
+        off.sent(pcm_frame(100 * k, 100, 8000 if loud else 0))
+    off.acknowledge(Fraction(150))
+    assert off.take_trimmed_speech() == [
+        (150 * TICKS_PER_MS, 200 * TICKS_PER_MS, 2),
+        (300 * TICKS_PER_MS, 400 * TICKS_PER_MS, 1),
+    ]
+
+
 def test_requeue_goes_first_in_order_and_the_bound_drops_the_oldest() -> None:
     buffer = AudioBuffer(PCM16K, max_ms=1000)
     for _ in range(3):
