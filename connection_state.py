@@ -2,8 +2,8 @@
 
 A `Conn` is everything the core knows about one generation: its role, its
 vendor tracker (what its close means), its timeline, its results, its replay
-window, its liveness clocks and the send in flight. It does no I/O; the core
-(session_core.py) changes it on events and the driver never sees it.
+window, its liveness clocks and the send in flight. It does no I/O; the core's
+rooms (session_core.py names them) change it on events and the driver never sees it.
 
 Roles, and how a connection moves between them:
 
@@ -26,6 +26,10 @@ from .protocol import CloseVerdict, ConnectionPhase, ConnectionTracker, Transcri
 from .session_types import Transcript, Word
 from .timeline import AudioFormat, ConnectionTimeline, round_ms
 from .utterances import ResultAssembler, VendorResult
+
+# A failed (or finished) connection is closed politely, so the server reads what we
+# sent, for this long; then dropped.
+FAILURE_CLOSE_TIMEOUT_S = 0.5
 
 
 class Role(enum.Enum):

@@ -24,7 +24,7 @@ live stream makes two events and two actions per 10 ms frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .protocol import Failure, ServerEvent
 from .session_types import FinalizeOutcome, SessionSettings
@@ -266,3 +266,20 @@ Action = (
     | Notify
     | Defer
 )
+
+
+class SessionHost(Protocol):
+    """What each part of the core (supervisor.py, sender.py, watch.py, turns.py,
+    repairs.py) reads of the session and how it acts; `SessionCore` implements it.
+
+    `act` appends to the actions of the event being handled (in order); `now` is that
+    event's time. Both are read on every audio frame, so the core keeps them as plain
+    attributes (a bound `list.append` and a float), not as methods of its own."""
+
+    @property
+    def now(self) -> float: ...
+    @property
+    def settings(self) -> SessionSettings: ...
+    @property
+    def stopped(self) -> bool: ...
+    def act(self, action: Action) -> None: ...

@@ -6,9 +6,11 @@ into a `StreamingSession` and turns its listener callbacks into TEN messages.
 Structure. The engine is a sans-I/O core under a thin asyncio driver, as
 websockets and h11 are built:
 - session_core.py: `SessionCore`, every state and decision below; events in,
-  actions out (engine_io.py), no asyncio, no socket, no clock. Its module
-  docstring draws the phases; connection_state.py the roles of a connection;
-  delivery.py the order of results.
+  actions out (engine_io.py), no asyncio, no socket, no clock. It routes each
+  event to the room that owns what it touches (supervisor.py, sender.py,
+  watch.py, books.py, turns.py, repairs.py); its module docstring draws the
+  phases and names each part's room; connection_state.py the roles of a
+  connection; delivery.py the order of results.
 - this module: `StreamingSession`, the driver. It turns the core's actions
   into websockets calls, tasks and timers, and feeds back what happens (a
   connection opened, an event, a close, a send written, a timer) as events.
@@ -21,7 +23,7 @@ Ownership (one owner per piece of state):
 - the session owns the audio buffer, the connections, the generation counter,
   the pending finalizes and every task it starts;
 - a `Recognition` (recognition.py) is ONE connection and is never reused;
-- the core is the only sender, one send in flight per connection: frames go
+- the core's sender (sender.py) is the only sender, one send in flight per connection: frames go
   buffer -> socket in arrival order, a finalize marker takes its place in that order, and a
   frame whose send fails goes back to the head of the buffer;
 - each frame has one owner at a time: the buffer (not sent yet, or its send

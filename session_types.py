@@ -22,6 +22,21 @@ MAX_KEYTERMS = 100
 MAX_KEYTERM_CHARS = 50
 
 
+class Phase(enum.Enum):
+    """The session core's phase: what the next connection waits for (session_core.py
+    draws the machine; supervisor.py owns it)."""
+
+    IDLE = "idle"  # not started
+    LAZY = "lazy"  # no connection wanted until audio comes
+    CONNECTING = "connecting"  # a new connection's handshake
+    ADOPTING = "adopting"  # waiting for the standby's handshake to finish
+    BACKOFF = "backoff"  # waiting out the delay after a failure
+    STREAMING = "streaming"  # the current connection takes audio
+    SETTLING = "settling"  # the current connection's send failed; waiting for its close
+    FATAL = "fatal"  # gave up; Start begins again
+    STOPPED = "stopped"
+
+
 class ConnState(str, enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"

@@ -18,54 +18,76 @@ A turn's states, for the connection that carries it:
         repairing --the repair fails, or the deadline-------> FINISHED "failed" | "timeout"
     any --stop----------------------------------------------> "stopped"
 
-Like the core, it does no I/O: it acts through its host (the core: `act`,
-`emit`, `new_conn`, `retire`, `close`, `probe`), reads the time from it, and is
-called by it on events and timers.
+Like the core, it does no I/O: it acts through its host (`TurnsHost`, which the
+core implements: `act`, `emit`, `new_conn`, `retire`, `close`, `probe`), reads the
+time from it, and is called by it on events and timers. A failed turn's repair is
+repairs.py's (`Repairs`, which reaches the turns back only through `RepairedTurns`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from . import engine_io as io
 from . import liveness
-from .audio_buffer import AudioFrame, DropReport, FinalizeMarker
+from .audio_buffer import AudioFrame, AudioLedger, DropReport, FinalizeMarker
 from .connection_state import (
+    FAILURE_CLOSE_TIMEOUT_S,
     Awaiting,
     Conn,
-    EndOfAudio,
     Finalize,
     Role,
     floors_after,
     to_transcript,
 )
 from .delivery import DeliveryOrder
-from .protocol import Failure, ServerEvent, TranscriptDone, TranscriptPartial
+from .protocol import Failure
+from .repairs import Repairs, RepairsHost
 from .session_reports import LOST_REPLAY_WINDOW, LOST_STOPPED, LOST_UNANSWERED
 from .session_types import FinalizeOutcome, Transcript
 from .timeline import TICKS_PER_MS
 from .utterances import VendorResult
-
-if TYPE_CHECKING:
-    from .session_core import SessionCore
 
 # After transcript.done the server closes by itself; it gets this long before we close.
 DONE_CLOSE_GRACE_S = 0.5
 # An utterance final answers a `finalize` when it reaches the cut, give or take this
 # (the vendor's times are rounded).
 CUT_TOLERANCE_S = 0.05
-# A failed connection is closed politely (so the server reads what we sent) for this long,
-# then dropped.
-FAILURE_CLOSE_TIMEOUT_S = 0.5
+
+
+class TurnsHost(RepairsHost, Protocol):
+    """What the turns need of the session: the time, the settings, the books of
+    connections, and a way to act (the core implements it)."""
+
+    @property
+    def gave_up(self) -> bool: ...
+    @property
+    def ledger(self) -> AudioLedger: ...
+    @property
+    def next_generation(self) -> int:
+        """Where an outcome with no connection of its own takes its place in the order."""
+        ...
+
+    def open_turns(self) -> list[Conn]:
+        """The connections whose turn is not over: draining ones and repairs."""
+        ...
+
+    def emit(self, method: str, *args: object) -> None: ...
+    def probe(self, conn: Conn) -> None: ...
+    def retire(self, conn: Conn) -> None: ...
+    def fall_back(self, conn: Conn, why: str) -> None: ...
+    def abandon(self, conn: Conn, f: Finalize) -> None: ...
 
 
 class Turns:
-    def __init__(self, host: SessionCore, log: logging.Logger) -> None:
+    def __init__(self, host: TurnsHost, log: logging.Logger) -> None:
         self._host = host
         self._log = log
+        # A failed turn's second chance (repairs.py); the host routes its connection's
+        # events there.
+        self.repairs = Repairs(host, self, log)
         self._finalizes: dict[str, Finalize] = {}  # in issue order, until answered
         self._sent_on: dict[str, int] = {}  # finalize token -> generation of its audio.done
         # finalize token -> generation it was sent on as `finalize`, until answered
@@ -190,9 +212,26 @@ class Turns:
         timeout_s = (f.deadline - f.issued_at) if f is not None else 0.0
         self._host.fall_back(conn, f"no answer to finalize within {timeout_s / 2:g} s")
 
-    def end_all(self, status: str) -> None:
+    def stop(self, conns: list[Conn]) -> None:
+        """The session stops (its sockets are aborted): every turn ends now, in order:
+        the draining ones, oldest first, then the current one. Their interim text is
+        made final; speech sent after it, which no result will cover now, is reported
+        lost (never silently: it was heard by no one who answered). Then every finalize
+        still open ends "stopped", and nothing more is delivered."""
+        for conn in conns:
+            if conn.role is Role.DRAINING or conn.role is Role.CURRENT:
+                frames = conn.window.take()
+                if type(conn.in_flight) is AudioFrame:
+                    frames.append(conn.in_flight)  # handed to the socket, never answered
+                for repair in conns:
+                    if repair.repair_of is conn and not repair.repair_ended:
+                        frames = repair.repair_frames + frames  # the repair's, unanswered
+                self.give_up(conn, frames, reason=LOST_STOPPED)
+                if conn.role is Role.DRAINING:
+                    self.finish(conn, "stopped")
         for f in list(self._finalizes.values()):
-            self.end(f, status, self._host.next_generation)
+            self.end(f, "stopped", self._host.next_generation)
+        self.delivery.clear()
 
     # ================================================================ draining
 
@@ -340,143 +379,7 @@ class Turns:
         replay_from = conn.window.start_ms
         floors = floors_after(conn, replay_from)
         frames = conn.window.take()
-        self._start_repair(conn, frames, replay_from, floors)
-
-    def _start_repair(
-        self,
-        failed: Conn,
-        frames: list[AudioFrame],
-        replay_from: Fraction,
-        floors: dict[int | None, Fraction],
-    ) -> None:
-        """Open a short-lived connection, send it `frames` and audio.done, and wait for its
-        transcript.done, all by the failed turn's deadline. Its results become the turn's."""
-        settings = self._host.settings
-        deadline = failed.drain_deadline
-        timeout_s = max(0.001, min(settings.connect_timeout_s, deadline - self._host.now))
-        repair = self._host.new_conn(Role.REPAIR, timeout_s, frames[0].start)
-        self._log.warning(
-            "gen %d failed while draining: repairing its turn on gen %d (%.0f ms of audio)",
-            failed.generation,
-            repair.generation,
-            sum(f.length for f in frames) / TICKS_PER_MS,
-        )
-        repair.channel_keys = failed.channel_keys
-        repair.floors = floors
-        repair.repair_of = failed
-        repair.repair_frames = frames
-        repair.replay_from = replay_from
-        repair.drain_deadline = deadline
-        self._host.act(io.SetTimer(("repair", repair.generation), deadline))
-
-    def repair_send_next(self, repair: Conn) -> None:
-        if repair.repair_ended or repair.in_flight is not None:
-            return
-        if repair.repair_next < len(repair.repair_frames):
-            frame = repair.repair_frames[repair.repair_next]
-            repair.repair_next += 1
-            repair.in_flight = frame
-            self._host.act(io.Send(repair.generation, frame.data))
-        elif repair.repair_next == len(repair.repair_frames):
-            repair.repair_next += 1
-            repair.in_flight = EndOfAudio.REPAIR
-            self._host.act(io.SendEndOfAudio(repair.generation))
-
-    def repair_sent(self, repair: Conn, item: Any, ok: bool) -> None:
-        if not ok or repair.repair_ended:
-            return  # its close says why
-        if type(item) is AudioFrame:
-            repair.timeline.record_sent(item.start, item.length)
-            self._host.count_replayed(item.length)
-        elif item is EndOfAudio.REPAIR:
-            repair.tracker.audio_done_sent()
-        self.repair_send_next(repair)
-
-    def repair_event(self, repair: Conn, event: ServerEvent) -> None:
-        """The repair connection's results, kept until its transcript.done (all or none)."""
-        if repair.repair_ended:
-            return
-        result: VendorResult | None = None
-        if isinstance(event, TranscriptPartial):
-            result = repair.assembler.on_partial(event)
-        elif isinstance(event, TranscriptDone):
-            result = repair.assembler.on_done(event)
-        if result is not None:
-            repair.repair_results.append(result)
-        if repair.tracker.done or repair.tracker.failure is not None:
-            self.repair_end(repair)
-
-    def repair_expired(self, generation: int) -> None:
-        repair = self._host.conn(generation)
-        if repair is not None and repair.role is Role.REPAIR:
-            self.repair_end(repair)
-
-    def repair_end(self, repair: Conn, open_failure: Failure | None = None) -> None:
-        """The repair is over, one way or another: the failed turn ends with it."""
-        if repair.repair_ended or self._host.stopped:
-            return
-        repair.repair_ended = True
-        failed = repair.repair_of
-        assert failed is not None
-        generation = repair.generation
-        deadline = repair.drain_deadline
-        self._host.act(io.CancelTimer(("repair", generation)))
-        settings = self._host.settings
-        tracker = repair.tracker
-        status = "failed"
-        failure = open_failure
-        if failure is None:
-            if tracker.done and tracker.failure is None:
-                status = "done"
-            elif tracker.failure is not None:
-                failure = tracker.failure
-            elif repair.ended:
-                verdict = repair.verdict
-                failure = (
-                    verdict
-                    if isinstance(verdict, Failure)
-                    else Failure(kind="abnormal_close", message="closed before transcript.done")
-                )
-            else:
-                status = "timeout"
-                failure = Failure(
-                    kind="finalize_timeout",
-                    message="no transcript.done within the finalize timeout "
-                    f"({settings.finalize_timeout_s:g} s)",
-                )
-        if status == "done":
-            # The failed connection's interim text over the repaired audio is dropped;
-            # its words before that audio (fallen out of the window) are made final.
-            timeline = failed.timeline
-            replay_from = repair.replay_from
-            self.salvage(failed, lambda s: timeline.vendor_to_conn_ms(s) <= replay_from)
-            for result in repair.repair_results:
-                if result.final:
-                    self.deliver_result(repair, result)
-            self.finish(failed, "done", repaired=True)
-            self._log.info("gen %d: turn repaired on gen %d", failed.generation, generation)
-        else:
-            assert failure is not None
-            if self._host.now >= deadline:
-                status = "timeout"
-            self._host.reports.error(
-                failure,
-                fatal=False,
-                retry_in_s=None,
-                message=f"repair connection (gen {generation}) failed: {failure.message}",
-            )
-            self.give_up(failed, repair.repair_frames)
-            self.finish(failed, status)
-        if not failed.turn_finished:
-            self.finish(failed, "failed")  # never an open turn
-        self._host.forget(generation)
-        if open_failure is not None:
-            return  # nothing was opened
-        if status == "done" and not repair.ended:
-            # The server closes after transcript.done; we close what it has not.
-            self._host.close(repair, "drained", FAILURE_CLOSE_TIMEOUT_S)
-        elif not repair.ended:
-            self._host.act(io.Abort(generation))
+        self.repairs.start(conn, frames, replay_from, floors)
 
     # ================================================================ turns and results
 
