@@ -264,6 +264,14 @@ class SessionCore:
                 retry_in_s=None,
             )
             self._supervisor.give_up()
+            # Its connections go too: nothing of them may reach the listener after the
+            # FATAL error, and a Start after it must not find an old one still open.
+            # What they held ends as at stop, counted lost (gave_up), each finalize failed.
+            try:
+                conns = self._supervisor.abort_all()
+                self._turns.stop(conns, status="failed")
+            finally:
+                self._supervisor.forget_all()
         out = self._out.copy()
         self._out.clear()
         return out

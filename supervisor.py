@@ -148,6 +148,10 @@ class ConnectionSupervisor:
         """Sockets first: nothing more goes out and nothing waits on the network. The
         connections, oldest first, for their turns to end (then `forget_all`)."""
         self.phase = Phase.STOPPED
+        return self.abort_all()
+
+    def abort_all(self) -> list[Conn]:
+        """Abort every connection; returns them, oldest first (then `forget_all`)."""
         for generation in sorted(self._books.conns):
             self._act(io.Abort(generation))
         return sorted(self._books.conns.values(), key=lambda c: c.generation)

@@ -45,7 +45,7 @@ from .connection_state import (
 from .delivery import DeliveryOrder
 from .protocol import Failure
 from .repairs import Repairs, RepairsHost
-from .session_reports import LOST_REPLAY_WINDOW, LOST_STOPPED, LOST_UNANSWERED
+from .session_reports import LOST_GAVE_UP, LOST_REPLAY_WINDOW, LOST_STOPPED, LOST_UNANSWERED
 from .session_types import FinalizeOutcome, Transcript
 from .timeline import TICKS_PER_MS
 from .utterances import VendorResult
@@ -212,12 +212,14 @@ class Turns:
         timeout_s = (f.deadline - f.issued_at) if f is not None else 0.0
         self._host.fall_back(conn, f"no answer to finalize within {timeout_s / 2:g} s")
 
-    def stop(self, conns: list[Conn]) -> None:
+    def stop(self, conns: list[Conn], *, status: str = "stopped") -> None:
         """The session stops (its sockets are aborted): every turn ends now, in order:
         the draining ones, oldest first, then the current one. Their interim text is
         made final; speech sent after it, which no result will cover now, is reported
         lost (never silently: it was heard by no one who answered). Then every finalize
-        still open ends "stopped", and nothing more is delivered."""
+        still open ends `status` ("stopped"; "failed" when the core crashed), and
+        nothing more is delivered."""
+        reason = LOST_STOPPED if status == "stopped" else LOST_GAVE_UP
         for conn in conns:
             if conn.role is Role.DRAINING or conn.role is Role.CURRENT:
                 frames = conn.window.take()
@@ -226,11 +228,11 @@ class Turns:
                 for repair in conns:
                     if repair.repair_of is conn and not repair.repair_ended:
                         frames = repair.repair_frames + frames  # the repair's, unanswered
-                self.give_up(conn, frames, reason=LOST_STOPPED)
+                self.give_up(conn, frames, reason=reason)
                 if conn.role is Role.DRAINING:
-                    self.finish(conn, "stopped")
+                    self.finish(conn, status)
         for f in list(self._finalizes.values()):
-            self.end(f, "stopped", self._host.next_generation)
+            self.end(f, status, self._host.next_generation)
         self.delivery.clear()
 
     # ================================================================ draining
