@@ -108,7 +108,10 @@ class _Listener:
         pass
 
     def on_audio_dropped(self, dropped_ms: float, total_dropped_ms: float) -> None:
-        self.errors.append(f"dropped {dropped_ms:.0f} ms")
+        # At stop the speech no result covered yet is reported lost, by design: not an
+        # engine error of the run (every step failed on it once the engine reported it).
+        if not self.measure.get("stopping"):
+            self.errors.append(f"dropped {dropped_ms:.0f} ms")
 
 
 def _overrides(settings: list[str]) -> dict[str, Any]:
