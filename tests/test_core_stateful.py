@@ -9,25 +9,46 @@ in every way a connection fails, refuses or hangs openings. Each run draws the
 session's finalize_mode (auto, finalize, audio_done) and the vendor: the live
 xAI wire or, knob by knob, an older one (tail-only utterance finals, chunk-start
 times, whole or pending transcript.done, no empty partials, finalize refused or
-ignored, slow to answer it). At the end every turn is finalized, time runs until
-everything settles, and the session is stopped. The properties (session.py's
-contract):
+ignored, slow to answer it).
+
+Every run speaks from its first step, and faults are on in three runs of four.
+A run ends in one of two ways: the settled stop (every turn finalized, the
+network healed, time run until everything settles), or a stop at any moment
+(the stop rules: mid-speech, right after a scripted failure with its backoff
+armed, during a handshake, during a drain, with a finalize pending). Either way,
+after the stop every timer the core left armed fires and the simulator delivers
+whatever it still would. The properties (session.py's contract, README "No
+silent loss"):
 
 (a) every speech frame (as the simulator recorded it, Harness.pushed) is, at
     the end, in exactly one final transcript word or inside the ledger's lost
-    spans (never both, never twice, never neither), and every word is timed
-    exactly on the user's timeline;
+    spans (never both, never twice), and every word is timed exactly on the
+    user's timeline. A frame may be neither only with an excuse that names it
+    (Session.unaccounted_excuse): the window of the connection whose failure was
+    the FATAL one, or the known gap of audio trimmed from the replay window;
+(l) every frame lost is lost for a reason the contract names, judged per frame
+    from the simulator's record (Session.unjustified): an overflow drops the
+    oldest audio (at least buffer_max_ms of newer audio was pushed by then), a
+    give-up comes after a FATAL error, a stop never loses a word of the interim
+    text a connection still in use holds (it is made final), an unanswered turn
+    has a finalize after the frame that ended without its done;
 (b) final words come in the order of the audio;
 (c) every finalize ends exactly once, by its deadline, in the order they were issued;
-(d) every status transition is legal and starts from the status before it;
+(d) every status transition is one TEN allows (the test's own table, not the
+    core's filter) and starts from the status before it; every retried failure
+    of the current connection, and a FATAL error, leave it DISCONNECTED;
 (e) after stop: only aborts, closes, cancelled timers and listener calls, and no
-    Open or Send whatever happens next;
+    Open or Send whatever happens next (every timer fired);
 (f) never two sends in flight on one connection (nor audio after audio.done,
-    nor traffic to a connection whose close was delivered);
-(g) after a FATAL error nothing pushed later is transcribed and the core says it
-    gave up; an error of the current connection with a retry is within the streak;
-(h) every loss is reported (an audio_dropped error per episode, the episodes
-    adding up to the ledger's total) unless a FATAL error came first;
+    nor traffic to a connection whose close was delivered); a probe's dead
+    verdict ends the current connection at once;
+(g) after a FATAL error nothing pushed later is transcribed and no connection
+    opens until a new Start; a 401/403 refusal is never retried; a FATAL error
+    of the streak comes at the configured attempt, not before, not after;
+(h) every loss is reported, by the listener's calls: each ledger entry outside a
+    given-up period is told (on_audio_dropped), and each audio_dropped error
+    covers exactly what was told since the previous one (the episode a FATAL
+    error ends is reported by that error);
 (i) finalize modes (Session.check_finalize_mode): never a `finalize` message in
     audio_done mode; with no fault on a fast network, no error, and in finalize
     or auto mode with a vendor that answers finalize, one connection for every
