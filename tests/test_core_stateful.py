@@ -1115,8 +1115,10 @@ CoreMachine.TestCase.settings = settings(
     derandomize="CORE_STATEFUL_EXAMPLES" not in os.environ,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-# pytest-timeout (120 s in pyproject.toml) bounds the whole run of examples.
-TestCoreStateful = pytest.mark.timeout(max(120, EXAMPLES))(CoreMachine.TestCase)
+# pytest-timeout (120 s in pyproject.toml) bounds the whole run of examples, and the
+# shrinking of a failure: on a loaded machine that takes minutes, and a timeout in its
+# middle hides which property failed.
+TestCoreStateful = pytest.mark.timeout(max(600, 2 * EXAMPLES))(CoreMachine.TestCase)
 
 
 # =========================================================================== scenarios
