@@ -259,7 +259,6 @@ class Session:
         # At stop: the words the core holds as interim text of a connection still in use
         # (it must make them final, not lost).
         self.held_at_stop: set[int] = set()
-        self.stopped_mid_run = False  # stopped by the machine's stop rule
 
     # ---------------------------------------------------------------- the user
 
@@ -367,7 +366,6 @@ class Session:
         with finalizes pending), then let everything the simulator still has run out,
         timers included, poke the stopped core, and check that nothing more goes out and
         that every frame is accounted for."""
-        self.stopped_mid_run = True
         self.stop()
         self.after_stop()
 
