@@ -53,7 +53,10 @@ timeout.
 The harness also checks properties of the core's traffic as it goes (one send
 in flight per connection, no audio after audio.done, nothing sent to a
 connection whose close was delivered, no connection work after stop); the
-violations are collected in `Harness.violations`.
+violations are collected in `Harness.violations`. Ground truth for the loss checks:
+`SimConn.over_at` (when the core learnt or decided a connection is over),
+`SimConn.interim_words` (the interim text the core holds of it) and the frames
+each connection heard (`SimConn.frames`, `SimVendor.sent_frames`).
 """
 
 from __future__ import annotations
@@ -312,6 +315,16 @@ class SimConn:
     client_close: str | None = None  # the reason of the client's polite close, if any
     probe_tokens: set[int] = field(default_factory=set)
     closed_delivered: bool = False
+    # Ground truth for the loss checks. When the core learnt (or decided) that this
+    # connection is over: an error event, its close or a failed opening delivered, or
+    # the core's own Abort or Close. None: still in use.
+    over_at: float | None = None
+    # The words of the latest interim result delivered to the core, until a final
+    # result is delivered (the text the core holds and must make final at stop).
+    interim_words: tuple[int, ...] = ()
+    # The first audio it was sent had been sent before to a connection that was sent
+    # audio.done: a repair (its results are all or nothing; at stop they are lost).
+    repairs_a_drain: bool = False
 
     @property
     def heard_s(self) -> float:
@@ -518,9 +531,27 @@ class SimVendor:
                 self._flush_before_close(conn)
                 conn.closed_delivered = True
                 conn.state = "gone"
+                self._over(conn)
+            elif isinstance(event, Received):
+                self._note_delivered(conn, event.event)
             self.h.feed(event)
 
         self.h.schedule(at, run)
+
+    def _over(self, conn: SimConn) -> None:
+        if conn.over_at is None:
+            conn.over_at = self.h.now
+
+    def _note_delivered(self, conn: SimConn, event: ServerEvent) -> None:
+        if isinstance(event, TranscriptPartial):
+            if event.is_final or event.speech_final:
+                conn.interim_words = ()
+            elif event.text:
+                conn.interim_words = tuple(word_index(t) for t in event.text.split())
+        elif isinstance(event, TranscriptDone):
+            conn.interim_words = ()
+        elif isinstance(event, VendorError) and event.message != REFUSAL_MESSAGE:
+            self._over(conn)  # an error event ends a connection (a refusal of finalize not)
 
     def _flush_before_close(self, conn: SimConn) -> None:
         """A socket that ends fails the send and the ping under way first."""
@@ -558,8 +589,10 @@ class SimVendor:
         elif isinstance(action, Probe):
             self._probe(conn, action)
         elif isinstance(action, Close):
+            self._over(conn)
             self._on_close(conn, action)
         elif isinstance(action, Abort):
+            self._over(conn)
             self._abort(conn)
         else:  # pragma: no cover - the harness handles the rest
             raise AssertionError(f"unexpected action {action!r}")
@@ -614,6 +647,7 @@ class SimVendor:
             if isinstance(event, OpenFailed):
                 conn.state = "gone"
                 conn.closed_delivered = True  # nothing of it follows
+                self._over(conn)
             self.h.feed(event)
 
         at = self.h.now + delay
@@ -690,6 +724,12 @@ class SimVendor:
                 continue
             speech = kind == SPEECH
             start_s = len(conn.received) / BYTES_PER_SECOND
+            if not conn.received:
+                conn.repairs_a_drain = any(
+                    c.eoa_sent and index in self.sent_frames[c.generation]
+                    for c in self.conns.values()
+                    if c.generation < conn.generation
+                )
             conn.received += chunk
             conn.frames.append((index, speech))
             self.sent_frames[conn.generation].append(index)
@@ -899,7 +939,16 @@ class SimVendor:
             if token not in conn.probe_tokens or conn.closed_delivered:
                 return
             conn.probe_tokens.discard(token)
+            # (A draining connection may be past help: its turn is being repaired.)
+            in_use = conn.over_at is None and not conn.eoa_sent
             h.feed(ProbeAnswered(h.now, gen, alive))
+            # No pong in time: the connection is dead, and the core stops using it at
+            # once (session.py, "Liveness").
+            if not alive and in_use and conn.over_at is None and h.stopped_at is None:
+                h.violations.append(
+                    f"t={h.now:.4f}: gen {gen}: its probe found it dead (no pong in "
+                    f"{action.timeout_s:g} s) and the core goes on using it"
+                )
 
         if conn.partitioned or conn.closing:
             h.schedule(h.now + action.timeout_s, lambda: answer(False))

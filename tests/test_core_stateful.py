@@ -9,25 +9,46 @@ in every way a connection fails, refuses or hangs openings. Each run draws the
 session's finalize_mode (auto, finalize, audio_done) and the vendor: the live
 xAI wire or, knob by knob, an older one (tail-only utterance finals, chunk-start
 times, whole or pending transcript.done, no empty partials, finalize refused or
-ignored, slow to answer it). At the end every turn is finalized, time runs until
-everything settles, and the session is stopped. The properties (session.py's
-contract):
+ignored, slow to answer it).
+
+Every run speaks from its first step, and faults are on in three runs of four.
+A run ends in one of two ways: the settled stop (every turn finalized, the
+network healed, time run until everything settles), or a stop at any moment
+(the stop rules: mid-speech, right after a scripted failure with its backoff
+armed, during a handshake, during a drain, with a finalize pending). Either way,
+after the stop every timer the core left armed fires and the simulator delivers
+whatever it still would. The properties (session.py's contract, README "No
+silent loss"):
 
 (a) every speech frame (as the simulator recorded it, Harness.pushed) is, at
     the end, in exactly one final transcript word or inside the ledger's lost
-    spans (never both, never twice, never neither), and every word is timed
-    exactly on the user's timeline;
+    spans (never both, never twice), and every word is timed exactly on the
+    user's timeline. A frame may be neither only with an excuse that names it
+    (Session.unaccounted_excuse): the window of the connection whose failure was
+    the FATAL one, or the known gap of audio trimmed from the replay window;
+(l) every frame lost is lost for a reason the contract names, judged per frame
+    from the simulator's record (Session.unjustified): an overflow drops the
+    oldest audio (at least buffer_max_ms of newer audio was pushed by then), a
+    give-up comes after a FATAL error, a stop never loses a word of the interim
+    text a connection still in use holds (it is made final), an unanswered turn
+    has a finalize after the frame that ended without its done;
 (b) final words come in the order of the audio;
 (c) every finalize ends exactly once, by its deadline, in the order they were issued;
-(d) every status transition is legal and starts from the status before it;
+(d) every status transition is one TEN allows (the test's own table, not the
+    core's filter) and starts from the status before it; every retried failure
+    of the current connection, and a FATAL error, leave it DISCONNECTED;
 (e) after stop: only aborts, closes, cancelled timers and listener calls, and no
-    Open or Send whatever happens next;
+    Open or Send whatever happens next (every timer fired);
 (f) never two sends in flight on one connection (nor audio after audio.done,
-    nor traffic to a connection whose close was delivered);
-(g) after a FATAL error nothing pushed later is transcribed and the core says it
-    gave up; an error of the current connection with a retry is within the streak;
-(h) every loss is reported (an audio_dropped error per episode, the episodes
-    adding up to the ledger's total) unless a FATAL error came first;
+    nor traffic to a connection whose close was delivered); a probe's dead
+    verdict ends the current connection at once;
+(g) after a FATAL error nothing pushed later is transcribed and no connection
+    opens until a new Start; a 401/403 refusal is never retried; a FATAL error
+    of the streak comes at the configured attempt, not before, not after;
+(h) every loss is reported, by the listener's calls: each ledger entry outside a
+    given-up period is told (on_audio_dropped), and each audio_dropped error
+    covers exactly what was told since the previous one (the episode a FATAL
+    error ends is reported by that error);
 (i) finalize modes (Session.check_finalize_mode): never a `finalize` message in
     audio_done mode; with no fault on a fast network, no error, and in finalize
     or auto mode with a vendor that answers finalize, one connection for every
@@ -81,14 +102,20 @@ from xai_asr_python.engine_io import (
 )
 from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.session_core import SessionCore
+from xai_asr_python.session_reports import (
+    LOST_BUFFER_FULL,
+    LOST_GAVE_UP,
+    LOST_STOPPED,
+    LOST_UNANSWERED,
+)
 from xai_asr_python.session_types import (
     ConnState,
     FinalizeOutcome,
     SessionError,
     SessionSettings,
     Transcript,
-    is_legal_transition,
 )
+from xai_asr_python.timeline import TICKS_PER_MS
 
 # Every way the simulated vendor can fail a connection (sim_vendor.SimVendor.inject).
 FAULTS = (
@@ -109,6 +136,31 @@ EXAMPLES = int(os.environ.get("CORE_STATEFUL_EXAMPLES", "200"))
 # After the last turn: long enough for every timer (finalize, drain, backoff) to run out.
 SETTLE_S = 30.0
 EPS = 1e-6
+# After a stop: longer than every timer the core may have armed (finalize, drain,
+# backoff, keepalive, stall, connect), so whatever it left armed fires.
+AFTER_STOP_S = 60.0
+# Status transitions TEN allows (shared/docs/ten-asr-interface.md), written out here:
+# the core's own rule (is_legal_transition) is what it filters with, so it cannot judge.
+D, C, K = ConnState.DISCONNECTED, ConnState.CONNECTED, ConnState.CONNECTING
+LEGAL_TRANSITIONS = {(C, D), (K, D), (D, K), (C, K), (K, C)}
+# Vendor codes that no retry can help: FATAL at once (session.py, "Planned versus failure").
+AUTH_CODES = {"401", "403"}
+
+
+@dataclass
+class Loss:
+    """One call of the core's ledger: audio it says is lost, why, and when."""
+
+    at: float
+    reason: str
+    spans_ms: list[tuple[float, float]]
+    ms: float
+
+    def covers(self, index: int) -> bool:
+        start, end = index * FRAME_MS, index * FRAME_MS + FRAME_MS
+        return any(a < end - EPS and start < b - EPS for a, b in self.spans_ms)
+
+
 # The core logs every failure it handles; thousands of simulated runs would flood the output.
 QUIET = logging.getLogger("tests.core_stateful.quiet")
 QUIET.disabled = True
@@ -178,6 +230,35 @@ class Session:
         self.errors: list[tuple[float, SessionError]] = []
         self.final_indices: list[int] = []
         self._seen = 0
+        # Given-up periods as the listener heard them: [FATAL error, new Start or None).
+        self.fatal_periods: list[list[float | None]] = []
+        # The loss reports the listener heard: on_audio_dropped calls not yet covered by
+        # an audio_dropped error (ms), and all of them: (time, ms).
+        self.unreported_ms = 0.0
+        self.dropped_calls: list[tuple[float, float]] = []
+        # Every loss the core puts in its ledger, with its reason (the judge below checks
+        # each lost frame against the simulator's record).
+        self.losses: list[Loss] = []
+        ledger = self.core.ledger
+        ledger_lose = ledger.lose
+
+        def record_loss(
+            ticks: int, frames: int, reason: str, *, now: float, spans: Any = ()
+        ) -> None:
+            self.losses.append(
+                Loss(
+                    now,
+                    reason,
+                    [(a / TICKS_PER_MS, b / TICKS_PER_MS) for a, b in spans],
+                    ticks / TICKS_PER_MS,
+                )
+            )
+            ledger_lose(ticks, frames, reason, now=now, spans=spans)
+
+        ledger.lose = record_loss  # type: ignore[method-assign]
+        # At stop: the words the core holds as interim text of a connection still in use
+        # (it must make them final, not lost).
+        self.held_at_stop: set[int] = set()
 
     # ---------------------------------------------------------------- the user
 
@@ -210,6 +291,13 @@ class Session:
         """Start again (after a FATAL error: a new streak)."""
         if self.fatal_at is not None:
             self.gave_up_spans[-1][1] = self.next_index
+            self.fatal_periods[-1][1] = self.h.now
+            # Audio pushed while given up is counted, not told (on_audio_dropped): it
+            # opens the episode that the next audio_dropped error reports.
+            since = self.fatal_at + EPS
+            booked = sum(loss.ms for loss in self.losses if loss.at > since)
+            told = sum(ms for t, ms in self.dropped_calls if t > since)
+            self.unreported_ms += booked - told
             self.fatal_at = None
         self.h.feed(Start(self.h.now))
         self.flush()
@@ -255,8 +343,41 @@ class Session:
     def stop(self) -> None:
         self.stop_at = self.h.now
         self.h.stopped_at = self.h.now
+        # The interim text of every connection still in use (not a repair: its results
+        # are all or nothing) is what the core must make final at stop.
+        for conn in self.vendor.conns.values():
+            if conn.over_at is None and not conn.repairs_a_drain:
+                self.held_at_stop.update(conn.interim_words)
         self.h.feed(StopAsked(self.h.now))
         self.flush()
+
+    def advance_until(self, moment: Callable[[], bool], limit_s: float) -> None:
+        """Let time pass event by event until `moment()` holds (at most `limit_s`)."""
+        end = self.h.now + limit_s
+        while not moment():
+            due = self.h.next_due()
+            if due is None or due > end:
+                break
+            self.h.run_until(due)
+            self.check()
+
+    def stop_now(self) -> None:
+        """Stop wherever the session is (mid-speech, mid-backoff, mid-handshake, mid-drain,
+        with finalizes pending), then let everything the simulator still has run out,
+        timers included, poke the stopped core, and check that nothing more goes out and
+        that every frame is accounted for."""
+        self.stop()
+        self.after_stop()
+
+    def after_stop(self) -> None:
+        opens_before = len(self.vendor.opens)
+        self.advance(AFTER_STOP_S)
+        self.push(3, speech=True, realtime=False)
+        self.finalize()
+        self.advance(AFTER_STOP_S)
+        if len(self.vendor.opens) != opens_before:
+            self.fail(f"(e) a connection opened after stop: {self.vendor.opens[opens_before:]}")
+        self.check_end()
 
     def flush(self) -> None:
         """Run what is due now (deferred outcomes, zero-delay deliveries), then check."""
@@ -275,18 +396,16 @@ class Session:
             self.finalize()
         self.advance(SETTLE_S)
         self.stop()
-        self.advance(2.0)
-        opens_before = len(self.vendor.opens)
-        self.push(3, speech=True, realtime=False)
-        self.advance(5.0)
-        assert len(self.vendor.opens) == opens_before, "a connection opened after stop"
-        self.check_end()
+        self.after_stop()
 
     # ---------------------------------------------------------------- checks
 
     def fail(self, message: str) -> None:
-        tail = self.h.trace_tail(80)
-        raise AssertionError(f"{message}\n--- last events/actions:\n{tail}")
+        tail = self.h.trace_tail(int(os.environ.get("CORE_STATEFUL_TRACE", "80")))
+        errors = "\n".join(f"{t:9.4f} {e!r}" for t, e in self.errors[-8:])
+        raise AssertionError(
+            f"{message}\n--- last errors:\n{errors}\n--- last events/actions:\n{tail}"
+        )
 
     def check(self) -> None:
         """The running properties, on every listener call since the last check."""
@@ -305,9 +424,13 @@ class Session:
                     f"(c) finalize {f.finalize_id} issued at {f.issued_at:.4f} has no "
                     f"outcome at {h.now:.4f} (deadline {f.deadline:.4f})"
                 )
-        # (g) a FATAL error: the core says it gave up.
-        if self.fatal_at is not None and self.stop_at is None and not self.core.gave_up:
-            self.fail("(g) a FATAL error was reported but core.gave_up is False")
+        # (g) a FATAL error: DISCONNECTED, and no connection is opened until a new Start.
+        if self.fatal_at is not None and self.stop_at is None:
+            if self.status is not ConnState.DISCONNECTED:
+                self.fail(f"(d) after a FATAL error the status is {self.status}")
+            late = [(t, g) for t, g in self.vendor.opens if t > self.fatal_at + EPS]
+            if late:
+                self.fail(f"(g) connections opened after the FATAL error: {late}")
 
     def _note(self, at: float, method: str, args: tuple[Any, ...]) -> None:
         if method == "on_status":
@@ -315,7 +438,7 @@ class Session:
             self.statuses.append((at, current, last, code))
             if last is not self.status:
                 self.fail(f"(d) on_status({current}, last={last}) but the status was {self.status}")
-            if not is_legal_transition(last, current):
+            if (last, current) not in LEGAL_TRANSITIONS:
                 self.fail(f"(d) illegal status transition {last} -> {current}")
             self.status = current
         elif method == "on_transcript":
@@ -353,17 +476,58 @@ class Session:
         elif method == "on_error":
             (e,) = args
             self.errors.append((at, e))
-            if e.fatal and self.fatal_at is None:
-                self.fatal_at = at
-                self.ever_fatal = True
-                self.gave_up_spans.append([self.next_index, None])
-            limit = self.settings.backoff.max_attempts
-            if not e.fatal and e.retry_in_s is not None and e.attempt >= limit:
-                self.fail(f"(g) failure number {e.attempt} of the streak is retried: {e!r}")
-        elif method in ("on_connected", "on_audio_sent", "on_audio_dropped"):
+            self._error(at, e)
+        elif method == "on_audio_dropped":
+            dropped_ms, _total_ms = args
+            self.dropped_calls.append((at, dropped_ms))
+            # What the core gives up at the FATAL error's instant ends with that error's
+            # episode, which the FATAL error reports.
+            if self.fatal_at is None or at > self.fatal_at + EPS:
+                self.unreported_ms += dropped_ms
+        elif method in ("on_connected", "on_audio_sent"):
             pass
         else:
             self.fail(f"unknown listener method {method!r}")
+
+    def _error(self, at: float, e: SessionError) -> None:
+        limit = self.settings.backoff.max_attempts
+        if e.kind == "audio_dropped":
+            # (h) one error per episode, saying how much of what the listener was told
+            # (on_audio_dropped) it covers: exactly the loss since the previous one.
+            if e.fatal or not e.dropped_ms or e.dropped_ms <= 0:
+                self.fail(f"(h) an audio_dropped error without a loss: {e!r}")
+            if abs((e.dropped_ms or 0.0) - self.unreported_ms) > 1e-3:
+                self.fail(
+                    f"(h) an audio_dropped error of {e.dropped_ms} ms; the listener was told "
+                    f"of {self.unreported_ms} ms lost since the previous one: {e!r}"
+                )
+            self.unreported_ms = 0.0
+            return
+        if e.fatal and self.fatal_at is None:
+            self.fatal_at = at
+            self.ever_fatal = True
+            self.gave_up_spans.append([self.next_index, None])
+            self.fatal_periods.append([at, None])
+            # The FATAL error says that nothing more is transcribed: the episode under
+            # way is not reported again (README "Not guaranteed").
+            self.unreported_ms = 0.0
+        if not e.fatal and e.retry_in_s is not None and e.attempt >= limit:
+            self.fail(f"(g) failure number {e.attempt} of the streak is retried: {e!r}")
+        if e.vendor_code in AUTH_CODES and e.retry_in_s is not None:
+            self.fail(f"(g) a {e.vendor_code} refusal is retried (it is FATAL at once): {e!r}")
+        if e.fatal and e.vendor_code not in AUTH_CODES and e.kind != "crashed":
+            if e.attempt != limit:
+                self.fail(
+                    f"(g) FATAL at failure number {e.attempt} of the streak, not at the "
+                    f"configured {limit}: {e!r}"
+                )
+        # (d) what a status means: a failure of the current connection that is retried
+        # (or the FATAL one) leaves the session DISCONNECTED until the next attempt.
+        if e.retry_in_s is not None and self.status is not ConnState.DISCONNECTED:
+            self.fail(
+                f"(d) a failure of the current connection ({e.kind}, retry in "
+                f"{e.retry_in_s}) while the status is {self.status}, not DISCONNECTED"
+            )
 
     def _transcript(self, at: float, t: Transcript) -> None:
         tokens = t.text.split()
@@ -400,7 +564,6 @@ class Session:
 
     def check_end(self) -> None:
         self.check()
-        core = self.core
         # (c) every finalize ended.
         for f in self.finalizes.values():
             if len(f.ended) != 1:
@@ -409,11 +572,10 @@ class Session:
         if self.status is not ConnState.DISCONNECTED:
             self.fail(f"(d) the status after stop is {self.status}")
         # (a) every speech frame: exactly one final word, or lost.
-        spans = core.ledger.lost_spans_ms
+        spans = self.core.ledger.lost_spans_ms
         finals: dict[int, int] = {}
         for i in self.final_indices:
             finals[i] = finals.get(i, 0) + 1
-        trimmed = core.stats.replay_trimmed_ms > 0
         sent = {i for frames in self.vendor.sent_frames.values() for i in frames}
         # Which frames must come out as words: the simulator's own record of them.
         speech = sorted(self.h.speech_frames() - self.pushed_after_stop)
@@ -429,28 +591,113 @@ class Session:
             if overlaps and not inside:
                 self.fail(f"(a) frame {i} is partly lost ({spans})")
             if count == 0 and not inside:
-                if not self.after_fatal(i) and i not in sent:
+                if i not in sent:
                     # Audio that never left the buffer goes to the ledger, even at give-up.
                     self.fail(f"(a) w{i} was never sent, is not final and not lost ({spans})")
-                if self.ever_fatal or trimmed:
-                    continue  # not guaranteed: given up, or older than the replay window
-                self.fail(
-                    f"(a) w{i} (pushed at {self.pushed_at[i]:.3f}) is neither final nor "
-                    f"lost; lost spans {spans}"
-                )
-        # (h) losses reported.
-        lost = core.ledger.lost_ms
-        dropped = [e for _, e in self.errors if e.kind == "audio_dropped"]
-        fatal = any(e.fatal for _, e in self.errors)
-        if lost > 0 and not dropped and not fatal:
-            self.fail(f"(h) {lost} ms lost and never reported")
-        if not fatal:
-            reported = sum(e.dropped_ms or 0.0 for e in dropped)
-            if abs(reported - lost) > 1e-3:
-                self.fail(f"(h) drops reported add up to {reported} ms, the ledger has {lost}")
-        if dropped and lost <= 0:
-            self.fail("(h) an audio_dropped error without loss")
+                excuse = self.unaccounted_excuse(i)
+                if excuse is None:
+                    self.fail(
+                        f"(a) w{i} (pushed at {self.pushed_at[i]:.3f}) is neither final nor "
+                        f"lost; lost spans {spans}"
+                    )
+        # (l) every frame lost, whatever it was, lost for a reason the contract names,
+        # judged by the simulator's record (not by the core's word).
+        for i in sorted(self.h.pushed):
+            for loss in self.losses:
+                if loss.covers(i):
+                    why = self.unjustified(i, loss)
+                    if why is not None:
+                        self.fail(
+                            f"(l) frame {i} ({self.h.pushed[i]}, pushed at "
+                            f"{self.pushed_at[i]:.3f}) lost ({loss.reason}) at "
+                            f"{loss.at:.3f} without cause: {why}"
+                        )
+        # (h) every loss reported, by the listener's calls: each ledger entry outside a
+        # given-up period told (on_audio_dropped), and all of it in audio_dropped errors
+        # (checked as they come, see _error) by the end of the session.
+        told = sum(ms for t, ms in self.dropped_calls if not self.given_up(t))
+        booked = sum(loss.ms for loss in self.losses if not self.given_up(loss.at))
+        if abs(told - booked) > 1e-3:
+            self.fail(
+                f"(h) the core booked {booked} ms lost outside a FATAL; the listener was "
+                f"told of {told} ms ({self.dropped_calls[:6]})"
+            )
+        if self.unreported_ms > 1e-3 and not self.given_up(self.stop_at or self.h.now):
+            self.fail(f"(h) {self.unreported_ms} ms lost and never in an audio_dropped error")
         self.check_finalize_mode()
+
+    def given_up(self, t: float) -> bool:
+        """The listener had heard a FATAL error at `t` (and no new Start since)."""
+        return any(
+            a is not None and a - EPS <= t and (b is None or t <= b + EPS)
+            for a, b in self.fatal_periods
+        )
+
+    def unaccounted_excuse(self, i: int) -> str | None:
+        """Why speech frame `i`, sent, may be neither final nor lost (None: no reason).
+        Each excuse names the frames it covers, by the simulator's record:
+        - a FATAL failure of the connection it was last sent to: that connection's window
+          is neither replayed nor reported (README, "Not guaranteed");
+        - KNOWN GAP (the lead fixes it in the core): un-finalized audio trimmed from the
+          replay window (older than replay_max_ms of the audio sent after it on that
+          connection) is neither replayed nor reported when the connection fails; only
+          stats.replay_trimmed_ms counts it
+          (test_audio_trimmed_from_the_replay_window_is_reported_when_the_connection_fails)."""
+        last = None
+        for conn in self.vendor.conns.values():
+            if any(index == i for index, _ in conn.frames):
+                last = conn
+        if last is None:
+            return None
+        if last.over_at is not None:
+            for at, e in self.errors:
+                if e.fatal and last.over_at - 0.01 <= at and last.over_at <= at + EPS:
+                    return f"gen {last.generation}'s window, taken by the FATAL error at {at}"
+        after = len(last.frames) - max(k for k, (index, _) in enumerate(last.frames) if index == i)
+        trimmed = after * FRAME_MS >= self.settings.replay_max_ms - 2 * FRAME_MS
+        if trimmed and last.over_at is not None:
+            return f"trimmed from gen {last.generation}'s replay window (known gap)"
+        return None
+
+    def unjustified(self, i: int, loss: Loss) -> str | None:
+        """Why frame `i`'s loss is not one the contract allows (None: it is). The loss
+        limits (README "No silent loss", session.py "Loss"):
+        - buffer_full: the outage buffer overflows, the OLDEST audio first: when it drops
+          frame i, it keeps at least buffer_max_ms of newer audio, all pushed by then;
+        - gave_up: only once the session has given up (a FATAL error heard first);
+        - stopped: at stop, and never a word of the interim text a connection still in
+          use holds (that text is made final; only the speech after it is lost);
+        - unanswered: a turn that ended without its done and without a repair: a
+          finalize issued after the frame ended other than "done"."""
+        kind = self.h.pushed[i]
+        if loss.reason == LOST_BUFFER_FULL:
+            newer = sum(1 for j, t in self.pushed_at.items() if j > i and t <= loss.at + EPS)
+            keep = self.settings.buffer_max_ms // FRAME_MS - 2
+            if newer < keep:
+                return (
+                    f"the buffer (buffer_max_ms {self.settings.buffer_max_ms}) dropped it "
+                    f"with only {newer} newer frames pushed: not the oldest audio"
+                )
+            return None
+        if loss.reason == LOST_GAVE_UP:
+            return None if self.given_up(loss.at) else "no FATAL error had been reported"
+        if loss.reason == LOST_STOPPED:
+            if self.stop_at is None or abs(loss.at - self.stop_at) > EPS:
+                return f"reported as stopped at {loss.at}, but the stop was at {self.stop_at}"
+            if kind == SPEECH and i in self.held_at_stop:
+                return "its word was in the interim text of a connection still in use at stop"
+            return None
+        if loss.reason == LOST_UNANSWERED:
+            for f in self.finalizes.values():
+                if (
+                    f.issued_at >= self.pushed_at[i] - EPS
+                    and f.ended
+                    and f.ended[0][1].status != "done"
+                    and f.ended[0][0] >= loss.at - EPS
+                ):
+                    return None
+            return "no finalize issued after it ended without its done"
+        return f"an unknown reason {loss.reason!r}"
 
     def check_finalize_mode(self) -> None:
         """(i) How the finalizes went out, by the mode and the vendor:
@@ -518,7 +765,8 @@ class Session:
                         f"closed {prev.client_close!r}); messages {messages[:8]}"
                     )
             for f in self.finalizes.values():
-                if f.ended and f.ended[0][1].status != "done":
+                stopped = self.stop_at is not None and f.ended and f.ended[0][0] >= self.stop_at
+                if f.ended and f.ended[0][1].status != "done" and not stopped:
                     self.fail(
                         f"(i) {mode} mode, a vendor answering finalize, no fault: "
                         f"{f.finalize_id} ended {f.ended[0][1]!r}"
@@ -553,10 +801,13 @@ class CoreMachine(RuleBasedStateMachine):
         self.s: Session | None = None
         self._clean = True
         self.faults_on = True
+        self.steps = 0
+        self.stop_after = 0
 
     def _step(self, fn: Callable[[Session], None]) -> None:
         assert self.s is not None
         self._clean = False
+        self.steps += 1
         fn(self.s)
         self._clean = True
 
@@ -584,8 +835,14 @@ class CoreMachine(RuleBasedStateMachine):
         done_words=st.booleans(),
         flush_on_done=st.booleans(),
         finalize_reply=st.sampled_from(["answer", "answer", "refuse", "ignore"]),
-        faults=st.booleans(),
+        # Faults in three runs out of four (the clean-run checks need the rest).
+        faults=st.sampled_from([True, True, True, False]),
         slow_finalize=st.sampled_from([False, False, True]),
+        # Speech from the start (every run has some), then the rules.
+        opening_speech=st.integers(5, 40),
+        # The stop rule is enabled after this many steps (past the step count: the run
+        # ends with the settled stop instead).
+        stop_after=st.integers(1, 80),
     )
     def init(
         self,
@@ -613,8 +870,11 @@ class CoreMachine(RuleBasedStateMachine):
         finalize_reply: str,
         faults: bool,
         slow_finalize: bool,
+        opening_speech: int,
+        stop_after: int,
     ) -> None:
         self.faults_on = faults
+        self.stop_after = stop_after
         warm = prewarm != 0  # prewarm off one time in five
         session_settings = make_settings(
             finalize_timeout_s=finalize_timeout_s,
@@ -648,6 +908,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.s.fast = pace != 0 and not slow_finalize
         self.s.h.keep_trace = True
         self._step(lambda s: s.start())
+        self._step(lambda s: s.push(opening_speech, speech=True, realtime=True))
 
     def _running(self) -> bool:
         return self.s is not None and self.s.stop_at is None
@@ -660,6 +921,84 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(frames=st.integers(1, 30), realtime=st.booleans())
     def push_speech(self, frames: int, realtime: bool) -> None:
         self._step(lambda s: s.push(frames, speech=True, realtime=realtime))
+
+    @precondition(_running)
+    @rule(frames=st.integers(5, 60), then=st.sampled_from([0.0, 0.05, 0.3]))
+    def speak(self, frames: int, then: float) -> None:
+        """Speech in real time, then a short pause: the usual way audio comes."""
+
+        def go(s: Session) -> None:
+            s.push(frames, speech=True, realtime=True)
+            s.advance(then)
+
+        self._step(go)
+
+    @precondition(lambda self: self._running() and self.steps >= self.stop_after)
+    @rule(lead_s=st.sampled_from([0.0, 0.0, 0.001, 0.01, 0.03, 0.1, 0.4]))
+    def stop_now(self, lead_s: float) -> None:
+        """Stop wherever the run is (a handshake, a backoff, a drain, a pending
+        finalize, mid-speech), and check everything after it."""
+
+        def go(s: Session) -> None:
+            s.advance(lead_s)
+            s.stop_now()
+
+        self._step(go)
+
+    @precondition(lambda self: self._running() and self.steps >= self.stop_after)
+    @rule(moment=st.sampled_from(["backoff", "handshake", "drain", "finalize", "speech"]))
+    def stop_at_a_moment(self, moment: str) -> None:
+        """Stop at a moment the settled end never sees: right after a failure (its
+        backoff timer armed), with a handshake under way, with a connection draining,
+        with a finalize pending, or mid-speech."""
+
+        def go(s: Session) -> None:
+            vendor = s.vendor
+            errors = len(s.errors)
+            moments: dict[str, Callable[[], bool]] = {
+                "backoff": lambda: any(
+                    e.retry_in_s is not None and e.retry_in_s > 0 for _, e in s.errors[errors:]
+                ),
+                "handshake": lambda: any(c.state == "opening" for c in vendor.conns.values()),
+                "drain": lambda: any(
+                    c.eoa_sent and not c.done_sent and c.over_at is None
+                    for c in vendor.conns.values()
+                ),
+                "finalize": lambda: any(not f.ended for f in s.finalizes.values()),
+            }
+            if moment == "backoff" and self.faults_on:
+                # A failure of the current connection, and the next opening refused.
+                live = vendor.live()
+                s.faulted = True
+                s.vendor.refuse(s.h.now + 0.2)
+                if live:
+                    vendor.inject(live[0], "abrupt")
+                s.h.trace.append(f"{s.h.now:9.4f} !! abrupt close, openings refused 0.2 s")
+                s.push(3, speech=True, realtime=False)  # a lazy session connects now
+            if moment == "speech":
+                s.push(7, speech=True, realtime=True)
+            elif moment == "finalize":
+                s.finalize()
+            else:
+                s.advance_until(moments[moment], 5.0)
+            s.stop_now()
+
+        self._step(go)
+
+    @precondition(lambda self: self.s is not None and self.s.stop_at is not None)
+    @rule(frames=st.integers(1, 10))
+    def poke_stopped(self, frames: int) -> None:
+        """The user goes on after stop: nothing goes out, nothing is transcribed."""
+
+        def go(s: Session) -> None:
+            opens = len(s.vendor.opens)
+            s.push(frames, speech=True, realtime=False)
+            s.finalize()
+            s.advance(1.0)
+            if len(s.vendor.opens) != opens:
+                s.fail("(e) a connection opened after stop")
+
+        self._step(go)
 
     @precondition(_running)
     @rule(frames=st.integers(1, 80), realtime=st.booleans())
@@ -761,7 +1100,7 @@ class CoreMachine(RuleBasedStateMachine):
         )
 
     def teardown(self) -> None:
-        if self.s is not None and self._clean:
+        if self.s is not None and self._clean and self.s.stop_at is None:
             self.s.settle_and_stop()
 
 
@@ -774,8 +1113,10 @@ CoreMachine.TestCase.settings = settings(
     derandomize="CORE_STATEFUL_EXAMPLES" not in os.environ,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-# pytest-timeout (120 s in pyproject.toml) bounds the whole run of examples.
-TestCoreStateful = pytest.mark.timeout(max(120, EXAMPLES))(CoreMachine.TestCase)
+# pytest-timeout (120 s in pyproject.toml) bounds the whole run of examples, and the
+# shrinking of a failure: on a loaded machine that takes minutes, and a timeout in its
+# middle hides which property failed.
+TestCoreStateful = pytest.mark.timeout(max(600, 2 * EXAMPLES))(CoreMachine.TestCase)
 
 
 # =========================================================================== scenarios
@@ -1092,3 +1433,57 @@ def test_speech_then_no_more_audio_is_a_stall_and_loses_nothing() -> None:
     assert [(e.kind, e.fatal) for _, e in s.errors] == [("stall", False)], s.errors
     assert len(s.vendor.opens) == 2, s.vendor.opens
     s.settle_and_stop()
+
+
+def test_stop_mid_backoff_opens_nothing() -> None:
+    """A stop right after a failure, its backoff timer armed: the timer may still fire
+    (a driver's cancel can come too late), and the stopped core opens nothing."""
+    profile = VendorProfile(open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02))
+    s = Session(make_settings(), seed=3, profile=profile)
+    s.vendor.refuse(0.1)  # 503: retried after a backoff
+    s.start()
+    s.push(10, speech=True, realtime=False)
+    s.advance_until(lambda: bool(s.errors), 1.0)
+    assert s.errors and s.errors[-1][1].retry_in_s, s.errors
+    s.stop_now()  # fails on an Open after stop
+    assert s.status is ConnState.DISCONNECTED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known core gap (issue 25): un-finalized audio trimmed from the replay window "
+    "is neither replayed nor reported when the connection fails (only "
+    "stats.replay_trimmed_ms counts it); the machine excuses exactly these frames "
+    "(Session.unaccounted_excuse)",
+)
+def test_audio_trimmed_from_the_replay_window_is_reported_when_the_connection_fails() -> None:
+    """1 s of speech with no result (the vendor says nothing before the end of the
+    utterance), a replay window of 0.5 s: when the connection fails, the newest 0.5 s is
+    replayed to the next connection and the older 0.5 s, trimmed from the window, must be
+    reported lost (it is neither replayed nor in the ledger)."""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05),
+        latency_s=(0.02, 0.02),
+        send_delay_s=(0.001, 0.001),
+        interim_every=10_000,
+        endpoint_ms=None,
+        chunk_ms=None,
+    )
+    s = Session(make_settings(replay_max_ms=500), seed=1, profile=profile)
+    s.start()
+    s.advance(0.2)
+    s.push(100, speech=True, realtime=True)  # w0..w99: w0..w49 fall out of the window
+    s.vendor.inject(s.vendor.live()[0], "abrupt")
+    s.push(40, speech=False, realtime=True)
+    s.finalize()
+    s.advance(4.0)
+    assert s.core.stats.replay_trimmed_ms >= 500, s.core.stats
+    spans = s.core.ledger.lost_spans_ms
+    finals = set(s.final_indices)
+    unaccounted = [
+        i
+        for i in range(100)
+        if i not in finals
+        and not any(a <= i * FRAME_MS and i * FRAME_MS + FRAME_MS <= b for a, b in spans)
+    ]
+    assert not unaccounted, f"neither final nor lost: w{unaccounted[0]}..w{unaccounted[-1]}"
