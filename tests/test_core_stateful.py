@@ -25,13 +25,15 @@ silent loss"):
     spans (never both, never twice), and every word is timed exactly on the
     user's timeline. A frame may be neither only with an excuse that names it
     (Session.unaccounted_excuse): the window of the connection whose failure was
-    the FATAL one, or the known gap of audio trimmed from the replay window;
+    the FATAL one;
 (l) every frame lost is lost for a reason the contract names, judged per frame
     from the simulator's record (Session.unjustified): an overflow drops the
     oldest audio (at least buffer_max_ms of newer audio was pushed by then), a
     give-up comes after a FATAL error, a stop never loses a word of the interim
     text a connection still in use holds (it is made final), an unanswered turn
-    has a finalize after the frame that ended without its done;
+    has a finalize after the frame that ended without its done, and audio lost
+    from a replay window had replay_max_ms of newer audio after it on a
+    connection that was over;
 (b) final words come in the order of the audio;
 (c) every finalize ends exactly once, by its deadline, in the order they were issued;
 (d) every status transition is one TEN allows (the test's own table, not the
@@ -105,6 +107,7 @@ from xai_asr_python.session_core import SessionCore
 from xai_asr_python.session_reports import (
     LOST_BUFFER_FULL,
     LOST_GAVE_UP,
+    LOST_REPLAY_WINDOW,
     LOST_STOPPED,
     LOST_UNANSWERED,
 )
@@ -637,12 +640,7 @@ class Session:
         """Why speech frame `i`, sent, may be neither final nor lost (None: no reason).
         Each excuse names the frames it covers, by the simulator's record:
         - a FATAL failure of the connection it was last sent to: that connection's window
-          is neither replayed nor reported (README, "Not guaranteed");
-        - KNOWN GAP (the lead fixes it in the core): un-finalized audio trimmed from the
-          replay window (older than replay_max_ms of the audio sent after it on that
-          connection) is neither replayed nor reported when the connection fails; only
-          stats.replay_trimmed_ms counts it
-          (test_audio_trimmed_from_the_replay_window_is_reported_when_the_connection_fails)."""
+          is neither replayed nor reported (README, "Not guaranteed")."""
         last = None
         for conn in self.vendor.conns.values():
             if any(index == i for index, _ in conn.frames):
@@ -653,11 +651,19 @@ class Session:
             for at, e in self.errors:
                 if e.fatal and last.over_at - 0.01 <= at and last.over_at <= at + EPS:
                     return f"gen {last.generation}'s window, taken by the FATAL error at {at}"
-        after = len(last.frames) - max(k for k, (index, _) in enumerate(last.frames) if index == i)
-        trimmed = after * FRAME_MS >= self.settings.replay_max_ms - 2 * FRAME_MS
-        if trimmed and last.over_at is not None:
-            return f"trimmed from gen {last.generation}'s replay window (known gap)"
         return None
+
+    def trimmed_from_a_window(self, i: int, at: float) -> bool:
+        """Frame `i` was sent on a connection over by `at`, with at least replay_max_ms of
+        audio sent on it after the frame: it had fallen out of that connection's window."""
+        for conn in self.vendor.conns.values():
+            sent = [k for k, (index, _) in enumerate(conn.frames) if index == i]
+            if not sent or conn.over_at is None or conn.over_at > at + EPS:
+                continue
+            after = len(conn.frames) - sent[-1]
+            if after * FRAME_MS >= self.settings.replay_max_ms - 2 * FRAME_MS:
+                return True
+        return False
 
     def unjustified(self, i: int, loss: Loss) -> str | None:
         """Why frame `i`'s loss is not one the contract allows (None: it is). The loss
@@ -668,7 +674,9 @@ class Session:
         - stopped: at stop, and never a word of the interim text a connection still in
           use holds (that text is made final; only the speech after it is lost);
         - unanswered: a turn that ended without its done and without a repair: a
-          finalize issued after the frame ended other than "done"."""
+          finalize issued after the frame ended other than "done";
+        - replay_window: the frame had fallen out of the replay window (replay_max_ms of
+          newer audio sent after it) of a connection that is over, before a final."""
         kind = self.h.pushed[i]
         if loss.reason == LOST_BUFFER_FULL:
             newer = sum(1 for j, t in self.pushed_at.items() if j > i and t <= loss.at + EPS)
@@ -697,6 +705,10 @@ class Session:
                 ):
                     return None
             return "no finalize issued after it ended without its done"
+        if loss.reason == LOST_REPLAY_WINDOW:
+            if self.trimmed_from_a_window(i, loss.at):
+                return None
+            return "not out of the replay window of a connection that was over"
         return f"an unknown reason {loss.reason!r}"
 
     def check_finalize_mode(self) -> None:
@@ -1449,13 +1461,6 @@ def test_stop_mid_backoff_opens_nothing() -> None:
     assert s.status is ConnState.DISCONNECTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known core gap (issue 25): un-finalized audio trimmed from the replay window "
-    "is neither replayed nor reported when the connection fails (only "
-    "stats.replay_trimmed_ms counts it); the machine excuses exactly these frames "
-    "(Session.unaccounted_excuse)",
-)
 def test_audio_trimmed_from_the_replay_window_is_reported_when_the_connection_fails() -> None:
     """1 s of speech with no result (the vendor says nothing before the end of the
     utterance), a replay window of 0.5 s: when the connection fails, the newest 0.5 s is
