@@ -4,6 +4,7 @@
     python -m bench.planted stop_no_salvage buffer_drops_newest   # just these
     python -m bench.planted --list          # names and what each breaks, no run
     python -m bench.planted --all-checks    # each bug against the default selection
+    python -m bench.planted --profile default NAME  # with hypothesis's shrinking (slow)
 
 Each bug is a textual edit of the product code (file, exact old snippet, new snippet).
 For each: the tracked files of this checkout (with their uncommitted edits) are copied
@@ -51,14 +52,26 @@ DEFAULT_CHECKS = (
 
 
 @dataclass(frozen=True)
+class Edit:
+    file: str
+    old: str  # exactly once in `file`, or the bug is not planted
+    new: str
+
+
+@dataclass(frozen=True)
 class Bug:
     name: str
     breaks: str  # what it breaks for a user, one line
     file: str
     old: str
     new: str
-    # The suite's tests that should catch it, fastest first (globs allowed).
+    # The suite's tests that should catch it, in the order they run (globs allowed).
     checks: tuple[str, ...] = DEFAULT_CHECKS
+    also: tuple[Edit, ...] = ()  # a slip in two places
+
+    @property
+    def edits(self) -> tuple[Edit, ...]:
+        return (Edit(self.file, self.old, self.new), *self.also)
 
 
 BUGS: tuple[Bug, ...] = (
@@ -73,6 +86,13 @@ BUGS: tuple[Bug, ...] = (
         "            return\n",
         "    def _on_timer(self, event: io.TimerFired) -> None:\n",
         ("tests/test_engine_stop.py", MACHINE),
+        also=(
+            Edit(
+                "supervisor.py",
+                "        self.phase = Phase.STOPPED\n        return self.abort_all()\n",
+                "        return self.abort_all()\n",
+            ),
+        ),
     ),
     Bug(
         "stop_no_salvage",
@@ -258,22 +278,24 @@ def _copy_checkout(dest: Path) -> None:
 
 
 def plant(bug: Bug, checkout: Path) -> None:
-    path = checkout / bug.file
-    text = path.read_text()
-    count = text.count(bug.old)
-    if count != 1:
-        found = "snippet not found" if count == 0 else f"snippet found {count} times"
-        raise RuntimeError(f"{bug.name}: {found} in {bug.file} (the code moved: update BUGS)")
-    path.write_text(text.replace(bug.old, bug.new))
+    for edit in bug.edits:
+        path = checkout / edit.file
+        text = path.read_text()
+        count = text.count(edit.old)
+        if count != 1:
+            found = "snippet not found" if count == 0 else f"snippet found {count} times"
+            raise RuntimeError(f"{bug.name}: {found} in {edit.file} (the code moved: update BUGS)")
+        path.write_text(text.replace(edit.old, edit.new))
 
 
 _FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 
 
-def run_one(bug: Bug, checks: tuple[str, ...]) -> dict[str, object]:
+def run_one(bug: Bug, checks: tuple[str, ...], profile: str = "planted") -> dict[str, object]:
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix=f"planted_{bug.name}_"))
-    row: dict[str, object] = {"bug": bug.name, "breaks": bug.breaks, "file": bug.file}
+    files = sorted({e.file for e in bug.edits})
+    row: dict[str, object] = {"bug": bug.name, "breaks": bug.breaks, "files": files}
     try:
         _copy_checkout(scratch)
         try:
@@ -281,9 +303,13 @@ def run_one(bug: Bug, checks: tuple[str, ...]) -> dict[str, object]:
         except RuntimeError as exc:
             row.update(outcome="NOT PLANTED", detail=str(exc), seconds=0.0)
             return row
-        paths = sorted({str(p.relative_to(scratch)) for c in checks for p in scratch.glob(c)})
+        paths = list(
+            dict.fromkeys(
+                str(p.relative_to(scratch)) for c in checks for p in sorted(scratch.glob(c))
+            )
+        )
         row["checks"] = paths
-        env = dict(os.environ, PYTHON=PYTHON, HYPOTHESIS_PROFILE="planted")
+        env = dict(os.environ, PYTHON=PYTHON, HYPOTHESIS_PROFILE=profile)
         cmd = ["tests/bin/start", *paths, "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
         try:
             proc = subprocess.run(
@@ -315,15 +341,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the default selection (core, engine, soak) for each bug, not its narrower one",
     )
+    parser.add_argument(
+        "--profile",
+        default="planted",
+        help="hypothesis profile (tests/conftest.py); 'default' shrinks as the suite does",
+    )
     args = parser.parse_args(argv)
     bugs = [_find(n) for n in args.names] if args.names else list(BUGS)
     if args.list:
         for bug in bugs:
-            print(f"{bug.name:38} {bug.file:16} {bug.breaks}")
+            files = ",".join(sorted({e.file for e in bug.edits}))
+            print(f"{bug.name:38} {files:28} {bug.breaks}")
         return 0
     rows = []
     for bug in bugs:
-        row = run_one(bug, DEFAULT_CHECKS if args.all_checks else bug.checks)
+        row = run_one(bug, DEFAULT_CHECKS if args.all_checks else bug.checks, args.profile)
         rows.append(row)
         print(
             f"{row['bug']:38} {row['outcome']:11} {row['seconds']:7.1f}s  {row['detail']}",
@@ -331,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"planted-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"python": PYTHON, "bugs": rows}, indent=2))
+    out.write_text(json.dumps({"python": PYTHON, "profile": args.profile, "bugs": rows}, indent=2))
     caught = sum(r["outcome"] == "caught" for r in rows)
     print(f"\n{caught}/{len(rows)} caught; {out.relative_to(ROOT)}")
     return 0 if caught == len(rows) else 1
