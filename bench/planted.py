@@ -5,6 +5,7 @@
     python -m bench.planted --list          # names and what each breaks, no run
     python -m bench.planted --all-checks    # each bug against the default selection
     python -m bench.planted --profile default NAME  # with hypothesis's shrinking (slow)
+    python -m bench.planted --checks tests/test_core_stateful.py NAME  # other tests
 
 Each bug is a textual edit of the product code (file, exact old snippet, new snippet).
 For each: the tracked files of this checkout (with their uncommitted edits) are copied
@@ -342,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run the default selection (core, engine, soak) for each bug, not its narrower one",
     )
     parser.add_argument(
+        "--checks",
+        action="append",
+        help="run these test paths (globs; repeatable) for each bug instead of its own",
+    )
+    parser.add_argument(
         "--profile",
         default="planted",
         help="hypothesis profile (tests/conftest.py); 'default' shrinks as the suite does",
@@ -355,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for bug in bugs:
-        row = run_one(bug, DEFAULT_CHECKS if args.all_checks else bug.checks, args.profile)
+        checks = tuple(args.checks) if args.checks else bug.checks
+        row = run_one(bug, DEFAULT_CHECKS if args.all_checks else checks, args.profile)
         rows.append(row)
         print(
             f"{row['bug']:38} {row['outcome']:11} {row['seconds']:7.1f}s  {row['detail']}",
