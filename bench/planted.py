@@ -219,7 +219,7 @@ BUGS: tuple[Bug, ...] = (
         "supervisor.py",
         "            self._turns.give_up(conn, reason=LOST_GAVE_UP)\n",
         "            self._turns.salvage(conn)\n",
-        ("tests/test_engine_reconnect.py", "tests/test_engine_ledger.py", MACHINE),
+        ("tests/test_core_replay_window.py", "tests/test_engine_ledger.py", MACHINE),
     ),
     Bug(
         "crash_keeps_connections",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from test_core_finalize_paths import Script, partial
 
 from xai_asr_python import engine_io as io
+from xai_asr_python.reconnect_manager import BackoffPolicy
 from xai_asr_python.session_types import SessionError
 
 
@@ -52,3 +53,23 @@ def test_with_no_replay_window_a_failure_reports_the_speech_past_the_interim_tex
     assert replayed == 0
     assert s.core.ledger.lost_spans_ms == [(100.0, 500.0)]
     assert s.core.ledger.frames == 40
+
+
+def test_a_connection_that_fails_for_good_counts_its_window_lost() -> None:
+    # No retry left (max_attempts 1): nothing will hear gen 1's window again. The
+    # FATAL error says so, and the ledger counts that audio (gave_up), none of it silent.
+    s = Script(
+        finalize_mode="audio_done",
+        prewarm=False,
+        backoff=BackoffPolicy(base_s=0.01, cap_s=0.05, max_attempts=1),
+    )
+    s.feed(io.Start(0.0))
+    s.connect(1)
+    s.push(0, 30)
+    s.complete_sends(1)
+    s.feed(io.Closed(s.at(0.4), 1, io.CloseInfo()))
+    assert s.core.gave_up
+    assert s.core.ledger.lost_ms_by_reason == {"gave_up": 300.0}
+    assert s.core.ledger.lost_spans_ms == [(0.0, 300.0)]
+    errors = [e for e in s.notified("on_error") if isinstance(e, SessionError)]
+    assert [e.fatal for e in errors] == [True]
