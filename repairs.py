@@ -28,23 +28,16 @@ from .audio_buffer import AudioFrame
 from .connection_state import FAILURE_CLOSE_TIMEOUT_S, Conn, EndOfAudio, Role
 from .protocol import Failure, ServerEvent, TranscriptDone, TranscriptPartial
 from .session_reports import SessionReports
-from .session_types import SessionSettings
 from .timeline import TICKS_PER_MS
 from .utterances import VendorResult
 
 
-class RepairsHost(Protocol):
-    """What a repair needs of the session (the core implements it)."""
+class RepairsHost(io.SessionHost, Protocol):
+    """What a repair needs of the session beyond every room's host (the core
+    implements it)."""
 
     @property
-    def now(self) -> float: ...
-    @property
-    def settings(self) -> SessionSettings: ...
-    @property
-    def stopped(self) -> bool: ...
-    @property
     def reports(self) -> SessionReports: ...
-    def act(self, action: io.Action) -> None: ...
     def new_conn(self, role: Role, connect_timeout_s: float, base_user: int = 0) -> Conn: ...
     def conn(self, generation: int) -> Conn | None: ...
     def forget(self, generation: int) -> None: ...
