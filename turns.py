@@ -406,21 +406,30 @@ class Turns:
             end = max(end or 0.0, float(start_ms + duration_ms))
         trimmed = conn.window.take_trimmed_speech()
         if trimmed:
-            floor = 0 if end is None else round(end * TICKS_PER_MS)
-            # A run the text covers in part is lost from the text's end on, with its
-            # frames in proportion.
-            kept = [
-                (max(a, floor), b, -(-n * (b - max(a, floor)) // (b - a)))
-                for a, b, n in trimmed
-                if b > floor
-            ]
-            spans = tuple((a, b) for a, b, _ in kept)
-            ticks = sum(b - a for a, b in spans)
-            if ticks > 0:
-                frames = max(1, sum(n for _, _, n in kept))
-                report = DropReport(ticks / TICKS_PER_MS, frames, ticks=ticks, spans=spans)
-                self._host.reports.lose(report, reason, self._host.now)
+            self._lose_past(trimmed, _floor(end), reason)
         return end
+
+    def _lose_past(self, runs: list[tuple[int, int, int]], floor: int, reason: str) -> None:
+        """Report lost what of `runs` ((start, end) user ticks and the frames they came
+        in, in stream order) lies past `floor` (the end of the text made final): a run
+        the text covers in part is lost from the text's end on, with its frames in
+        proportion (a frame cut in two still counts once)."""
+        spans: list[tuple[int, int]] = []
+        frames = 0
+        for start, end, count in runs:
+            if end <= floor:
+                continue
+            cut = max(start, floor)
+            frames += -(-count * (end - cut) // (end - start))
+            if spans and spans[-1][1] == cut:
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((cut, end))
+        ticks = sum(end - start for start, end in spans)
+        if ticks <= 0:
+            return
+        report = DropReport(ticks / TICKS_PER_MS, max(1, frames), ticks=ticks, spans=tuple(spans))
+        self._host.reports.lose(report, reason, self._host.now)
 
     def give_up(
         self,
@@ -438,24 +447,11 @@ class Turns:
         nothing was said there."""
         if frames is None:
             frames = conn.window.take()
-        salvaged_end = self.salvage(conn, is_before, reason=reason)
-        floor = 0 if salvaged_end is None else round(salvaged_end * TICKS_PER_MS)
-        # A frame the text covers in part is lost from the text's end on.
+        floor = _floor(self.salvage(conn, is_before, reason=reason))
         lost = [f for f in frames if f.start + f.length > floor]
         if reason == LOST_STOPPED and not any(f.speech for f in lost):
             return
-        if not lost:
-            return
-        spans: list[tuple[int, int]] = []
-        for f in lost:
-            start = max(f.start, floor)
-            if spans and spans[-1][1] == start:
-                spans[-1] = (spans[-1][0], f.start + f.length)
-            else:
-                spans.append((start, f.start + f.length))
-        ticks = sum(end - start for start, end in spans)
-        report = DropReport(ticks / TICKS_PER_MS, len(lost), ticks=ticks, spans=tuple(spans))
-        self._host.reports.lose(report, reason, self._host.now)
+        self._lose_past([(f.start, f.start + f.length, 1) for f in lost], floor, reason)
 
     def finalize_expired(self, token: str) -> None:
         f = self._finalizes.get(token)
@@ -524,3 +520,8 @@ class Turns:
             self._host.emit("on_transcript", item)
         else:
             self._host.emit("on_finalize_end", item)
+
+
+def _floor(text_end_ms: float | None) -> int:
+    """The user tick where the text made final ends (0: no text)."""
+    return 0 if text_end_ms is None else round(text_end_ms * TICKS_PER_MS)

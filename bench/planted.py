@@ -100,8 +100,8 @@ BUGS: tuple[Bug, ...] = (
         "at stop the current connection's interim text is dropped, not made final: the "
         "user's last words vanish",
         "turns.py",
-        "        salvaged_end = self.salvage(conn, is_before, reason=reason)\n",
-        "        salvaged_end = (\n"
+        "        floor = _floor(self.salvage(conn, is_before, reason=reason))\n",
+        "        floor = _floor(\n"
         "            None if reason == LOST_STOPPED\n"
         "            else self.salvage(conn, is_before, reason=reason)\n"
         "        )\n",
