@@ -1465,7 +1465,7 @@ def test_audio_trimmed_from_the_replay_window_is_reported_when_the_connection_fa
     """1 s of speech with no result (the vendor says nothing before the end of the
     utterance), a replay window of 0.5 s: when the connection fails, the newest 0.5 s is
     replayed to the next connection and the older 0.5 s, trimmed from the window, must be
-    reported lost (it is neither replayed nor in the ledger)."""
+    reported lost (it can be neither replayed nor transcribed now)."""
     profile = VendorProfile(
         open_delay_s=(0.05, 0.05),
         latency_s=(0.02, 0.02),
