@@ -253,7 +253,13 @@ class Recognition:
     # ---------------------------------------------------------------- sending
 
     async def send_audio(self, chunk: bytes) -> None:
-        await self._send(chunk)
+        # Every frame: _send's body, inline (one coroutine less per frame).
+        if self._ws is None or self._ended:
+            raise SendFailed("not connected")
+        try:
+            await self._ws.send(chunk)
+        except (ConnectionClosed, OSError) as exc:
+            raise SendFailed(str(exc)) from exc
 
     async def send_audio_done(self) -> None:
         await self._send(AUDIO_DONE_MESSAGE)
