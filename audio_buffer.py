@@ -338,6 +338,11 @@ class AudioBuffer:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def items(self) -> deque[QueueItem]:
+        """The queue itself, for a reader that only asks whether it is empty (read only)."""
+        return self._items
+
     def __iter__(self) -> Iterator[QueueItem]:
         return iter(self._items)
 

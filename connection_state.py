@@ -59,7 +59,28 @@ class FinalizeMessage:
     marker: FinalizeMarker
 
 
-InFlight = AudioFrame | FinalizeMarker | FinalizeMessage | EndOfAudio
+class AudioBatch:
+    """The send in flight is these frames, queued one after another, in one message: a
+    burst (after an outage, a handoff, a replay) catches up in fewer sends. Each frame
+    keeps its own place in the window, the timeline and the ledger."""
+
+    __slots__ = ("data", "frames")
+
+    def __init__(self, frames: list[AudioFrame]) -> None:
+        self.frames = frames
+        self.data = b"".join(frame.data for frame in frames)
+
+
+InFlight = AudioFrame | AudioBatch | FinalizeMarker | FinalizeMessage | EndOfAudio
+
+
+def audio_in_flight(item: InFlight | None) -> list[AudioFrame]:
+    """The frames of a send in flight (none if it is not audio)."""
+    if type(item) is AudioFrame:
+        return [item]
+    if type(item) is AudioBatch:
+        return list(item.frames)
+    return []
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,29 @@ from typing import Protocol
 from . import engine_io as io
 from .audio_buffer import AudioBuffer, AudioFrame, AudioLedger, FinalizeMarker
 from .books import ConnectionBooks
-from .connection_state import Conn, EndOfAudio, Finalize, FinalizeMessage, Role, floors_after
+from .connection_state import (
+    AudioBatch,
+    Conn,
+    EndOfAudio,
+    Finalize,
+    FinalizeMessage,
+    Role,
+    audio_in_flight,
+    floors_after,
+)
 from .protocol import Failure
 from .repairs import Repairs
 from .session_reports import LOST_BUFFER_FULL, LOST_GAVE_UP, SessionReports
 from .session_types import Phase, SessionSettings
 from .timeline import TICKS_PER_MS
 from .turns import Turns
+
+# Audio already queued when a send is made goes out with it, up to this much per
+# message: the vendor's own guidance is about 100 ms a message (smaller works). Never
+# waits for audio to come: only what is queued already is taken. Opus is one packet a
+# message, so it is never batched.
+BATCH_MAX_TICKS = 100 * TICKS_PER_MS
+BATCHED_ENCODINGS = frozenset({"pcm", "mulaw", "alaw"})
 
 
 class Line(Protocol):
@@ -85,6 +101,7 @@ class Sender:
         self._ledger = ledger
         self._log = log
         self._buffer = AudioBuffer(settings.audio_format, settings.buffer_max_ms)
+        self._queue = self._buffer.items  # read on every send completed
         # How a finalize ends its utterance now: "finalize" (the connection stays) or
         # "audio_done" (it drains and closes; the next turn has another). `auto` starts
         # with finalize and falls back for good when the service refuses or ignores it.
@@ -103,7 +120,10 @@ class Sender:
         report = self._buffer.push(chunk)
         if report is not None:
             self._reports.lose(report, LOST_BUFFER_FULL, self._host.now)
-        self._kick()
+        if self._line.phase is Phase.STREAMING:  # _kick, inline: every frame
+            self.pump()
+        else:
+            self._kick()
 
     def push_after_fatal(self, chunk: bytes) -> None:
         """Audio after the session gave up: still part of the user's stream, it takes its
@@ -215,6 +235,14 @@ class Sender:
                 return
             conn.idle = False
             if type(item) is AudioFrame:
+                head = items.peek()
+                if type(head) is AudioFrame and item.encoding in BATCHED_ENCODINGS:
+                    # More audio waits already: it goes out with this frame.
+                    batch = self._take_batch(item)
+                    conn.in_flight = batch
+                    conn.sending_since = self._host.now
+                    self._act(io.Send(conn.generation, batch.data))
+                    return
                 conn.in_flight = item
                 conn.sending_since = self._host.now
                 self._act(io.Send(conn.generation, item.data))
@@ -243,6 +271,28 @@ class Sender:
             self._act(io.SendEndOfAudio(conn.generation))
             return
 
+    def _take_batch(self, first: AudioFrame) -> AudioBatch:
+        """`first` and the frames queued right after it, up to BATCH_MAX_TICKS of audio:
+        contiguous, same encoding (never a finalize marker: it stays in its place)."""
+        items = self._buffer
+        frames = [first]
+        end = first.start + first.length
+        total = first.length
+        while True:
+            head = items.peek()
+            if (
+                type(head) is not AudioFrame
+                or head.encoding != first.encoding
+                or head.start != end
+                or total + head.length > BATCH_MAX_TICKS
+            ):
+                break
+            items.pop()
+            frames.append(head)
+            end += head.length
+            total += head.length
+        return AudioBatch(frames)
+
     def send_completed(self, generation: int, ok: bool) -> None:
         conn = self._conns.get(generation)
         if conn is None or self._host.stopped:
@@ -257,17 +307,24 @@ class Sender:
         if not ok:
             if type(item) is FinalizeMessage:
                 self._buffer.push_front(item.marker)
+            elif type(item) is AudioBatch:
+                for frame in reversed(item.frames):  # first to the next connection
+                    self._buffer.push_front(frame)
             elif type(item) is not EndOfAudio:
                 # Not to the floor: it goes first to the next connection.
                 self._buffer.push_front(item)
             self._line.current_ended(conn, "send_failed")
             return
-        if type(item) is AudioFrame:
-            self._after_send(conn, item)
+        if type(item) is AudioFrame or type(item) is AudioBatch:
+            if type(item) is AudioFrame:
+                self._after_send(conn, item)
+            else:
+                for frame in item.frames:  # as if sent one by one, at once
+                    self._after_send(conn, frame)
             # The sender goes on if there is more to send, or the connection ended (or
             # failed) while this send was in flight; else it waits for audio.
             if (
-                self._buffer
+                self._queue  # the buffer holds more
                 or conn.ended
                 or conn.tracker.failure is not None
                 or conn.idle
@@ -300,10 +357,12 @@ class Sender:
 
     def _after_send(self, conn: Conn, frame: AudioFrame) -> None:
         # Runs for every frame sent: integer ticks, and the frame's speech level only
-        # while the watchdog still waits for the first speech since the last event.
+        # where something reads it (finalize mode, or the watchdog still waiting for
+        # the first speech since the last event).
         now = self._host.now
         length = frame.length
         data = frame.data
+        size = len(data)
         conn.timeline.record_sent(frame.start, length)
         if self._ledger.in_episode:
             # Audio flows again.
@@ -313,9 +372,12 @@ class Sender:
             self.replay_trimmed += trimmed
         if frame.replayed:
             self.replayed += length
-        conn.sent_bytes += len(data)
-        if self._finalize_via == "finalize" and frame.speech:
-            conn.speech_until = frame.start + length
+        conn.sent_bytes += size
+        speech = None
+        if self._finalize_via == "finalize":
+            speech = frame.speech
+            if speech:
+                conn.speech_until = frame.start + length
         self._turns.has_audio = True
         conn.last_audio_at = now
         quiet_since = conn.quiet_since
@@ -324,10 +386,10 @@ class Sender:
         duration_ms = length / TICKS_PER_MS
         since_event_ms = conn.audio_since_event_ms
         conn.audio_since_event_ms = since_event_ms + duration_ms
-        if conn.speech_since is None and frame.speech:
+        if conn.speech_since is None and (frame.speech if speech is None else speech):
             conn.speech_since = max(now, quiet_since + since_event_ms / 1000)
             self._line.speech_started(conn, self._finalize_via)
-        self.bytes_sent += len(data)
+        self.bytes_sent += size
         self.audio_ms_sent += duration_ms
         self._act(io.Notify("on_audio_sent", (data,)))
 
@@ -448,8 +510,8 @@ class Sender:
         taken = self.take_back_finalizes(conn)  # older ones, if any: sent again too
         conn.awaiting = later
         taken += self.take_back_finalizes(conn)
-        if type(item) is AudioFrame:
-            frames.append(item)
+        if type(item) is AudioFrame or type(item) is AudioBatch:
+            frames.extend(audio_in_flight(item))
         elif type(item) is FinalizeMessage:
             taken.append((round(conn.timeline.user_end_ms * TICKS_PER_MS), item.marker))
         before = [fr for fr in frames if fr.start < cut]

@@ -39,6 +39,7 @@ from .connection_state import (
     Conn,
     Finalize,
     Role,
+    audio_in_flight,
     floors_after,
     to_transcript,
 )
@@ -223,8 +224,8 @@ class Turns:
         for conn in conns:
             if conn.role is Role.DRAINING or conn.role is Role.CURRENT:
                 frames = conn.window.take()
-                if type(conn.in_flight) is AudioFrame:
-                    frames.append(conn.in_flight)  # handed to the socket, never answered
+                # Handed to the socket, never answered.
+                frames.extend(audio_in_flight(conn.in_flight))
                 for repair in conns:
                     if repair.repair_of is conn and not repair.repair_ended:
                         frames = repair.repair_frames + frames  # the repair's, unanswered

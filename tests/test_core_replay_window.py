@@ -4,7 +4,7 @@ it: it cannot be heard again, so past the interim text made final it is reported
 
 from __future__ import annotations
 
-from test_core_finalize_paths import Script, partial
+from test_core_finalize_paths import FRAME, Script, partial
 
 from xai_asr_python import engine_io as io
 from xai_asr_python.reconnect_manager import BackoffPolicy
@@ -14,7 +14,7 @@ from xai_asr_python.session_types import SessionError
 def fail_after_an_interim(replay_max_ms: int, frames: int, heard: int) -> tuple[Script, int]:
     """`frames` of speech (10 ms each) sent on gen 1; an interim covers the first `heard`;
     then the connection dies with no final (a TCP reset) and gen 2 opens. The script, and
-    how many frames gen 2 was sent (the replay)."""
+    how many frames gen 2 was sent (the replay; queued, they go out in batches)."""
     s = Script(finalize_mode="audio_done", replay_max_ms=replay_max_ms, prewarm=False)
     s.feed(io.Start(0.0))
     s.connect(1)
@@ -28,7 +28,8 @@ def fail_after_an_interim(replay_max_ms: int, frames: int, heard: int) -> tuple[
     assert [w.text for w in final.words] == [str(i) for i in range(heard)]
     s.feed(io.TimerFired(s.at(frames / 100 + 0.2), ("backoff", 0)))
     s.connect(2)
-    return s, sum(isinstance(a, io.Send) for a in s.complete_sends(2))
+    sent = sum(len(a.data) for a in s.complete_sends(2) if isinstance(a, io.Send))
+    return s, sent // FRAME
 
 
 def test_speech_trimmed_from_the_replay_window_is_reported_lost_when_the_connection_fails() -> (
