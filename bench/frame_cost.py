@@ -10,6 +10,9 @@ own process, so only the client's CPU is measured), in up to four variants:
   ws        a bare `websockets` client sending the same frames (the floor)
   null      a null extension (bench/null_ext) under TEN's extension tester: it
             receives the frames and drops them (what the runtime itself costs)
+  forward   the null extension sending each frame over one bare websockets
+            connection to the same server: the floor of any extension that
+            streams frames to a WebSocket service (one send a frame)
   ext       xai_asr_python under the same tester, streaming to the server
   upstream  upstream's xai_asr_python (TEN-framework/ten-framework), extracted
             at run time from a local mirror (bench/upstream.py), under the same
@@ -48,7 +51,7 @@ RUNTIME = _paths.setup()
 from bench import common, upstream  # noqa: E402
 
 MODULE = "bench.frame_cost"
-VARIANTS = ("ws", "null", "ext")
+VARIANTS = ("ws", "null", "forward", "ext")
 UPSTREAM = "upstream"
 WORKER_VARIANTS = (*VARIANTS, UPSTREAM)
 GOAL_OWN_SHARE = 1.0
@@ -245,6 +248,8 @@ def worker_tester(
         addon, props = harness.EXT_ADDON, harness.ext_properties(url)
     elif variant == UPSTREAM:
         addon, props, decoded = upstream.ADDON, upstream.properties(url), upstream.DECODED
+    elif variant == "forward":
+        addon, props = _paths.NULL_ADDON, {"forward_url": f"{url}?{harness.ws_query()}"}
     else:
         addon, props = _paths.NULL_ADDON, {}
     harness.run_tester(addon, props, script, timeout_s=120, decoded=decoded)
@@ -354,6 +359,9 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
                 "ext_over_ws": per_audio["ext"] / floor,
                 "null_over_ws": per_audio["null"] / floor,
                 "own_share": (per_audio["ext"] - per_audio["null"]) / floor,
+                # What one send a frame costs an extension, and what it adds above that.
+                "forward_share": (per_audio["forward"] - per_audio["null"]) / floor,
+                "over_forward": (per_audio["ext"] - per_audio["forward"]) / floor,
                 "achieved_speed": {
                     v: runs[v]["audio_s"] / runs[v]["send_wall_s"] for v in variants
                 },
@@ -367,6 +375,11 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
                 upstream_share = (per_audio[UPSTREAM] - per_audio["null"]) / floor
                 rep_result["upstream_own_share"] = upstream_share
                 rep_result["ours_over_upstream"] = rep_result["own_share"] / upstream_share
+                upstream_over = (per_audio[UPSTREAM] - per_audio["forward"]) / floor
+                rep_result["upstream_over_forward"] = upstream_over
+                rep_result["ours_over_upstream_above_forward"] = (
+                    rep_result["over_forward"] / upstream_over
+                )
                 line += (
                     f"  upstream own share {upstream_share:.2f}"
                     f"  ours/upstream {rep_result['ours_over_upstream']:.2f}"
@@ -394,13 +407,15 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
         "ext_over_ws": med("ext_over_ws"),
         "null_over_ws": med("null_over_ws"),
         "own_share": med("own_share"),
+        "forward_share": med("forward_share"),
+        "over_forward": med("over_forward"),
         "thread_cpu_ms_per_audio_s": {
             v: _thread_medians([r["runs"][v] for r in reps]) for v in variants
         },
         "own_share_range": [min(r["own_share"] for r in reps), max(r["own_share"] for r in reps)],
         "spread": {
             key: spread([r[key] for r in reps])
-            for key in ("ext_over_ws", "null_over_ws", "own_share")
+            for key in ("ext_over_ws", "null_over_ws", "own_share", "forward_share", "over_forward")
         },
         "goal_own_share_max": GOAL_OWN_SHARE,
         "load_1min": [min(loads), max(loads)],
@@ -408,7 +423,12 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     }
     summary["goal_met"] = summary["own_share"] <= GOAL_OWN_SHARE
     if upstream_pkg:
-        for key in ("upstream_own_share", "ours_over_upstream"):
+        for key in (
+            "upstream_own_share",
+            "ours_over_upstream",
+            "upstream_over_forward",
+            "ours_over_upstream_above_forward",
+        ):
             summary[key] = med(key)
             summary["spread"][key] = spread([r[key] for r in reps])
         summary["goal_vs_upstream_max"] = GOAL_VS_UPSTREAM
@@ -606,11 +626,15 @@ def report(result: dict[str, Any]) -> str:
         ["ext / ws", "ext_over_ws"],
         ["null / ws (runtime)", "null_over_ws"],
         ["(ext - null) / ws (own share)", "own_share"],
+        ["(forward - null) / ws (one send a frame)", "forward_share"],
+        ["(ext - forward) / ws (own share above it)", "over_forward"],
     ]
     if UPSTREAM in variants:
         ratio_rows += [
             ["(upstream - null) / ws (upstream's own share)", "upstream_own_share"],
             ["ours / upstream own share", "ours_over_upstream"],
+            ["(upstream - forward) / ws", "upstream_over_forward"],
+            ["ours / upstream, above one send a frame", "ours_over_upstream_above_forward"],
         ]
     coverage = s["spread"]["own_share"]["median_ci_coverage"]
     pinned = (

@@ -20,8 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED: dict[str, dict[str, Any]] = {
     "frame_cost": {
-        "summary": ["cpu_ms_per_audio_s", "ext_over_ws", "null_over_ws", "own_share", "goal_met"],
-        "cpu_ms_per_audio_s": ["ws", "null", "ext"],
+        "summary": [
+            "cpu_ms_per_audio_s",
+            "ext_over_ws",
+            "null_over_ws",
+            "own_share",
+            "over_forward",
+            "goal_met",
+        ],
+        "cpu_ms_per_audio_s": ["ws", "null", "forward", "ext"],
     },
     "turn_boundary": {
         "summary": [
