@@ -131,12 +131,13 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def publish(name: str, result: dict[str, Any], text: str) -> None:
-    """Write `result` as JSON, then print the report and where the JSON went."""
+def publish(name: str, result: dict[str, Any], text: str) -> Path:
+    """Write `result` as JSON, then print the report and where the JSON went (returned)."""
     path = write_result(name, result)
     print()
     print(text)
     print(f"\nJSON: {path.relative_to(ROOT)}")
+    return path
 
 
 def _json_default(value: Any) -> Any:

@@ -142,7 +142,11 @@ async def _finalize(session: Any, finalize_id: str) -> None:
 
 
 async def _engine(
-    n: int, url: str, duration_s: float, overrides: dict[str, Any] | None = None
+    n: int,
+    url: str,
+    duration_s: float,
+    overrides: dict[str, Any] | None = None,
+    gc_freeze: bool = False,
 ) -> dict[str, Any]:
     from ten_packages.extension.xai_asr_python.session import SessionSettings, StreamingSession
 
@@ -163,6 +167,11 @@ async def _engine(
         if time.monotonic() > deadline:
             raise RuntimeError("sessions did not connect within 30 s")
         await asyncio.sleep(0.01)
+    if gc_freeze:
+        # What an app can do once it has started: everything alive now (modules, the
+        # sessions, their settings) moves out of the collector's way for good.
+        gc.collect()
+        gc.freeze()
     t0 = time.monotonic() + 0.05
     measure["from"] = t0 + WARMUP_S
     measure["until"] = t0 + WARMUP_S + duration_s
@@ -318,7 +327,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     pinned = common.pin_to_cpu(WORKER_CPU) if args.pin else False
     if args.worker == "engine":
         out = asyncio.run(
-            _engine(args.sessions, args.url, args.duration_s, _overrides(args.setting))
+            _engine(
+                args.sessions,
+                args.url,
+                args.duration_s,
+                _overrides(args.setting),
+                gc_freeze=args.gc_freeze,
+            )
         )
     elif args.worker == "ws":
         out = asyncio.run(_ws(args.sessions, args.url, args.duration_s))
@@ -346,6 +361,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             wargs += ["--duration-s", str(args.duration_s)]
             for item in args.setting:
                 wargs += ["--setting", item]
+            if args.gc_freeze and v == "engine":
+                wargs.append("--gc-freeze")
             if pin:
                 wargs.append("--pin")
             run = common.run_worker(MODULE, wargs)
@@ -456,6 +473,7 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "mode": "StreamingSession x N in one process (no TEN runtime)",
             "max_runqueue_wait": args.max_wait,
             "engine_settings": _overrides(args.setting),
+            "gc_freeze": args.gc_freeze,
         },
         "summary": {
             "max_sessions_p99_under_20ms": best,
@@ -584,6 +602,54 @@ def _fit_line(s: dict[str, Any]) -> str:
     )
 
 
+def plot(result: dict[str, Any], path: Any) -> str | None:
+    """A PNG of what each step cost: p99 frame delay, and CPU per session, against N
+    (engine and the bare websockets floor). None when written; else why not (matplotlib
+    is a bench-only dependency: requirements-bench.txt)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no matplotlib (pip install -r requirements-bench.txt)"
+    steps = result["steps"]
+    if not steps:
+        return "no steps"
+    n = [st["sessions"] for st in steps]
+    fig, (delay_ax, cpu_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    delay_ax.plot(n, [st["engine_p99_ms"] for st in steps], "o-", label="engine p99")
+    delay_ax.plot(n, [st["engine_steady_p99_ms"] for st in steps], "s--", label="engine steady p99")
+    delay_ax.plot(n, [st["ws_p99_ms"] for st in steps], "^:", label="bare websockets p99")
+    delay_ax.axhline(GOAL_P99_MS, color="red", linewidth=0.8, label=f"goal {GOAL_P99_MS:g} ms")
+    delay_ax.set_ylabel("frame delay, ms")
+    delay_ax.set_yscale("log")
+    delay_ax.legend(fontsize=8)
+    delay_ax.grid(True, which="both", alpha=0.3)
+    for variant, style, label in (("engine", "o-", "engine"), ("ws", "^:", "bare websockets")):
+        cpu_ax.plot(
+            n,
+            [st[f"{variant}_cpu_util"] * 100 / st["sessions"] for st in steps],
+            style,
+            label=label,
+        )
+    cpu_ax.set_ylabel("CPU per session, % of a core")
+    cpu_ax.set_xlabel("real-time sessions on one core")
+    cpu_ax.set_ylim(bottom=0)
+    cpu_ax.legend(fontsize=8)
+    cpu_ax.grid(True, alpha=0.3)
+    machine = result["machine"]
+    fig.suptitle(
+        f"bench.scale ({machine.get('runtime', '?')}; max N at p99 < {GOAL_P99_MS:g} ms: "
+        f"{result['summary']['max_sessions_p99_under_20ms']})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
     parser.add_argument("--reps", type=int, default=2)
@@ -606,6 +672,15 @@ def main(argv: list[str] | None = None) -> int:
         help="override a SessionSettings field for the engine (e.g. replay_max_ms=0)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument(
+        "--plot", metavar="JSON", help="instead: draw the PNG of an earlier run's JSON"
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="the engine worker calls gc.freeze() once its sessions are connected "
+        "(start-up objects out of the garbage collector's way)",
+    )
     parser.add_argument("--worker", choices=("engine", "ws", "outage"), help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -616,11 +691,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         common.write_worker_output(args.out, worker(args))
         return 0
+    if args.plot:
+        import json
+        from pathlib import Path
+
+        source = Path(args.plot)
+        png = source.with_suffix(".png")
+        why_not = plot(json.loads(source.read_text()), png)
+        print(f"plot: {png}" if why_not is None else f"no plot: {why_not}")
+        return 0 if why_not is None else 1
     if args.quick:
         args.reps, args.start, args.max_sessions, args.bisect = 1, 4, 4, 0
         args.duration_s, args.outage_sessions = 1.0, 2
     result = drive(args)
-    common.publish("scale", result, report(result))
+    png = common.publish("scale", result, report(result)).with_suffix(".png")
+    why_not = plot(result, png)
+    print(f"plot: {png.relative_to(common.ROOT)}" if why_not is None else f"no plot: {why_not}")
     return 0
 
 
