@@ -360,6 +360,12 @@ class Turns:
         goes to a repair connection if there is time; else its turn ends "failed"."""
         if conn.turn_finished or conn.repairing:
             return
+        if self._host.gave_up:
+            # After a FATAL error no connection opens, a repair's neither: what the
+            # turn's window held past its interim text is lost, as the session gave up.
+            self.give_up(conn, reason=LOST_GAVE_UP)
+            self.finish(conn, "failed", failure)
+            return
         if (
             self._host.settings.replay_max_ms <= 0
             or self._host.stopped
