@@ -386,6 +386,16 @@ class AudioBuffer:
             self._queued -= item.length
         return item
 
+    def pop_frames(self, n: int) -> list[AudioFrame]:
+        """The next `n` items, which the caller knows are frames."""
+        frames = []
+        for _ in range(n):
+            frame = self._items.popleft()
+            assert type(frame) is AudioFrame
+            self._queued -= frame.length
+            frames.append(frame)
+        return frames
+
     def push_front(self, item: QueueItem) -> None:
         """Put back an item whose send failed: it goes first, before anything newer."""
         self._items.appendleft(item)

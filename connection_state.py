@@ -18,13 +18,14 @@ its socket closed or being closed, or it failed while current, or stop().
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from .audio_buffer import AudioFrame, FinalizeMarker, ReplayWindow
 from .protocol import CloseVerdict, ConnectionPhase, ConnectionTracker, TranscriptPartial
 from .session_types import Transcript, Word
-from .timeline import AudioFormat, ConnectionTimeline, round_ms
+from .timeline import TICKS_PER_MS, AudioFormat, ConnectionTimeline, round_ms
 from .utterances import ResultAssembler, VendorResult
 
 # A failed (or finished) connection is closed politely, so the server reads what we
@@ -57,6 +58,38 @@ class FinalizeMessage:
     open); a FinalizeMarker in flight is an audio.done."""
 
     marker: FinalizeMarker
+
+
+# Audio already queued when a send is made goes out with it, up to this much per
+# message: the vendor's own guidance is about 100 ms a message (smaller works). Nothing
+# ever waits for audio to come: only what is queued already is joined. (An encoding
+# with packets, such as Opus, would be one packet a message: not joined.)
+BATCH_MAX_TICKS = 100 * TICKS_PER_MS
+BATCHED_ENCODINGS = frozenset({"pcm", "mulaw", "alaw"})
+
+
+def joinable(first: AudioFrame, following: Sequence[object], offset: int = 0) -> int:
+    """How many of `following[offset:]` go out in one message with `first`: the frames
+    right after it (contiguous, same encoding; a finalize marker ends the run), up to
+    BATCH_MAX_TICKS of audio in all."""
+    if first.encoding not in BATCHED_ENCODINGS:
+        return 0
+    end = first.start + first.length
+    total = first.length
+    k = offset
+    while k < len(following):
+        item = following[k]
+        if (
+            type(item) is not AudioFrame
+            or item.encoding != first.encoding
+            or item.start != end
+            or total + item.length > BATCH_MAX_TICKS
+        ):
+            break
+        end += item.length
+        total += item.length
+        k += 1
+    return k - offset
 
 
 class AudioBatch:

@@ -25,7 +25,15 @@ from typing import Any, Protocol
 
 from . import engine_io as io
 from .audio_buffer import AudioFrame
-from .connection_state import FAILURE_CLOSE_TIMEOUT_S, Conn, EndOfAudio, Role
+from .connection_state import (
+    FAILURE_CLOSE_TIMEOUT_S,
+    AudioBatch,
+    Conn,
+    EndOfAudio,
+    Role,
+    audio_in_flight,
+    joinable,
+)
 from .protocol import Failure, ServerEvent, TranscriptDone, TranscriptPartial
 from .session_reports import SessionReports
 from .timeline import TICKS_PER_MS
@@ -94,8 +102,16 @@ class Repairs:
     def send_next(self, repair: Conn) -> None:
         if repair.repair_ended or repair.in_flight is not None:
             return
-        if repair.repair_next < len(repair.repair_frames):
-            frame = repair.repair_frames[repair.repair_next]
+        frames = repair.repair_frames
+        if repair.repair_next < len(frames):
+            frame = frames[repair.repair_next]
+            more = joinable(frame, frames, repair.repair_next + 1)
+            if more:  # a repair replays a turn at once: 100 ms a message
+                batch = AudioBatch(frames[repair.repair_next : repair.repair_next + 1 + more])
+                repair.repair_next += 1 + more
+                repair.in_flight = batch
+                self._host.act(io.Send(repair.generation, batch.data))
+                return
             repair.repair_next += 1
             repair.in_flight = frame
             self._host.act(io.Send(repair.generation, frame.data))
@@ -107,10 +123,10 @@ class Repairs:
     def sent(self, repair: Conn, item: Any, ok: bool) -> None:
         if not ok or repair.repair_ended:
             return  # its close says why
-        if type(item) is AudioFrame:
-            repair.timeline.record_sent(item.start, item.length)
-            self._host.count_replayed(item.length)
-        elif item is EndOfAudio.REPAIR:
+        for frame in audio_in_flight(item):
+            repair.timeline.record_sent(frame.start, frame.length)
+            self._host.count_replayed(frame.length)
+        if item is EndOfAudio.REPAIR:
             repair.tracker.audio_done_sent()
         self.send_next(repair)
 

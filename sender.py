@@ -38,6 +38,7 @@ from .connection_state import (
     Role,
     audio_in_flight,
     floors_after,
+    joinable,
 )
 from .protocol import Failure
 from .repairs import Repairs
@@ -45,13 +46,6 @@ from .session_reports import LOST_BUFFER_FULL, LOST_GAVE_UP, SessionReports
 from .session_types import Phase, SessionSettings
 from .timeline import TICKS_PER_MS
 from .turns import Turns
-
-# Audio already queued when a send is made goes out with it, up to this much per
-# message: the vendor's own guidance is about 100 ms a message (smaller works). Never
-# waits for audio to come: only what is queued already is taken. Opus is one packet a
-# message, so it is never batched.
-BATCH_MAX_TICKS = 100 * TICKS_PER_MS
-BATCHED_ENCODINGS = frozenset({"pcm", "mulaw", "alaw"})
 
 
 class Line(Protocol):
@@ -235,14 +229,16 @@ class Sender:
                 return
             conn.idle = False
             if type(item) is AudioFrame:
-                head = items.peek()
-                if type(head) is AudioFrame and item.encoding in BATCHED_ENCODINGS:
-                    # More audio waits already: it goes out with this frame.
-                    batch = self._take_batch(item)
-                    conn.in_flight = batch
-                    conn.sending_since = self._host.now
-                    self._act(io.Send(conn.generation, batch.data))
-                    return
+                queue = self._queue
+                if queue and type(queue[0]) is AudioFrame:
+                    # More audio waits already: what joins goes out with this frame.
+                    more = joinable(item, queue)
+                    if more:
+                        batch = AudioBatch([item, *items.pop_frames(more)])
+                        conn.in_flight = batch
+                        conn.sending_since = self._host.now
+                        self._act(io.Send(conn.generation, batch.data))
+                        return
                 conn.in_flight = item
                 conn.sending_since = self._host.now
                 self._act(io.Send(conn.generation, item.data))
@@ -270,28 +266,6 @@ class Sender:
             conn.in_flight = item
             self._act(io.SendEndOfAudio(conn.generation))
             return
-
-    def _take_batch(self, first: AudioFrame) -> AudioBatch:
-        """`first` and the frames queued right after it, up to BATCH_MAX_TICKS of audio:
-        contiguous, same encoding (never a finalize marker: it stays in its place)."""
-        items = self._buffer
-        frames = [first]
-        end = first.start + first.length
-        total = first.length
-        while True:
-            head = items.peek()
-            if (
-                type(head) is not AudioFrame
-                or head.encoding != first.encoding
-                or head.start != end
-                or total + head.length > BATCH_MAX_TICKS
-            ):
-                break
-            items.pop()
-            frames.append(head)
-            end += head.length
-            total += head.length
-        return AudioBatch(frames)
 
     def send_completed(self, generation: int, ok: bool) -> None:
         conn = self._conns.get(generation)

@@ -77,3 +77,18 @@ def test_a_message_that_fails_goes_first_to_the_next_connection_whole_and_once()
     s.feed(io.Received(s.at(0.6), 2, partial(0, 25, is_final=True, speech_final=True, end=0.25)))
     assert [w.text for t in s.finals() for w in t.words] == [str(i) for i in range(25)]
     assert len(b"".join(a.data for a in s.actions if isinstance(a, io.Send))) == 35 * FRAME
+
+
+def test_a_repair_replays_the_failed_turn_in_messages_of_100_ms() -> None:
+    s = Script(finalize_mode="audio_done", prewarm=False, standby=False)
+    s.feed(io.Start(0.0))
+    s.connect(1)
+    s.push(0, 25)
+    s.feed(io.FinalizeAsked(s.at(0.26), "f"))
+    s.complete_sends(1)  # the turn's audio, then audio.done: gen 1 drains
+    s.feed(io.Closed(s.at(0.3), 1, io.CloseInfo()))  # ... and dies before its done
+    [repair] = [a.generation for a in s.actions if isinstance(a, io.Open) and a.generation > 1]
+    s.connect(repair)
+    sent = s.complete_sends(repair)
+    assert frames_of(sent) == [list(range(0, 10)), list(range(10, 20)), list(range(20, 25))]
+    assert isinstance(sent[-1], io.SendEndOfAudio)
