@@ -714,6 +714,11 @@ class SimVendor:
                 f"gen {conn.generation}: a send of {len(data)} bytes (not whole frames)"
             )
             return
+        if len(data) > BYTES_PER_SECOND // 10:
+            # Queued audio is joined up to 100 ms a message (the vendor's guidance).
+            self.h.violations.append(
+                f"gen {conn.generation}: a send of {len(data) // FRAME_BYTES} frames (> 100 ms)"
+            )
         p = self.p
         for offset in range(0, len(data), FRAME_BYTES):
             chunk = data[offset : offset + FRAME_BYTES]
