@@ -300,6 +300,10 @@ def _pinning(args: argparse.Namespace) -> tuple[int | None, int | None]:
     stay on one core's cache (see bench/README.md for what it changed)."""
     if args.no_pin or not hasattr(os, "sched_getaffinity"):
         return None, None
+    chosen = os.environ.get("BENCH_PIN")  # "WORKER,SERVER", e.g. "1,0": CPU 0 is busy
+    if chosen:
+        worker, server = (int(cpu) for cpu in chosen.split(","))
+        return worker, server
     usable = sorted(os.sched_getaffinity(0))
     if len(usable) < 2:
         return None, None
