@@ -483,9 +483,10 @@ class Session:
         elif method == "on_audio_dropped":
             dropped_ms, _total_ms = args
             self.dropped_calls.append((at, dropped_ms))
-            # What the core gives up at the FATAL error's instant ends with that error's
-            # episode, which the FATAL error reports.
-            if self.fatal_at is None or at > self.fatal_at + EPS:
+            # What the core gives up while the session has given up (from the FATAL
+            # error's instant to the next Start) is counted, not reported again: the
+            # FATAL error says nothing more is transcribed (README "Not guaranteed").
+            if self.fatal_at is None:
                 self.unreported_ms += dropped_ms
         elif method in ("on_connected", "on_audio_sent"):
             pass
