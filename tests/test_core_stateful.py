@@ -27,11 +27,16 @@ silent loss"):
     FATAL one is counted lost too (gave_up);
 (l) every frame lost is lost for a reason the contract names, judged per frame
     from the simulator's record (Session.unjustified): an overflow drops the
-    oldest audio (at least buffer_max_ms of newer audio was pushed by then), a
-    give-up comes after a FATAL error, a stop never loses a word of the interim
-    text a connection still in use holds (it is made final), an unanswered turn
-    has a finalize after the frame that ended without its done, and audio lost
-    from a replay window had replay_max_ms of newer audio after it on a
+    oldest audio (at least buffer_max_ms of newer audio was pushed by then) and
+    only when no connection the script left healthy could take audio long
+    enough to send a buffer's worth ahead of the frame (Session.healthy_run); a
+    give-up comes after a FATAL error; a stop never loses a word of the interim
+    text a connection still in use holds (it is made final); an unanswered turn
+    has a finalize after the frame that ended without its done, and a cause in
+    the script: a connection the frame went to was faulted, an opening after it
+    was refused or hung, the vendor refuses, ignores or delays finalize, or the
+    turn's audio.done or finalize went out too late for a healthy answer; audio
+    lost from a replay window had replay_max_ms of newer audio after it on a
     connection that was over;
 (b) final words come in the order of the audio;
 (c) every finalize ends exactly once, by its deadline, in the order they were issued;
@@ -74,6 +79,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -147,6 +153,15 @@ D, C, K = ConnState.DISCONNECTED, ConnState.CONNECTED, ConnState.CONNECTING
 LEGAL_TRANSITIONS = {(C, D), (K, D), (D, K), (C, K), (K, C)}
 # Vendor codes that no retry can help: FATAL at once (session.py, "Planned versus failure").
 AUTH_CODES = {"401", "403"}
+# Faults of an opening (SimVendor.faults): that connection never took audio.
+OPENING_FAULTS = {"refused", "hung"}
+# The loss judge's allowances for a healthy connection: the time it takes to send a
+# buffer's worth of audio (at the slowest send the profile draws) is stretched by this
+# factor, plus HEALTHY_SLACK_S; a vendor's answer may take its latency, a send and
+# ANSWER_SLACK_S more.
+SEND_FACTOR = 1.25
+HEALTHY_SLACK_S = 0.1
+ANSWER_SLACK_S = 0.05
 
 
 @dataclass
@@ -261,6 +276,8 @@ class Session:
         # At stop: the words the core holds as interim text of a connection still in use
         # (it must make them final, not lost).
         self.held_at_stop: set[int] = set()
+        # Frame index -> [(time, generation)] it was handed to (SimVendor.handed, at the end).
+        self.handed: dict[int, list[tuple[float, int]]] = {}
 
     # ---------------------------------------------------------------- the user
 
@@ -292,11 +309,12 @@ class Session:
     def restart(self) -> None:
         """Start again (after a FATAL error: a new streak)."""
         if self.fatal_at is not None:
-            # Audio pushed while given up is counted, not told (on_audio_dropped), and
-            # not reported after the new Start either (README "Not guaranteed").
+            # Audio lost while given up is counted, and not reported after the new Start
+            # either (README "Not guaranteed"): the given-up episode ends here.
             self.gave_up_spans[-1][1] = self.next_index
             self.fatal_periods[-1][1] = self.h.now
             self.fatal_at = None
+            self.unreported_ms = 0.0
         self.h.feed(Start(self.h.now))
         self.flush()
 
@@ -598,6 +616,7 @@ class Session:
                 )
         # (l) every frame lost, whatever it was, lost for a reason the contract names,
         # judged by the simulator's record (not by the core's word).
+        self.handed = self.vendor.handed()
         for i in sorted(self.h.pushed):
             for loss in self.losses:
                 if loss.covers(i):
@@ -627,6 +646,114 @@ class Session:
         return any(
             a is not None and a - EPS <= t and (b is None or t <= b + EPS)
             for a, b in self.fatal_periods
+        )
+
+    def conn_faults(self, generation: int, until: float) -> list[tuple[float, str]]:
+        """The faults the script made on connection `generation` by `until`."""
+        return [
+            (t, kind)
+            for t, g, kind in self.vendor.faults
+            if g == generation and kind not in OPENING_FAULTS and t <= until + EPS
+        ]
+
+    def healthy_run(self, start: float, end: float) -> tuple[float, int | None]:
+        """The longest stretch of [start, end] during which, by the simulator's record, a
+        connection could take audio (open, not a repair, not faulted, not over, no
+        audio.done written to it) and no connection the script had faulted was still
+        taking it (a slow one fills the buffer; the core need not leave it at once):
+        (seconds, a connection able then)."""
+        messages = self.vendor.messages
+        able: list[tuple[float, float, int]] = []
+        disturbed: list[tuple[float, float]] = []
+        for conn in self.vendor.conns.values():
+            gen = conn.generation
+            done_at = next((t for t, g, k in messages if g == gen and k == "audio.done"), None)
+            ends = [t for t in (conn.over_at, done_at) if t is not None]
+            out = min(ends) if ends else float("inf")
+            faults = [t for t, _ in self.conn_faults(gen, end)]
+            if faults:
+                disturbed.append((min(faults), out))
+                out = min(out, min(faults))
+            if conn.open_at is not None and not conn.repairs_a_drain and out > conn.open_at:
+                able.append((conn.open_at, out, gen))
+        cuts = {x for a, b, _ in able for x in (a, b)} | {x for ab in disturbed for x in ab}
+        points = sorted({start, end} | {x for x in cuts if start < x < end})
+        best, best_gen, run = 0.0, None, 0.0
+        for a, b in pairwise(points):
+            mid = (a + b) / 2
+            gens = [g for x, y, g in able if x <= mid < y]
+            if gens and not any(x <= mid < y for x, y in disturbed):
+                run += b - a
+                if run > best:
+                    best, best_gen = run, gens[0]
+            else:
+                run = 0.0
+        return best, best_gen
+
+    def overflow_unjustified(self, i: int, at: float) -> str | None:
+        """Why the outage buffer's drop of frame `i` at `at` has no cause in the
+        simulator's record (None: it has one). The cause: since the frame was pushed
+        (or put back, sent to connections that are over), no connection the script
+        left healthy could take audio long enough to send a buffer's worth ahead of
+        it: the outage was the script's (faults, refusals, hung openings, and the
+        backoffs and handshakes after them), or the user pushed faster than any
+        connection sends."""
+        since = self.pushed_at[i]
+        for _, gen in self.handed.get(i, ()):
+            over = self.vendor.conns[gen].over_at
+            if over is not None and over <= at + EPS:
+                since = max(since, over)
+        run, gen = self.healthy_run(since, at)
+        frames = self.settings.buffer_max_ms // FRAME_MS + 1
+        need = SEND_FACTOR * frames * self.vendor.p.send_delay_s[1] + HEALTHY_SLACK_S
+        if run < need:
+            return None
+        return (
+            f"gen {gen} was healthy and could take audio for {run:.3f} s of the "
+            f"{at - since:.3f} s before the drop (since {since:.3f}): time to send "
+            f"{frames} frames ({need:.3f} s)"
+        )
+
+    def unanswered_unjustified(self, i: int, at: float) -> str | None:
+        """Why frame `i`'s loss as unanswered at `at` has no cause in the simulator's
+        record (None: it has one). The causes: a connection it was sent to was faulted
+        by the script; an opening (a repair's) was refused or hung after it was sent;
+        it was sent `finalize`, which the vendor refuses, ignores or answers slowly; or
+        the request that would end its turn (audio.done or finalize) went out too late
+        for a healthy vendor's answer to come by then."""
+        handed = [(t, g) for t, g in self.handed.get(i, ()) if t <= at + EPS]
+        if not handed:
+            return "it was never sent"
+        first = handed[0][0]
+        gens = {g for _, g in handed}
+        if any(self.conn_faults(gen, at) for gen in gens):
+            return None
+        if any(
+            kind in OPENING_FAULTS and first - EPS <= t <= at + EPS
+            for t, _, kind in self.vendor.faults
+        ):
+            return None
+        p = self.vendor.p
+        requests = [
+            (t, g, kind)
+            for t, g, kind in self.vendor.messages
+            if g in gens and first - EPS <= t <= at + EPS
+        ]
+        slow_answer = p.finalize != "answer" or p.finalize_delay_s[1] > ANSWER_SLACK_S
+        if slow_answer and any(kind == "finalize" for *_, kind in requests):
+            return None
+        if not requests:
+            return f"gens {sorted(gens)}, healthy, were sent neither audio.done nor finalize"
+        t, gen, kind = requests[-1]
+        budget = p.latency_s[1] + p.send_delay_s[1] + ANSWER_SLACK_S
+        if kind == "finalize":
+            budget += p.finalize_delay_s[1]
+        if at - t < budget:
+            return None
+        return (
+            f"gens {sorted(gens)} were healthy (no fault, no opening refused or hung "
+            f"since it was sent); gen {gen} was sent {kind} at {t:.3f}, {at - t:.3f} s "
+            f"before: time for its answer ({budget:.3f} s)"
         )
 
     def trimmed_from_a_window(self, i: int, at: float) -> bool:
@@ -662,7 +789,7 @@ class Session:
                     f"the buffer (buffer_max_ms {self.settings.buffer_max_ms}) dropped it "
                     f"with only {newer} newer frames pushed: not the oldest audio"
                 )
-            return None
+            return self.overflow_unjustified(i, loss.at)
         if loss.reason == LOST_GAVE_UP:
             return None if self.given_up(loss.at) else "no FATAL error had been reported"
         if loss.reason == LOST_STOPPED:
@@ -672,15 +799,15 @@ class Session:
                 return "its word was in the interim text of a connection still in use at stop"
             return None
         if loss.reason == LOST_UNANSWERED:
-            for f in self.finalizes.values():
-                if (
-                    f.issued_at >= self.pushed_at[i] - EPS
-                    and f.ended
-                    and f.ended[0][1].status != "done"
-                    and f.ended[0][0] >= loss.at - EPS
-                ):
-                    return None
-            return "no finalize issued after it ended without its done"
+            if not any(
+                f.issued_at >= self.pushed_at[i] - EPS
+                and f.ended
+                and f.ended[0][1].status != "done"
+                and f.ended[0][0] >= loss.at - EPS
+                for f in self.finalizes.values()
+            ):
+                return "no finalize issued after it ended without its done"
+            return self.unanswered_unjustified(i, loss.at)
         if loss.reason == LOST_REPLAY_WINDOW:
             if self.trimmed_from_a_window(i, loss.at):
                 return None
