@@ -1436,6 +1436,21 @@ def test_audio_pushed_while_given_up_keeps_the_timeline() -> None:
     assert s.core.ledger.lost_spans_ms == [(0.0, 100.0)], s.core.ledger.lost_spans_ms
 
 
+def test_stop_reports_the_speech_past_the_interim_text_with_silence_after_it() -> None:
+    """At stop, the current connection's interim text (w0..w19) is made final, and the
+    speech sent after it (w20..w24), which no result will cover now, is reported lost
+    (stopped), though silence follows it in the window (bench.planted's
+    stop_speech_unreported: the machine's examples found it only by chance)."""
+    s = _session()
+    s.push(25, speech=True, realtime=True)  # an interim of w0..w19 at frame 20
+    s.push(4, speech=False, realtime=True)  # too few frames for another interim
+    assert s.vendor.live()[0].interim_words == tuple(range(20))
+    s.stop_now()  # check_end: every speech frame final or lost
+    assert s.final_indices == list(range(20)), s.final_indices
+    assert s.core.ledger.lost_ms_by_reason == {"stopped": 90.0}
+    assert s.core.ledger.lost_spans_ms == [(200.0, 290.0)]
+
+
 def test_audio_lost_while_given_up_is_not_reported_after_a_new_start() -> None:
     """Found by the machine (max_attempts 2): audio pushed after a FATAL error is counted
     lost (gave_up) and, as README "Not guaranteed" says, not reported again: the FATAL
