@@ -1451,6 +1451,32 @@ def test_stop_reports_the_speech_past_the_interim_text_with_silence_after_it() -
     assert s.core.ledger.lost_spans_ms == [(200.0, 290.0)]
 
 
+def test_no_repair_connection_after_a_fatal_error() -> None:
+    """Found by the machine (random examples): a turn drains on gen 1, which never
+    answers audio.done; the next connection is refused with 401, a FATAL error. Half-way
+    to the deadline the drain is found not answering, and its repair must not open a
+    connection: the session has given up (README "Not guaranteed": nothing more is
+    transcribed; no connection until a new Start). The turn ends without it."""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02), send_delay_s=(0.001, 0.001)
+    )
+    s = Session(make_settings(finalize_mode="audio_done"), seed=1, profile=profile)
+    s.start()
+    s.advance(0.2)
+    s.push(30, speech=True, realtime=True)
+    s.vendor.live()[-1].no_done = True  # gen 1 never answers audio.done
+    s.vendor.refuse(1e9, fatal=True)  # every later opening: 401
+    s.finalize()
+    s.push(1, speech=False, realtime=False)  # a connection for the next turn: refused
+    s.advance_until(lambda: s.core.gave_up, 1.0)
+    assert s.core.gave_up
+    opens = len(s.vendor.opens)
+    s.advance(3.0)  # check(): fails on an Open after the FATAL error
+    assert len(s.vendor.opens) == opens, s.vendor.opens
+    assert s.finalizes["f1"].ended, s.finalizes
+    s.settle_and_stop()
+
+
 def test_audio_lost_while_given_up_is_not_reported_after_a_new_start() -> None:
     """Found by the machine (max_attempts 2): audio pushed after a FATAL error is counted
     lost (gave_up) and, as README "Not guaranteed" says, not reported again: the FATAL
