@@ -729,9 +729,11 @@ def _check_statuses(
 
 def _turn_end_reached(cut: int, received: set[int], is_lost: Callable[[int], bool]) -> bool:
     """A connection that received `received` may have been sent the end of the turn cut
-    at frame `cut`: it received the turn's last frame not reported lost."""
+    at frame `cut`: it received the turn's last frame that was sent (frames reported
+    lost before they were sent are skipped; a turn it received and that was then
+    reported lost, its repair failing, still ended on it)."""
     last_frame = cut - 1
-    while last_frame >= 0 and is_lost(last_frame):
+    while last_frame >= 0 and last_frame not in received and is_lost(last_frame):
         last_frame -= 1
     return last_frame < 0 or last_frame in received
 

@@ -87,16 +87,22 @@ def test_nothing_but_disconnected_after_a_fatal_error() -> None:
     assert len(result.violations) == 2, result.violations
 
 
-def _records_with(session_id: str, frames: int) -> list[ConnectionRecord]:
+def _records_with(session_id: str, frames: int, first: int = 0) -> list[ConnectionRecord]:
     record = ConnectionRecord(number=1, path="/v1/stt", query={}, headers={})
     record.session_id = session_id
-    record.audio.extend(marker([(True, frames)], 0))
+    record.audio.extend(marker([(True, frames)], first))
     return [record]
 
 
-def _status_verdict(recorder: ClockedRecorder, frames_received: int) -> SoakResult:
+def _status_verdict(
+    recorder: ClockedRecorder,
+    frames_received: int,
+    first: int = 0,
+    lost: list[tuple[float, float]] | None = None,
+) -> SoakResult:
     result = SoakResult(0)
-    _check_statuses(result, recorder, _records_with("s1", frames_received), {"f0": 30}, [])
+    records = _records_with("s1", frames_received, first)
+    _check_statuses(result, recorder, records, {"f0": 30}, lost or [])
     return result
 
 
@@ -113,6 +119,9 @@ def test_a_handoff_needs_a_turn_end_on_the_connection_handed_off() -> None:
     assert _status_verdict(recorder, 30).ok  # frames 0-29: the turn cut at 30 reached it
     verdict = _status_verdict(recorder, 20)  # frames 0-19: it was mid-turn
     assert len(verdict.violations) == 1 and "no turn ended" in verdict.violations[0]
+    # Frames 20-29, the turn's end, reached it and were then reported lost (its turn
+    # failed): still a handoff at a turn's end (seed 22 was failed for it).
+    assert _status_verdict(recorder, 10, first=20, lost=[(200.0, 300.0)]).ok
 
 
 def test_status_chain_and_failures_told_while_disconnected() -> None:
