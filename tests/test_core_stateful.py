@@ -734,19 +734,19 @@ class Session:
         ):
             return None
         p = self.vendor.p
-        requests = [
-            (t, g, kind)
-            for t, g, kind in self.vendor.messages
-            if g in gens and first - EPS <= t <= at + EPS
-        ]
+        sent = [(t, g, kind) for t, g, kind in self.vendor.messages if g in gens and t <= at + EPS]
+        # A `finalize` refused, ignored or answered late (even one before the frame: a
+        # late answer holds back all that follows it on the connection).
+        finalized = any(kind == "finalize" for *_, kind in sent)
         slow_answer = p.finalize != "answer" or p.finalize_delay_s[1] > ANSWER_SLACK_S
-        if slow_answer and any(kind == "finalize" for *_, kind in requests):
+        if slow_answer and finalized:
             return None
+        requests = [(t, g, kind) for t, g, kind in sent if t >= first - EPS]
         if not requests:
             return f"gens {sorted(gens)}, healthy, were sent neither audio.done nor finalize"
         t, gen, kind = requests[-1]
         budget = p.latency_s[1] + p.send_delay_s[1] + ANSWER_SLACK_S
-        if kind == "finalize":
+        if finalized:
             budget += p.finalize_delay_s[1]
         if at - t < budget:
             return None
