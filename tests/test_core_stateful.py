@@ -617,16 +617,22 @@ class Session:
         # (l) every frame lost, whatever it was, lost for a reason the contract names,
         # judged by the simulator's record (not by the core's word).
         self.handed = self.vendor.handed()
-        for i in sorted(self.h.pushed):
-            for loss in self.losses:
-                if loss.covers(i):
-                    why = self.unjustified(i, loss)
-                    if why is not None:
-                        self.fail(
-                            f"(l) frame {i} ({self.h.pushed[i]}, pushed at "
-                            f"{self.pushed_at[i]:.3f}) lost ({loss.reason}) at "
-                            f"{loss.at:.3f} without cause: {why}"
-                        )
+        # Each loss's frames, from its spans (a session may book thousands of losses).
+        lost_by: dict[int, list[Loss]] = {}
+        for loss in self.losses:
+            for a, b in loss.spans_ms:
+                for i in range(int(a // FRAME_MS), int(-(-b // FRAME_MS))):
+                    if i in self.h.pushed and loss.covers(i):
+                        lost_by.setdefault(i, []).append(loss)
+        for i in sorted(lost_by):
+            for loss in lost_by[i]:
+                why = self.unjustified(i, loss)
+                if why is not None:
+                    self.fail(
+                        f"(l) frame {i} ({self.h.pushed[i]}, pushed at "
+                        f"{self.pushed_at[i]:.3f}) lost ({loss.reason}) at "
+                        f"{loss.at:.3f} without cause: {why}"
+                    )
         # (h) every loss reported, by the listener's calls: each ledger entry outside a
         # given-up period told (on_audio_dropped), and all of it in audio_dropped errors
         # (checked as they come, see _error) by the end of the session.
