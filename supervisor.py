@@ -134,6 +134,9 @@ class ConnectionSupervisor:
 
     def start(self) -> None:
         if self.gave_up:
+            # The audio lost while given up is counted, and told by the FATAL error: it
+            # ends here, not carried into the next episode's report.
+            self._reports.end_drop_episode(self._host.now, gave_up=True)
             self.gave_up = False
             self._reconnect.connection_healthy()  # a new start is a new streak
         self._log.info("session starting: %s", self._host.settings.redacted())

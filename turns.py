@@ -357,7 +357,8 @@ class Turns:
 
     def drain_failed(self, conn: Conn, failure: Failure | None) -> None:
         """A draining connection failed before its transcript.done. Its un-finalized audio
-        goes to a repair connection if there is time; else its turn ends "failed"."""
+        goes to a repair connection if there is time (and the session has not given up:
+        no connection opens after a FATAL error); else its turn ends "failed"."""
         if conn.turn_finished or conn.repairing:
             return
         if self._host.gave_up:

@@ -26,6 +26,11 @@ itself rather than by what the engine reports about itself:
 Where a check lets something pass it says so in `SoakResult.excused`, naming the
 connection or the audio (never a whole check).
 
+Faults come at moments of the session, not per connection number (`FaultPlan`): a
+finalize keeps its connection for a whole session, so a fault drawn for a later
+connection would seldom happen; a fault at a moment hits whichever connection is
+live then, so nearly every seed has faults at work.
+
 `run_seed(seed)` is a plain coroutine; integration_tests/test_it_soak.py runs a
 fixed set of seeds and `python -m bench.soak --seeds N` many more.
 """
@@ -39,7 +44,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from test_engine_support import (
@@ -59,8 +64,8 @@ from xai_asr_python.session_reports import LOST_GAVE_UP
 
 FRAME_BYTES = 320  # 10 ms of 16 kHz PCM
 CHUNK_FRAMES = 2  # pushed 20 ms at a time, as a live source does
-# Faults are drawn for this many connections (more than any seed opens).
-FAULTED_CONNECTIONS = 60
+# A wire is drawn for this many connections (more than any seed opens).
+WIRED_CONNECTIONS = 60
 # How late, past the configured finalize timeout, the soak may see a finalize's end by
 # its own clock. The engine promises the end by the finalize's deadline (asked +
 # finalize_timeout_s): the deadline is a loop timer, and the end reaches the listener
@@ -121,28 +126,29 @@ def _after_bytes(rng: random.Random) -> int:
     return rng.randrange(0, 120) * FRAME_BYTES
 
 
-def random_fault(rng: random.Random) -> Fault:
-    """One fault of every kind the server can inject, with a random trigger."""
-    kind = rng.choice(
-        [
-            "refuse",
-            "handshake_hang",
-            "handshake_slow",
-            "no_created",
-            "created_late",
-            "error_event",
-            "error_on_done",
-            "close",
-            "partition",
-            "stall",
-            "malformed",
-            "done_without_close",
-            "no_done",
-            "close_before_done",
-            "idle_end",
-        ]
-    )
+# Fault kinds by when they act: at the upgrade of the next connection to arrive; at a
+# moment of the session, on each connection live then (a trigger after_ms from its
+# opening); at the turn end (audio.done) of each connection live at that moment.
+UPGRADE_KINDS = ("refuse", "handshake_hang", "handshake_slow", "no_created", "created_late")
+MOMENT_KINDS = ("error_event", "close", "partition", "stall", "malformed", "idle_end")
+TURN_END_KINDS = (
+    "error_on_done",
+    "malformed_on_done",
+    "done_without_close",
+    "no_done",
+    "close_before_done",
+)
+FAULT_KINDS = UPGRADE_KINDS + MOMENT_KINDS + TURN_END_KINDS
+
+
+def random_fault(rng: random.Random, kind: str | None = None, after_ms: int | None = None) -> Fault:
+    """One fault of every kind the server can inject (`kind`, or drawn); a fault of a
+    moment fires `after_ms` after its connection opened (None: after random bytes)."""
+    kind = kind or rng.choice(FAULT_KINDS)
     code = rng.choice([None, 500, "overloaded"])
+    at: dict[str, int] = (
+        {"after_bytes": _after_bytes(rng)} if after_ms is None else {"after_ms": after_ms}
+    )
     if kind == "refuse":
         return Fault(refuse_status=rng.choice([500, 503, 429]))
     if kind == "handshake_hang":
@@ -155,29 +161,123 @@ def random_fault(rng: random.Random) -> Fault:
         return Fault(created_delay_ms=200)
     if kind == "error_event":
         then = rng.choice(["stay_open", "close", "continue"])
-        return Fault(error_event=ErrorEvent(code=code, after_bytes=_after_bytes(rng), then=then))
+        return Fault(error_event=ErrorEvent(code=code, then=then, **at))
     if kind == "error_on_done":
         return Fault(error_event=ErrorEvent(code=code, on_audio_done=True))
     if kind == "close":
         close_code = rng.choice([1000, 1001, 1011, 4000, "abort"])
-        return Fault(close=Close(code=close_code, after_bytes=_after_bytes(rng)))
+        return Fault(close=Close(code=close_code, **at))
     if kind == "partition":
         for_ms = rng.choice([None, 400])
-        return Fault(partition=Partition(after_bytes=_after_bytes(rng), for_ms=for_ms))
+        return Fault(partition=Partition(for_ms=for_ms, **at))
     if kind == "stall":
         for_ms = rng.choice([None, 400])
-        return Fault(stop_reading_after_bytes=_after_bytes(rng), stop_reading_for_ms=for_ms)
+        # Only a byte trigger: at the push rate (twice real time), after_ms of audio.
+        after_bytes = at.get("after_bytes", (after_ms or 0) * 2 * 32)
+        after_bytes -= after_bytes % FRAME_BYTES
+        return Fault(stop_reading_after_bytes=after_bytes, stop_reading_for_ms=for_ms)
     if kind == "malformed":
-        if rng.random() < 0.5:
-            return Fault(malformed=Malformed(on_audio_done=True))
-        return Fault(malformed=Malformed(after_bytes=_after_bytes(rng)))
+        return Fault(malformed=Malformed(**at))
+    if kind == "malformed_on_done":
+        return Fault(malformed=Malformed(on_audio_done=True))
     if kind == "done_without_close":
         return Fault(done_without_close=True)
     if kind == "no_done":
         return Fault(ignore_audio_done=True)
     if kind == "close_before_done":
         return Fault(close_before_done=True)
-    return Fault(idle_end_after_s=0.3)
+    if kind == "idle_end":
+        return Fault(idle_end_after_s=0.3)
+    raise ValueError(kind)
+
+
+@dataclass
+class PlannedFault:
+    """A fault at a moment of the session (seconds from its start)."""
+
+    at_s: float
+    kind: str
+    seed: int  # its own draws (codes, durations), the same whichever connection takes it
+    hit: list[int] = field(default_factory=list)  # connections live at the moment
+    taken_by: int | None = None  # an upgrade fault: the first connection after the moment
+
+    def fault_for(self, after_ms: int | None, after_bytes: int) -> Fault:
+        rng = random.Random(self.seed)
+        fault = random_fault(rng, self.kind, after_ms)
+        if self.kind == "stall":
+            fault = replace(fault, stop_reading_after_bytes=after_bytes)
+        return fault
+
+    def drop_for(self, after_ms: int) -> Fault:
+        """An upgrade fault needs a new connection: the live ones are closed at the moment
+        (the service drops them, politely or not), and the next one meets the fault."""
+        code = random.Random(self.seed + 1).choice([1000, 1001, 1011, "abort"])
+        return Fault(close=Close(code=code, after_ms=after_ms))
+
+
+class FaultPlan:
+    """Faults at random moments of the session, not per connection number: a finalize
+    keeps its connection, so a fault drawn for connection 3 may never happen, while a
+    fault at a moment hits whichever connection is live then (the server asks
+    `fault_for` at each upgrade; the connection's wire, if drawn, goes with it). A
+    fault of a moment fires `after_ms` from the opening of each connection that
+    arrived before it (a stall, which has only a byte trigger, after the audio the
+    session pushes until then); an upgrade fault closes the connections live at its
+    moment and meets the next one; a turn-end fault (at audio.done) comes with a
+    `finalize` the connection ignores, so that its turn ends with audio.done in every
+    finalize mode."""
+
+    def __init__(
+        self,
+        planned: list[PlannedFault],
+        wires: dict[int, dict[str, Any]],
+        clock: Callable[[], float],
+        bytes_at: Callable[[float], int],
+    ) -> None:
+        self.planned = sorted(planned, key=lambda p: p.at_s)
+        self.wires = wires
+        self._clock = clock  # seconds since the session started
+        self._bytes_at = bytes_at  # audio bytes the session has pushed by a moment
+
+    def fault_for(self, number: int) -> Fault | None:
+        now = self._clock()
+        parts: dict[str, Any] = dict(self.wires.get(number, {}))
+        for p in self.planned:
+            after_ms = max(0, round((p.at_s - now) * 1000))
+            if p.kind in UPGRADE_KINDS:
+                if p.at_s > now:
+                    fault = p.drop_for(after_ms)
+                elif p.taken_by is None:
+                    fault = p.fault_for(None, 0)
+                else:
+                    continue
+            elif p.at_s < now:
+                continue  # its moment is past: it hit the connections live then
+            else:
+                after_bytes = max(0, self._bytes_at(p.at_s) - self._bytes_at(now))
+                fault = p.fault_for(after_ms, after_bytes - after_bytes % FRAME_BYTES)
+                if p.kind in TURN_END_KINDS:
+                    fault = replace(fault, finalize="ignore")
+            changed = {
+                f.name: getattr(fault, f.name)
+                for f in fields(fault)
+                if getattr(fault, f.name) != f.default
+            }
+            if any(name in parts for name in changed if name != "finalize"):
+                continue  # a part of this kind is already planned on this connection
+            parts.update(changed)
+            if p.kind in UPGRADE_KINDS and p.at_s <= now:
+                p.taken_by = number
+            else:
+                p.hit.append(number)
+        return Fault(**parts) if parts else None
+
+    def describe(self) -> list[str]:
+        return [
+            f"fault at {p.at_s:.2f} s: {p.kind}, live connections {p.hit or 'none'}"
+            + (f", met by connection {p.taken_by}" if p.kind in UPGRADE_KINDS else "")
+            for p in self.planned
+        ]
 
 
 def random_wire(rng: random.Random) -> dict[str, Any]:
@@ -241,20 +341,19 @@ async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResul
     result = SoakResult(seed)
     baseline = set(asyncio.all_tasks())
     async with marker_server() as server:
-        faults: dict[int, Fault] = {}
-        for number in range(1, FAULTED_CONNECTIONS + 1):
-            fault = random_fault(rng) if rng.random() < 0.3 else None
-            wire = random_wire(wire_rng)
-            if wire:
-                fault = replace(fault or Fault(), **wire)
-            if fault is not None:
-                faults[number] = fault
-                server.set_fault(number, fault)
+        wires = {number: random_wire(wire_rng) for number in range(1, WIRED_CONNECTIONS + 1)}
         settings = soak_settings(server.url, rng)
         settings = replace(
             settings, finalize_mode=wire_rng.choice(["auto", "auto", "finalize", "audio_done"])
         )
         turns = _plan(rng)
+        # The faults, at moments of the session's audio (pushed at twice real time, with
+        # the pauses): one to three in every seed.
+        length_s = sum((t.speech + t.silence) * 0.010 / 2 + t.pause_s for t in turns)
+        planned = [
+            PlannedFault(rng.uniform(0.0, length_s), rng.choice(FAULT_KINDS), rng.getrandbits(32))
+            for _ in range(rng.choice([1, 2, 2, 3]))
+        ]
         outages = [
             (
                 rng.uniform(0.0, 2.0),
@@ -262,17 +361,12 @@ async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResul
             )
             for _ in range(rng.choice([0, 1, 1, 2]))
         ]
-        result.plan = [
-            f"settings: buffer_max_ms={settings.buffer_max_ms} standby={settings.standby} "
-            f"finalize_mode={settings.finalize_mode}",
-            *(f"connection {n}: {f.describe()}" for n, f in sorted(faults.items())),
-            *(f"outage at {t:.2f} s: {o.mode} {o.for_ms} ms" for t, o in outages),
-            *(f"turn: {t}" for t in turns),
-        ]
         recorder = ClockedRecorder()
         session = StreamingSession(settings, recorder, rng=rng.random, logger=log)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        plan = FaultPlan(planned, wires, lambda: loop.time() - started, _bytes_by(turns))
+        server.set_fault_source(plan.fault_for)
         outage_tasks = [
             loop.create_task(_outage_at(server, started + at, outage)) for at, outage in outages
         ]
@@ -334,6 +428,18 @@ async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResul
                 )
                 if not deaf:
                     result.violations.append(f"connection {record.number} never ended")
+        result.plan = [
+            f"settings: buffer_max_ms={settings.buffer_max_ms} standby={settings.standby} "
+            f"finalize_mode={settings.finalize_mode}",
+            *plan.describe(),
+            *(
+                f"connection {r.number}: {r.fault.describe()}"
+                for r in server.connections
+                if r.fault is not None
+            ),
+            *(f"outage at {t:.2f} s: {o.mode} {o.for_ms} ms" for t, o in outages),
+            *(f"turn: {t}" for t in turns),
+        ]
         _check(result, recorder, session, speech, issued)
         _check_finalize_times(result, recorder, issued, cuts, settings.finalize_timeout_s)
         _check_word_times(result, recorder)
@@ -350,6 +456,28 @@ async def run_seed(seed: int, *, log: logging.Logger | None = None) -> SoakResul
             f"{result.slowest_finalize_ms:.0f} ms after it was asked"
         )
     return result
+
+
+def _bytes_by(turns: list[_Turn]) -> Callable[[float], int]:
+    """The audio bytes the plan pushes by a moment of the session (at twice real time,
+    with its pauses), the engine's own delays aside."""
+    steps: list[tuple[float, float, int]] = []  # (start, end, bytes) of each push
+    t = 0.0
+    for turn in turns:
+        frames = turn.speech + turn.silence
+        steps.append((t, t + frames * 0.010 / 2, frames * FRAME_BYTES))
+        t += frames * 0.010 / 2 + turn.pause_s
+
+    def bytes_at(at_s: float) -> int:
+        total = 0
+        for start, end, size in steps:
+            if at_s >= end:
+                total += size
+            elif at_s > start:
+                total += int(size * (at_s - start) / (end - start))
+        return total
+
+    return bytes_at
 
 
 async def _outage_at(server: Any, at: float, outage: Outage) -> None:
@@ -601,9 +729,11 @@ def _check_statuses(
 
 def _turn_end_reached(cut: int, received: set[int], is_lost: Callable[[int], bool]) -> bool:
     """A connection that received `received` may have been sent the end of the turn cut
-    at frame `cut`: it received the turn's last frame not reported lost."""
+    at frame `cut`: it received the turn's last frame that was sent (frames reported
+    lost before they were sent are skipped; a turn it received and that was then
+    reported lost, its repair failing, still ended on it)."""
     last_frame = cut - 1
-    while last_frame >= 0 and is_lost(last_frame):
+    while last_frame >= 0 and last_frame not in received and is_lost(last_frame):
         last_frame -= 1
     return last_frame < 0 or last_frame in received
 

@@ -222,6 +222,7 @@ class STTServer:
         self.connections: list[ConnectionRecord] = []
         self._faults: dict[int, Fault] = {}
         self._default_fault: Fault | None = None
+        self._fault_source: Callable[[int], Fault | None] | None = None
         self._outage: Outage | None = None
         self._outage_until = 0.0  # loop time
         self._outage_over = asyncio.Event()
@@ -340,6 +341,13 @@ class STTServer:
         """The fault for every connection without one of its own."""
         self._default_fault = fault
 
+    def set_fault_source(self, source: Callable[[int], Fault | None] | None) -> None:
+        """Decide each connection's fault when its upgrade request arrives: `source(number)`
+        (for faults planned over a session's time, whichever connection is live then).
+        A fault set for the number (set_fault) wins; the default applies when it gives
+        None."""
+        self._fault_source = source
+
     def begin_outage(self, outage: Outage) -> None:
         """The service is down from now for `outage.for_ms`: every upgrade request that
         arrives meanwhile is refused, or hangs until the outage is over."""
@@ -402,7 +410,11 @@ class STTServer:
     ) -> Response | None:
         number = len(self.connections) + 1
         path, query = split_path(request.path)
-        fault = self._faults.get(number, self._default_fault)
+        fault = self._faults.get(number)
+        if fault is None and self._fault_source is not None:
+            fault = self._fault_source(number)
+        if fault is None:
+            fault = self._default_fault
         record = ConnectionRecord(
             number=number,
             path=path,

@@ -55,8 +55,11 @@ in flight per connection, no audio after audio.done, nothing sent to a
 connection whose close was delivered, no connection work after stop); the
 violations are collected in `Harness.violations`. Ground truth for the loss checks:
 `SimConn.over_at` (when the core learnt or decided a connection is over),
-`SimConn.interim_words` (the interim text the core holds of it) and the frames
-each connection heard (`SimConn.frames`, `SimVendor.sent_frames`).
+`SimConn.interim_words` (the interim text the core holds of it), the frames
+each connection heard (`SimConn.frames`, `SimVendor.sent_frames`), every
+frame handed to a connection and when (`SimVendor.handed`), when a connection
+could take audio (`SimConn.open_at`), the control messages written
+(`SimVendor.messages`) and every fault the script made (`SimVendor.faults`).
 """
 
 from __future__ import annotations
@@ -293,6 +296,7 @@ class SimConn:
     # Traffic.
     received: bytearray = field(default_factory=bytearray)
     frames: list[tuple[int, bool]] = field(default_factory=list)  # (index, word) heard
+    open_at: float | None = None  # when its Opened was delivered (it could take audio)
     words: list[tuple[int, float]] = field(default_factory=list)  # (index, conn start s)
     # words[:utt_ptr] were carried by utterance finals (or a done); words[:lock_ptr] are
     # locked (chunk finals too). utt_ptr <= lock_ptr.
@@ -493,8 +497,24 @@ class SimVendor:
         # Every fault that happened: (time, generation or None, kind): injected, an
         # opening refused or hung, a done withheld (no_done set by a test).
         self.faults: list[tuple[float, int | None, str]] = []
+        # Every Send the core made (heard or not): (time, generation, data), in order
+        # (`handed` reads it).
+        self.sends: list[tuple[float, int, bytes]] = []
 
     # ---------------------------------------------------------------- helpers
+
+    def handed(self) -> dict[int, list[tuple[float, int]]]:
+        """When and to which generation each frame was handed (a Send, heard or not):
+        index -> [(time, generation)], in order."""
+        out: dict[int, list[tuple[float, int]]] = {}
+        for at, gen, data in self.sends:
+            for offset in range(0, len(data) - FRAME_BYTES + 1, FRAME_BYTES):
+                try:
+                    index, _ = frame_kind(data[offset : offset + FRAME_BYTES])
+                except ValueError:
+                    continue  # _hear reports it
+                out.setdefault(index, []).append((at, gen))
+        return out
 
     def _draw(self, span: tuple[float, float]) -> float:
         return self.h.rng.uniform(*span)
@@ -635,6 +655,7 @@ class SimVendor:
 
         def opened() -> Event:
             conn.state = "open"
+            conn.open_at = h.now
             return Opened(h.now, gen)
 
         self._open_result(conn, opened, delay)
@@ -671,6 +692,8 @@ class SimVendor:
             h.violations.append(f"t={h.now:.4f}: gen {gen}: {_short(action)} after audio.done")
         if not isinstance(action, Send):
             self.messages.append((h.now, gen, _MESSAGE_NAMES[type(action)]))
+        else:
+            self.sends.append((h.now, gen, action.data))
         token = next(h._tokens)
         conn.send_token = token
         conn.send_is_eoa = isinstance(action, SendEndOfAudio)

@@ -70,6 +70,27 @@ async def test_fault_numbers_count_refused_connections(marker_server: STTServer)
     assert [r.refused_status for r in marker_server.connections] == [503, 503, None, None]
 
 
+async def test_a_fault_source_decides_each_connection_at_its_upgrade(
+    marker_server: STTServer,
+) -> None:
+    asked: list[int] = []
+
+    def source(number: int) -> Fault | None:
+        asked.append(number)
+        return Fault(refuse_status=503) if number == 2 else None
+
+    marker_server.set_fault_source(source)
+    marker_server.set_fault(3, Fault(refuse_status=500))  # its own fault wins
+    async with open_client(marker_server.url) as ws:
+        await expect_created(ws)
+    for _ in range(2):
+        with pytest.raises(InvalidStatus):
+            async with open_client(marker_server.url):
+                pass
+    assert asked == [1, 2]
+    assert [r.refused_status for r in marker_server.connections] == [None, 503, 500]
+
+
 async def test_handshake_delay(marker_server: STTServer) -> None:
     marker_server.set_default_fault(Fault(handshake_delay_ms=300))
     loop = asyncio.get_running_loop()
