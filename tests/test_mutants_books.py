@@ -7,10 +7,10 @@ Survivors left as equivalent (bench/README.md, "Mutation run" says why):
 equality); `close`'s `close_planned(reason)` -> `close_planned(None)` (that reason is
 read only for a connection still current, which `close` never leaves); `open_turns`'s
 `DRAINING and not turn_finished` -> `or`, `REPAIR and not repair_ended` -> `or` (the
-connections they add have no drain deadline, or one that binds nothing: their timers
-find them finished); `forget`'s `pop(generation, None)` -> `pop(generation)` (a repair
-is forgotten once, from the books); `new_conn`'s repair window 0 -> 1 ms (a repair's
-window is never written nor read: its audio is the failed turn's frames).
+connections they add have no drain deadline, or one whose timers find them finished);
+`new_conn`'s replay window size and timeline base (a connection gets a new window and
+timeline when it goes live; a repair never uses its window, and its results wait for
+its transcript.done, when every frame it was sent is on its timeline).
 """
 
 from __future__ import annotations
