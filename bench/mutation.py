@@ -73,6 +73,11 @@ def engine_tests() -> list[str]:
     return [f"tests/{name}" for name in sorted(names - NOT_TESTS)]
 
 
+def check_files(modules: list[str]) -> list[str]:
+    """Each mutated module's own file of checks for its survivors, existing or not."""
+    return [f"tests/test_mutants_{Path(m).stem}.py" for m in modules]
+
+
 def _mutmut_section(modules: list[str], tests: list[str], max_children: int) -> str:
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(f'"{item}"' for item in items) + "]"
@@ -105,6 +110,15 @@ def stage(work: Path, modules: list[str], tests: list[str], max_children: int) -
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "audio")
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
     shutil.copytree(ROOT / "stt_server", work / "stt_server", ignore=ignore)
+    # A mutated module with no checks of its own yet gets an empty file of them, named
+    # in the test selection: the checks written for its survivors can then be copied
+    # here and the survivors run again by name (`mutmut run NAME...`). mutmut records
+    # which functions the new tests call and keeps the rest; a selection that changed
+    # would make it record every test again and forget every result.
+    for name in check_files(modules):
+        checks = work / name
+        if not checks.exists():
+            checks.write_text('"""No checks yet: written after the mutation run."""\n')
     # This repository's pyproject.toml (its pytest settings), plus mutmut's section.
     (work / "pyproject.toml").write_text(
         (ROOT / "pyproject.toml").read_text() + _mutmut_section(modules, tests, max_children)
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in modules if not (ROOT / m).is_file()]
     if unknown:
         parser.error(f"no such module at the repository root: {unknown}")
-    tests = engine_tests()
+    tests = sorted(set(engine_tests()) | set(check_files(modules)))
     if args.list:
         print("modules:", " ".join(modules))
         print("excluded:", "; ".join(f"{k} ({v})" for k, v in sorted(EXCLUDED.items())))
