@@ -638,10 +638,10 @@ def plot(result: dict[str, Any], path: Any) -> str | None:
     cpu_ax.set_ylim(bottom=0)
     cpu_ax.legend(fontsize=8)
     cpu_ax.grid(True, alpha=0.3)
-    machine = result["machine"]
+    freeze = ", gc.freeze()" if result["params"].get("gc_freeze") else ""
     fig.suptitle(
-        f"bench.scale ({machine.get('runtime', '?')}; max N at p99 < {GOAL_P99_MS:g} ms: "
-        f"{result['summary']['max_sessions_p99_under_20ms']})",
+        f"bench.scale: StreamingSession x N on one core{freeze}; max N at p99 < "
+        f"{GOAL_P99_MS:g} ms: {result['summary']['max_sessions_p99_under_20ms']}",
         fontsize=10,
     )
     fig.tight_layout()
