@@ -1419,10 +1419,8 @@ def test_hedge_timer_does_not_spin_at_one_instant() -> None:
     s.settle_and_stop()
 
 
-def test_audio_pushed_while_given_up_keeps_the_timeline() -> None:
-    """Audio pushed after a FATAL error is lost, but it is part of the user's stream:
-    after a new Start, transcript times must still be positions in that stream (and
-    the lost audio should be in the ledger's spans)."""
+def given_up_at_start() -> Session:
+    """A session whose first connection is refused with a 401: given up at 0.05 s."""
     profile = VendorProfile(
         open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02), send_delay_s=(0.001, 0.001)
     )
@@ -1431,6 +1429,14 @@ def test_audio_pushed_while_given_up_keeps_the_timeline() -> None:
     s.start()
     s.advance(0.5)
     assert s.core.gave_up
+    return s
+
+
+def test_audio_pushed_while_given_up_keeps_the_timeline() -> None:
+    """Audio pushed after a FATAL error is lost, but it is part of the user's stream:
+    after a new Start, transcript times must still be positions in that stream (and
+    the lost audio should be in the ledger's spans)."""
+    s = given_up_at_start()
     s.push(10, speech=True, realtime=True)  # w0..w9 (0-100 ms): lost
     s.restart()
     s.push(20, speech=True, realtime=True)  # w10..w29, at 100-300 ms
@@ -1490,14 +1496,7 @@ def test_audio_lost_while_given_up_is_not_reported_after_a_new_start() -> None:
     error said nothing more is transcribed. A new Start used to carry that loss into
     the next episode, so the first audio_dropped error after it reported the given-up
     audio, or only the part of it pushed after a turn ended during the give-up."""
-    profile = VendorProfile(
-        open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02), send_delay_s=(0.001, 0.001)
-    )
-    s = Session(make_settings(), seed=1, profile=profile)
-    s.vendor.refuse(0.5, fatal=True)  # 401 on the first attempt: FATAL at once
-    s.start()
-    s.advance(0.5)
-    assert s.core.gave_up
+    s = given_up_at_start()
     s.push(10, speech=True, realtime=True)  # lost: the session has given up
     s.restart()
     s.push(20, speech=True, realtime=True)
