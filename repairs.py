@@ -104,17 +104,14 @@ class Repairs:
             return
         frames = repair.repair_frames
         if repair.repair_next < len(frames):
-            frame = frames[repair.repair_next]
-            more = joinable(frame, frames, repair.repair_next + 1)
+            first = repair.repair_next
+            sent: AudioFrame | AudioBatch = frames[first]
+            more = joinable(frames[first], frames, first + 1)
             if more:  # a repair replays a turn at once: 100 ms a message
-                batch = AudioBatch(frames[repair.repair_next : repair.repair_next + 1 + more])
-                repair.repair_next += 1 + more
-                repair.in_flight = batch
-                self._host.act(io.Send(repair.generation, batch.data))
-                return
-            repair.repair_next += 1
-            repair.in_flight = frame
-            self._host.act(io.Send(repair.generation, frame.data))
+                sent = AudioBatch(frames[first : first + 1 + more])
+            repair.repair_next += 1 + more
+            repair.in_flight = sent
+            self._host.act(io.Send(repair.generation, sent.data))
         elif repair.repair_next == len(repair.repair_frames):
             repair.repair_next += 1
             repair.in_flight = EndOfAudio.REPAIR

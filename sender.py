@@ -229,19 +229,15 @@ class Sender:
                 return
             conn.idle = False
             if type(item) is AudioFrame:
-                queue = self._queue
-                if queue and type(queue[0]) is AudioFrame:
+                sent: AudioFrame | AudioBatch = item
+                if self._queue:
                     # More audio waits already: what joins goes out with this frame.
-                    more = joinable(item, queue)
+                    more = joinable(item, self._queue)
                     if more:
-                        batch = AudioBatch([item, *items.pop_frames(more)])
-                        conn.in_flight = batch
-                        conn.sending_since = self._host.now
-                        self._act(io.Send(conn.generation, batch.data))
-                        return
-                conn.in_flight = item
+                        sent = AudioBatch([item, *items.pop_frames(more)])
+                conn.in_flight = sent
                 conn.sending_since = self._host.now
-                self._act(io.Send(conn.generation, item.data))
+                self._act(io.Send(conn.generation, sent.data))
                 return
             assert type(item) is FinalizeMarker
             if conn.sent_bytes == 0:
@@ -330,9 +326,9 @@ class Sender:
             self._line.handed_off(conn, f, waiting, "handoff")
 
     def _after_send(self, conn: Conn, frame: AudioFrame) -> None:
-        # Runs for every frame sent: integer ticks, and the frame's speech level only
-        # where something reads it (finalize mode, or the watchdog still waiting for
-        # the first speech since the last event).
+        # Runs for every frame sent: integer ticks, and the frame's speech level (measured
+        # once per frame) only where something reads it: finalize mode, or the watchdog
+        # still waiting for the first speech since the last event.
         now = self._host.now
         length = frame.length
         data = frame.data
@@ -347,11 +343,8 @@ class Sender:
         if frame.replayed:
             self.replayed += length
         conn.sent_bytes += size
-        speech = None
-        if self._finalize_via == "finalize":
-            speech = frame.speech
-            if speech:
-                conn.speech_until = frame.start + length
+        if self._finalize_via == "finalize" and frame.speech:
+            conn.speech_until = frame.start + length
         self._turns.has_audio = True
         conn.last_audio_at = now
         quiet_since = conn.quiet_since
@@ -360,7 +353,7 @@ class Sender:
         duration_ms = length / TICKS_PER_MS
         since_event_ms = conn.audio_since_event_ms
         conn.audio_since_event_ms = since_event_ms + duration_ms
-        if conn.speech_since is None and (frame.speech if speech is None else speech):
+        if conn.speech_since is None and frame.speech:
             conn.speech_since = max(now, quiet_since + since_event_ms / 1000)
             self._line.speech_started(conn, self._finalize_via)
         self.bytes_sent += size
@@ -484,9 +477,8 @@ class Sender:
         taken = self.take_back_finalizes(conn)  # older ones, if any: sent again too
         conn.awaiting = later
         taken += self.take_back_finalizes(conn)
-        if type(item) is AudioFrame or type(item) is AudioBatch:
-            frames.extend(audio_in_flight(item))
-        elif type(item) is FinalizeMessage:
+        frames.extend(audio_in_flight(item))
+        if type(item) is FinalizeMessage:
             taken.append((round(conn.timeline.user_end_ms * TICKS_PER_MS), item.marker))
         before = [fr for fr in frames if fr.start < cut]
         after = [fr.as_replayed() for fr in frames if fr.start >= cut]

@@ -352,7 +352,9 @@ class StreamingSession:
             # here, as _write would make it, without queueing it first.
             writer = self._writers.get(actions[0].generation)
             if writer is not None and not writer.busy:
-                await self._send_now(writer, actions[0])
+                writer.queue.append(actions[0])
+                writer.busy = True
+                await self._write(writer, from_caller=True)
                 return
         self._caller_may_send = True
         try:
@@ -523,35 +525,6 @@ class StreamingSession:
             self._caller_writer = writer
         else:
             self._spawn(self._write(writer), f"sender-{generation}")
-
-    async def _send_now(self, writer: _Writer, action: io.Send) -> None:
-        """The caller's frame to an idle connection: `_write` with the frame as its queue,
-        one send, then whatever the core queued behind it meanwhile."""
-        writer.busy = True
-        ok = True
-        try:
-            await writer.rec.send_audio(action.data)
-        except SendFailed:
-            ok = False
-        except asyncio.CancelledError:
-            # As in _write: the caller was cancelled, not the connection.
-            if not self._stopping:
-                self._feed(io.SendCompleted(self._clock(), action.generation, True))
-                if writer.queue:
-                    self._spawn(self._write(writer), f"sender-{action.generation}")
-                    raise
-            writer.busy = False
-            raise
-        try:
-            actions = self._core.send_completed(self._clock(), action.generation, ok)
-        except Exception as exc:
-            actions = self._crashed(exc)
-        if actions:
-            self._dispatch(actions)
-        if writer.queue:
-            await self._write(writer, from_caller=True)
-        else:
-            writer.busy = False
 
     async def _write(self, writer: _Writer, *, from_caller: bool = False) -> None:
         """Make the queued sends of one connection, feeding back each outcome."""
