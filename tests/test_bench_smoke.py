@@ -247,3 +247,20 @@ def test_upstream_package_that_registers_another_name_is_refused(tmp_path: Path)
     assert upstream.extract(str(repo), "no-such-rev", tmp_path / "out") == (
         f"no commit 'no-such-rev' in {repo}"
     )
+
+
+def test_mutation_sample_is_the_same_for_a_seed_and_fair_to_every_module() -> None:
+    """`bench.mutation --sample K --seed S`: a survivor can be re-run by name only if the
+    same command draws the same mutants; each module gets K (all of a smaller one)."""
+    from bench.mutation import draw_sample, module_of, wilson
+
+    names = [f"xai_asr_python.big.x_f__mutmut_{i}" for i in range(1, 60)]
+    names += [f"xai_asr_python.small.x_g__mutmut_{i}" for i in range(1, 4)]
+    first = draw_sample(names, 10, seed=3)
+    assert first == draw_sample(list(reversed(names)), 10, seed=3)
+    assert first != draw_sample(names, 10, seed=4)
+    per_module = [module_of(n) for n in first]
+    assert per_module.count("big.py") == 10 and per_module.count("small.py") == 3
+    low, high = wilson(8, 10)
+    assert 0.4 < low < 0.8 < high < 1.0
+    assert wilson(10, 10)[1] == 1.0 and wilson(0, 0) == (0.0, 1.0)
