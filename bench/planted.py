@@ -1,6 +1,6 @@
 """Planted bugs (issue 25): does the suite's own run catch each one?
 
-    python -m bench.planted                 # all sixteen, one at a time
+    python -m bench.planted                 # all seventeen, one at a time
     python -m bench.planted stop_no_salvage buffer_drops_newest   # just these
     python -m bench.planted --list          # names and what each breaks, no run
     python -m bench.planted --all-checks    # each bug against the default selection
@@ -192,6 +192,15 @@ BUGS: tuple[Bug, ...] = (
         "            deadline=now + self._host.settings.finalize_timeout_s,\n",
         "            deadline=now + self._host.settings.finalize_timeout_s + 0.5,\n",
         ("tests/test_core_finalize_paths.py", "tests/test_engine_finalize_mode.py", MACHINE),
+    ),
+    Bug(
+        "finalize_deadline_early",
+        'a turn ends "timeout" at a quarter of the finalize timeout, while the vendor '
+        "still had time to answer: its last words reported lost instead of transcribed",
+        "turns.py",
+        "            deadline=now + self._host.settings.finalize_timeout_s,\n",
+        "            deadline=now + self._host.settings.finalize_timeout_s / 4,\n",
+        (MACHINE,),
     ),
     Bug(
         "trimmed_speech_unreported_on_failure",

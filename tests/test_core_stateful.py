@@ -39,7 +39,8 @@ silent loss"):
     lost from a replay window had replay_max_ms of newer audio after it on a
     connection that was over;
 (b) final words come in the order of the audio;
-(c) every finalize ends exactly once, by its deadline, in the order they were issued;
+(c) every finalize ends exactly once, by its deadline (and "timeout" not before it),
+    in the order they were issued;
 (d) every status transition is one TEN allows (the test's own table, not the
     core's filter) and starts from the status before it; every retried failure
     of the current connection, and a FATAL error, leave it DISCONNECTED;
@@ -488,6 +489,18 @@ class Session:
                 self.fail(
                     f"(c) {f.finalize_id} ended at {at:.4f}, after its deadline "
                     f"{f.deadline:.4f}: {outcome!r}"
+                )
+            # ... and a "timeout" only once its time is up: its own deadline, or a
+            # later finalize's sooner one (its answer may not overtake this turn).
+            bound = min(
+                g.deadline
+                for g in self.finalizes.values()
+                if g.issued_at >= f.issued_at - EPS and g.issued_at <= at + EPS
+            )
+            if outcome.status == "timeout" and at < bound - EPS:
+                self.fail(
+                    f'(c) {f.finalize_id} ended "timeout" at {at:.4f}, before its '
+                    f"deadline {bound:.4f}: the vendor had time left to answer"
                 )
         elif method == "on_error":
             (e,) = args
