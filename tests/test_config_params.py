@@ -344,8 +344,10 @@ def test_a_bad_new_property_gives_a_fatal_error_naming_the_field(
     srv, override: dict[str, Any], field: str
 ) -> None:
     props = load_config("live_params", params={"base_url": srv.url, "api_key": SECRET})
-    params = override.pop("params", {})
-    props.update(override)
+    # Read, never popped: the parameters are shared by every run of the test in a
+    # process (the mutation run calls pytest more than once in one).
+    params = override.get("params", {})
+    props.update({k: v for k, v in override.items() if k != "params"})
     props["params"].update(params)
     props["params"] = {k: v for k, v in props["params"].items() if v is not None}
 
