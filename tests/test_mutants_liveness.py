@@ -50,3 +50,14 @@ def test_the_no_done_error_says_how_long_the_connection_was_waited_for() -> None
     [error] = errors(s)
     assert error.kind == "no_done"
     assert error.message.startswith("no transcript.done 0.5 s after audio.done; ")
+
+
+def test_while_a_keepalive_ping_is_awaited_the_watch_sleeps() -> None:
+    """A quiet connection is pinged at the keepalive (5 s). Its pong or the ping's own
+    timeout decides; the watch's next look is the next deadline (a keepalive period on),
+    not a 10 ms poll until the pong comes."""
+    s = Script(prewarm=False, standby=False, keepalive_s=5.0, liveness_timeout_s=1.0)
+    s.feed(io.Start(s.at(0.0)))
+    s.connect(1)
+    after = s.feed(io.TimerFired(s.at(5.0), ("watch", 1)))
+    assert after == [io.Probe(1, 1.0), io.SetTimer(("watch", 1), 10.0)]
