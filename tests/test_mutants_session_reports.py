@@ -29,3 +29,19 @@ def test_a_non_fatal_error_with_a_retry_scheduled_says_when() -> None:
     assert (error.fatal, error.retry_in_s) == (False, 2.0)
     assert error.message == f"{refused.message}; retrying in 2 s"
     assert io.SetTimer(("backoff", 0), 2.2) in s.actions
+
+
+def test_a_loss_with_two_causes_names_both_in_order() -> None:
+    """No connection came, the outage buffer (100 ms) overflowed, then the session
+    stopped with the rest still queued: one error for the episode, both causes in it."""
+    s = Script(prewarm=False, standby=False, buffer_max_ms=100)
+    s.feed(io.Start(s.at(0.0)))
+    s.push(0, 30)  # 300 ms; the connection never opens
+    s.feed(io.StopAsked(s.at(0.5)))
+    [error] = errors(s)
+    assert (error.kind, error.fatal, error.dropped_ms) == ("audio_dropped", False, 300.0)
+    assert error.message == (
+        "dropped 300 ms of audio (30 frames, over 0.5 s): no connection took audio and the "
+        "outage buffer (buffer_max_ms = 100 ms) overflowed, the oldest audio first; the "
+        "session stopped before it could be sent [300 ms dropped in this session]"
+    )
