@@ -62,11 +62,6 @@ class AudioFormat:
     def duration_ms(self, nbytes: int) -> Fraction:
         return Fraction(nbytes * 1000, self.bytes_per_second)
 
-    def bytes_for_ms(self, ms: float) -> int:
-        """Whole frames' worth of bytes covering at most `ms` of audio."""
-        frames = math.floor(ms * self.sample_rate / 1000)
-        return max(0, frames) * self.bytes_per_frame
-
 
 def round_ms(value: Fraction) -> int:
     """Half-up rounding, the same for every time, so adjacent spans stay adjacent."""

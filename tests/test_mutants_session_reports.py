@@ -1,0 +1,47 @@
+"""Checks that kill what the sampled mutation run (bench/mutation.py --sample 10) found
+surviving in session_reports.py: behaviour the engine's tests did not pin. Event by
+event on the sans-I/O core (no sockets, no clock), through the core's own API; what is
+checked is the `SessionError` the listener gets (its `message` is the extension's
+`error` message).
+"""
+
+from __future__ import annotations
+
+from test_core_finalize_paths import Script
+
+from xai_asr_python import engine_io as io
+from xai_asr_python.protocol import classify_handshake_rejection
+from xai_asr_python.session_types import SessionError
+
+
+def errors(s: Script) -> list[SessionError]:
+    return [e for e in s.notified("on_error") if isinstance(e, SessionError)]
+
+
+def test_a_non_fatal_error_with_a_retry_scheduled_says_when() -> None:
+    """The service refused the handshake (503) and asked for 2 s: the error says the
+    engine retries in 2 s, and the retry is set for then."""
+    s = Script(prewarm=False, standby=False)
+    s.feed(io.Start(s.at(0.0)))
+    refused = classify_handshake_rejection(503, {"Retry-After": "2"}, b"", now_epoch_s=0.0)
+    s.feed(io.OpenFailed(s.at(0.2), 1, refused))
+    [error] = errors(s)
+    assert (error.fatal, error.retry_in_s) == (False, 2.0)
+    assert error.message == f"{refused.message}; retrying in 2 s"
+    assert io.SetTimer(("backoff", 0), 2.2) in s.actions
+
+
+def test_a_loss_with_two_causes_names_both_in_order() -> None:
+    """No connection came, the outage buffer (100 ms) overflowed, then the session
+    stopped with the rest still queued: one error for the episode, both causes in it."""
+    s = Script(prewarm=False, standby=False, buffer_max_ms=100)
+    s.feed(io.Start(s.at(0.0)))
+    s.push(0, 30)  # 300 ms; the connection never opens
+    s.feed(io.StopAsked(s.at(0.5)))
+    [error] = errors(s)
+    assert (error.kind, error.fatal, error.dropped_ms) == ("audio_dropped", False, 300.0)
+    assert error.message == (
+        "dropped 300 ms of audio (30 frames, over 0.5 s): no connection took audio and the "
+        "outage buffer (buffer_max_ms = 100 ms) overflowed, the oldest audio first; the "
+        "session stopped before it could be sent [300 ms dropped in this session]"
+    )
