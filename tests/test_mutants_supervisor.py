@@ -7,6 +7,7 @@ No survivor of this module's sample is left as equivalent.
 
 from __future__ import annotations
 
+import pytest
 from test_core_finalize_paths import Script
 
 from xai_asr_python import engine_io as io
@@ -64,3 +65,15 @@ def test_switching_to_the_standby_after_a_failure_counts_as_a_failure_reconnect(
     stats = s.core.stats
     assert (stats.failure_reconnects, stats.planned_reconnects) == (1, 0)
     assert stats.connections_opened == 2
+
+
+def test_the_connect_delay_is_told_in_milliseconds() -> None:
+    """The `connect_delay` metric (README): ms from starting a connection attempt to its
+    transcript.created."""
+    s = Script(finalize_mode="audio_done")
+    s.feed(io.Start(s.at(1.0)))
+    s.feed(io.Opened(s.at(1.25), 1))
+    [(generation, delay_ms)] = [
+        a.args for a in s.actions if isinstance(a, io.Notify) and a.method == "on_connected"
+    ]
+    assert generation == 1 and delay_ms == pytest.approx(250.0)
