@@ -185,6 +185,18 @@ QUIET.disabled = True
 QUIET.propagate = False
 
 
+def stall_message(e: SessionError) -> str | None:
+    """The stall an error reports: a stall's own, or the last failure of a streak that
+    a stall ended (retries_exhausted says it after "; last: ")."""
+    if e.kind == "stall":
+        return e.message
+    if e.kind == "retries_exhausted":
+        last = e.message.partition("; last: ")[2]
+        if last.startswith(("no event for ", "a send has been blocked for ")):
+            return last
+    return None
+
+
 def make_settings(**overrides: Any) -> SessionSettings:
     values: dict[str, Any] = {
         "url": "ws://sim",
@@ -858,14 +870,12 @@ class Session:
         faulted = self.faulted or bool(vendor.faults)
         # An older vendor says nothing about noise (no empty partials): loud audio with no
         # event for the stall window is, to the core, a stalled vendor (by design).
-        noise_stall = (
-            not vendor.p.empty_partials
-            and self.noise_pushed
-            and any(e.kind == "stall" for _, e in self.errors)
-        )
+        stalls = [m for _, e in self.errors if (m := stall_message(e)) is not None]
+        noise_stall = not vendor.p.empty_partials and self.noise_pushed and bool(stalls)
         # A stream that stops right after speech is taken for a stall, by design
-        # (test_speech_then_no_more_audio_is_a_stall_and_loses_nothing).
-        stalled = any(e.kind == "stall" and "no event" in e.message for _, e in self.errors)
+        # (test_speech_then_no_more_audio_is_a_stall_and_loses_nothing), FATAL when it
+        # is the streak's last attempt (test_a_stall_that_exhausts_the_retries_...).
+        stalled = any(m.startswith("no event") for m in stalls)
         clean = not faulted and self.fast and not stalled and not noise_stall
         if clean:
             allowed = {"audio_dropped"}
@@ -1635,6 +1645,23 @@ def test_speech_then_no_more_audio_is_a_stall_and_loses_nothing() -> None:
     s.advance(20.0)
     assert [(e.kind, e.fatal) for _, e in s.errors] == [("stall", False)], s.errors
     assert len(s.vendor.opens) == 2, s.vendor.opens
+    s.settle_and_stop()
+
+
+def test_a_stall_that_exhausts_the_retries_is_the_same_stall() -> None:
+    """Found by the machine (max_attempts 1): speech, then nothing more, is a stall by
+    design (above); when that stall is the streak's last attempt, the error is FATAL
+    (retries_exhausted, the stall in its message), still no fault of the network."""
+    profile = VendorProfile(
+        open_delay_s=(0.05, 0.05), latency_s=(0.02, 0.02), send_delay_s=(0.001, 0.001)
+    )
+    backoff = BackoffPolicy(base_s=0.05, cap_s=0.5, max_attempts=1)
+    s = Session(make_settings(backoff=backoff), seed=1, profile=profile)
+    s.start()
+    s.advance(0.2)
+    s.push(25, speech=True, realtime=True)
+    s.advance(20.0)
+    assert [(e.kind, e.fatal) for _, e in s.errors] == [("retries_exhausted", True)], s.errors
     s.settle_and_stop()
 
 
