@@ -503,11 +503,18 @@ class Session:
                     f"{f.deadline:.4f}: {outcome!r}"
                 )
             # ... and a "timeout" only once its time is up: its own deadline, or a
-            # later finalize's sooner one (its answer may not overtake this turn).
+            # sooner one of a finalize open beside it: an older one still open when it
+            # came (one audio.done may end both turns) or a newer one (its answer may
+            # not overtake this turn).
             bound = min(
                 g.deadline
                 for g in self.finalizes.values()
-                if g.issued_at >= f.issued_at - EPS and g.issued_at <= at + EPS
+                if g.issued_at <= at + EPS
+                and (
+                    g.issued_at >= f.issued_at - EPS
+                    or not g.ended
+                    or g.ended[0][0] >= f.issued_at - EPS
+                )
             )
             if outcome.status == "timeout" and at < bound - EPS:
                 self.fail(
