@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from test_engine_results import partial, words_from
 
-from xai_asr_python.protocol import TranscriptDone
+from xai_asr_python.protocol import TranscriptDone, WordTiming
 from xai_asr_python.utterances import ResultAssembler
 
 
@@ -33,3 +33,18 @@ def test_a_multichannel_interim_says_which_channel_it_is_on() -> None:
     right = a.on_partial(partial(words_from(0, 3), is_final=False, channel=1))
     assert left is not None and (left.text, left.final, left.channel) == ("0 1", False, 0)
     assert right is not None and (right.text, right.final, right.channel) == ("0 1 2", False, 1)
+
+
+def test_a_multichannel_done_with_word_times_says_which_channel_its_final_is_on() -> None:
+    """Channel 1's interim is not final when audio.done comes; the done (timed, on
+    channel 1) makes it final, and that final says channel 1, as its interim did."""
+    a = ResultAssembler(multichannel=True)
+    a.on_partial(partial(words_from(0, 2), is_final=False, channel=1))
+    done = TranscriptDone(
+        text="0 1",
+        duration_s=0.1,
+        channel=1,
+        words=tuple(WordTiming(t, s, e) for t, s, e in words_from(0, 2)),
+    )
+    final = a.on_done(done)
+    assert final is not None and (final.text, final.final, final.channel) == ("0 1", True, 1)
