@@ -4,8 +4,9 @@ surviving in connection_state.py: behaviour the engine's tests did not pin.
 - `above_floor` (multichannel replay: a result of the connection that hears a failed
   connection's audio again keeps only the words not already final on the failed one):
   the engine's replay tests never produce a result that starts below the floor with
-  words on both sides of it, or with all its words above it. Called directly, on
-  session-timeline transcripts.
+  words on both sides of it, or with all its words above it, or with a word starting
+  exactly at it, or without word times (kept whole if it reaches past the floor).
+  Called directly, on session-timeline transcripts.
 - `Conn.describe`: why a standby found unusable at its adoption was dropped, on the
   sans-I/O core, event by event. That log line is the one place a standby's failure
   is told (by design it is no `error`: the next turn connects the usual way).
@@ -14,6 +15,7 @@ surviving in connection_state.py: behaviour the engine's tests did not pin.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -56,6 +58,26 @@ def test_a_result_straddling_the_floor_keeps_only_its_words_above_it() -> None:
     assert kept.text == "new words"
     assert kept.words == t.words[1:]
     assert (kept.start_ms, kept.duration_ms) == (200, 300)
+
+
+def test_a_word_starting_exactly_at_the_floor_is_new() -> None:
+    """The failed connection's last final ended at 200 ms: a word that starts right
+    there was not in it, so it is kept (only the word before it goes)."""
+    t = transcript(100, 400, [("said", 100, 180), ("next", 200, 300)])
+    kept = above_floor(t, {0: Fraction(200)})
+    assert kept is not None
+    assert (kept.text, kept.words) == ("next", t.words[1:])
+    assert (kept.start_ms, kept.duration_ms) == (200, 200)
+
+
+def test_an_untimed_result_reaching_past_the_floor_is_kept_whole() -> None:
+    """Without word times the new words cannot be told from the old: a result that
+    reaches past the floor is kept as it is (a repeat beats a loss); one that ends at
+    the floor holds nothing new and is dropped."""
+    untimed = replace(transcript(100, 500, []), text="maybe new")
+    assert above_floor(untimed, {0: Fraction(200)}) == untimed
+    old = replace(transcript(100, 200, []), text="old")
+    assert above_floor(old, {0: Fraction(200)}) is None
 
 
 def test_a_standby_that_failed_while_waiting_is_dropped_saying_why(
