@@ -3,6 +3,18 @@ surviving in liveness.py: behaviour the engine's tests did not pin. Event by eve
 the sans-I/O core (no sockets, no clock), through the core's own API; what is checked
 is the `SessionError` the listener gets (its `kind` and `message` reach the
 extension's `error`).
+
+Survivor left as equivalent:
+- `watch`: the recheck `now + stall_s / 2` -> `now + stall_s / 3` (sample seed 1): the
+  watch only looks more often. Every verdict has its own deadline among the others
+  (`since + stall_s` once a look has seen the send blocked or the speech flowing,
+  `keepalive_at`, `idle_at`), and a look at most half a stall timeout apart always
+  falls inside a stall window, so each verdict comes at the same moment; the extra
+  looks find nothing. At the defaults (stall 15 s, keepalive 5 s) the term never even
+  wins: the keepalive term is never later than `now + 5 s`. Checked by following the
+  core's own watch timer: a send blocked (silence or speech) at ten moments between
+  0 and 3.7 s, stall 2 s, is aborted at the same time either way, and an idle close
+  denied while a send was in flight comes at the same time either way.
 """
 
 from __future__ import annotations
