@@ -13,6 +13,12 @@ The survivors left as equivalent, dead code:
   repair that closed (`ended`) with no failure recorded and no done; a close always
   records one (`ConnectionTracker.closed`: done, planned, or a Failure), and nothing
   closes a repair on purpose before its end: the branch is never taken.
+- `sent`: `item is EndOfAudio.REPAIR` -> `is not` (the repair's tracker told
+  `audio_done_sent` at its first audio frame instead of at its audio.done). All that
+  call does is move the tracker's phase to DRAINING, and a phase is read only by the
+  tracker's own transitions (none of which tells STREAMING from DRAINING: created,
+  done, fail, close) and by `Conn.usable`, which is asked of the standby alone
+  (supervisor `_adopt`, `_after_failure`). A repair's phase is never read.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from test_core_finalize_paths import Script, partial
 
 from xai_asr_python import engine_io as io
+from xai_asr_python.protocol import TranscriptDone
 from xai_asr_python.session_types import SessionError
 
 
@@ -76,3 +83,32 @@ def test_a_repair_timer_left_over_from_before_a_crash_does_not_touch_the_new_sta
     assert s.feed(io.TimerFired(s.at(2.31), ("repair", repair))) == []
     assert [e for e in s.notified("on_error") if isinstance(e, SessionError) and e.fatal] == fatal
     assert not s.core.gave_up
+
+
+def test_a_repaired_turns_connection_is_closed_politely_when_the_server_has_not() -> None:
+    """The repair's transcript.done answers the turn: the repair connection, still open,
+    is closed politely and bounded (the reason says it drained its turn), not dropped."""
+    s, repair = under_repair()
+    s.feed(
+        io.Received(s.at(0.6), repair, partial(0, 30, is_final=True, speech_final=True, end=0.3))
+    )
+    s.feed(io.Received(s.at(0.6), repair, TranscriptDone("", 0.3, 0)))
+    [end] = s.ends()
+    assert (end.finalize_id, end.status, end.repaired) == ("f", "done", True)
+    ends = [a for a in s.actions if isinstance(a, (io.Close, io.Abort)) and a.generation == repair]
+    assert ends == [io.Close(repair, "drained", 0.5)]
+
+
+def test_a_repair_timer_fired_a_hair_early_still_ends_the_turn_timeout() -> None:
+    """asyncio runs a timer up to its clock's resolution before its time, so the repair
+    deadline's timer may be told a moment before the deadline: the turn ends "timeout"
+    all the same (a documented FinalizeOutcome status), with the finalize timeout's error."""
+    s, repair = under_repair()
+    s.feed(io.TimerFired(s.at(2.31 - 1e-9), ("repair", repair)))
+    [end] = s.ends()
+    assert (end.finalize_id, end.status, end.repaired) == ("f", "timeout", False)
+    messages = [e.message for e in s.notified("on_error") if isinstance(e, SessionError)]
+    assert (
+        f"repair connection (gen {repair}) failed: no transcript.done within the "
+        "finalize timeout (2 s)" in messages
+    )

@@ -2,13 +2,16 @@
 surviving in supervisor.py: behaviour the engine's tests did not pin. Event by event on
 the sans-I/O core (no sockets, no clock), through the core's own API.
 
-No survivor of this module's sample is left as equivalent.
+The survivor left as equivalent (sample seed 1): `__init__`'s `_connect_reason =
+"start"` -> `"START"`. The reason is read only by `_go_live`, which counts a connection
+a failure reconnect for "failure" and a planned one for "planned" or "lazy": "start"
+and "START" are neither (and `start()` sets the reason before any connection goes live).
 """
 
 from __future__ import annotations
 
 import pytest
-from test_core_finalize_paths import Script
+from test_core_finalize_paths import FRAME, Script
 
 from xai_asr_python import engine_io as io
 from xai_asr_python.session_types import SessionError
@@ -77,3 +80,47 @@ def test_the_connect_delay_is_told_in_milliseconds() -> None:
         a.args for a in s.actions if isinstance(a, io.Notify) and a.method == "on_connected"
     ]
     assert generation == 1 and delay_ms == pytest.approx(250.0)
+
+
+def settling() -> Script:
+    """Gen 1 streams; a send fails under it (the socket broke) and no close has come
+    yet: the core waits for the reader to see it, bounded by the ("settle", 1) timer."""
+    s = Script(finalize_mode="audio_done", prewarm=False)
+    s.feed(io.Start(s.at(0.0)))
+    s.connect(1)
+    s.push(0, 10)
+    s.actions += s.core.send_completed(s.at(0.1), 1, False)
+    assert io.SetTimer(("settle", 1), 1.1) in s.actions
+    assert errors(s) == []  # not yet: its close may say why
+    return s
+
+
+def test_a_failed_send_with_no_close_after_it_ends_the_connection_at_the_settle_time() -> None:
+    """No close comes within the settle time: the connection is dropped, the NON_FATAL
+    send_failed error is told, and the next connection is sent the audio again."""
+    s = settling()
+    s.feed(io.TimerFired(s.at(1.1), ("settle", 1)))
+    assert io.Abort(1) in s.actions
+    [error] = errors(s)
+    assert (error.kind, error.fatal) == ("send_failed", False)
+    assert error.message == "sending audio failed"
+    assert opened(s) == [1, 2]
+    s.connect(2)
+    resent = s.complete_sends(2)
+    assert sum(len(a.data) for a in resent if isinstance(a, io.Send)) == 10 * FRAME
+
+
+def test_a_settle_timer_left_over_from_before_a_crash_does_not_touch_the_new_start() -> None:
+    """A crash (a bug in the core) forgets every connection, the settling one too, with
+    its timer still set. After a new Start, that timer firing is no news: the new
+    session streams on, no second FATAL error."""
+    s = settling()
+    s.actions += s.core.crashed(s.at(0.2), RuntimeError("boom"))
+    assert s.core.gave_up
+    s.feed(io.Start(s.at(0.5)))
+    [new] = [g for g in opened(s) if g > 1]
+    s.connect(new)
+    fatal = [e for e in errors(s) if e.fatal]
+    assert s.feed(io.TimerFired(s.at(1.1), ("settle", 1))) == []
+    assert [e for e in errors(s) if e.fatal] == fatal
+    assert not s.core.gave_up

@@ -2,7 +2,11 @@
 surviving in turns.py: behaviour the engine's tests did not pin. Event by event on the
 sans-I/O core (no sockets, no clock), through the core's own API.
 
-No survivor of this module's sample is left as equivalent.
+The survivor left as equivalent (sample seed 1): `begin_drain`'s
+`_sent_on[g.token] = conn.generation` -> `= None` for the older finalizes a drain also
+answers. `_sent_on` is only ever asked whether it holds a token (`unsent`,
+`finalize_expired`) and popped (`end`); the generation stored is never read, so the
+value is immaterial (the dict serves as a set).
 """
 
 from __future__ import annotations
