@@ -34,6 +34,7 @@ class Script:
         self.core = SessionCore(replace(settings, **overrides), rng=lambda: 0.0)  # type: ignore[arg-type]
         self.now = 0.0
         self.actions: list[io.Action] = []
+        self._completed: dict[int, int] = {}  # generation -> its sends completed
 
     def feed(self, event: io.Event) -> Sequence[io.Action]:
         out = list(self.core.handle(event))
@@ -54,21 +55,25 @@ class Script:
 
     def complete_sends(self, generation: int, *, keep_last: bool = False) -> list[io.Action]:
         """Complete every send the core makes on `generation`, in order (the last one
-        left in flight with `keep_last`). The sends made."""
+        left in flight with `keep_last`). The sends made. Sends are counted, not
+        compared: two equal sends (two `finalize` messages) are two, and a send an
+        earlier call completed is not completed again."""
         made: list[io.Action] = []
         while True:
-            pending = [
+            sends = [
                 a
                 for a in self.actions
                 if isinstance(a, (io.Send, io.SendFinalize, io.SendEndOfAudio))
                 and a.generation == generation
-                and a not in made
             ]
+            done = self._completed.get(generation, 0)
+            pending = sends[done:]
             if not pending:
                 return made
             made += pending
             if keep_last and not self._more_coming(generation):
                 return made
+            self._completed[generation] = len(sends)
             for _ in pending:
                 self.actions += self.core.send_completed(self.now, generation, True)
 

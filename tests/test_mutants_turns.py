@@ -20,33 +20,6 @@ from xai_asr_python import engine_io as io
 from xai_asr_python.protocol import TranscriptDone, VendorError
 
 
-class Sends(Script):
-    """A Script that completes sends by count: two identical sends (two `finalize`
-    messages on one connection) are two sends."""
-
-    def __init__(self, **overrides: object) -> None:
-        super().__init__(**overrides)
-        self.completed: dict[int, int] = {}  # generation -> sends completed on it
-
-    def complete_sends(self, generation: int, *, keep_last: bool = False) -> list[io.Action]:
-        assert not keep_last
-        made: list[io.Action] = []
-        while True:
-            sends = [
-                a
-                for a in self.actions
-                if isinstance(a, (io.Send, io.SendFinalize, io.SendEndOfAudio))
-                and a.generation == generation
-            ]
-            done = self.completed.get(generation, 0)
-            if len(sends) == done:
-                return made
-            made += sends[done:]
-            self.completed[generation] = len(sends)
-            for _ in sends[done:]:
-                self.actions += self.core.send_completed(self.now, generation, True)
-
-
 def opened(s: Script) -> list[int]:
     return [a.generation for a in s.actions if isinstance(a, io.Open)]
 
@@ -92,7 +65,7 @@ def test_every_finalize_a_repaired_drain_answers_is_told_repaired() -> None:
     """Two turns sent as `finalize` on gen 1, refused: one audio.done answers both, and
     gen 1 drains them. It dies before its done; the repair connection's done answers
     both finalizes: each ends "done" and repaired, the older one too."""
-    s = Sends(finalize_mode="finalize", prewarm=False, finalize_timeout_s=2.0)
+    s = Script(finalize_mode="finalize", prewarm=False, finalize_timeout_s=2.0)
     s.feed(io.Start(s.at(0.0)))
     s.connect(1)
     s.push(0, 10)
