@@ -239,7 +239,10 @@ async def _engine(
     }
 
 
-async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
+async def _ws(n: int, url: str, duration_s: float, handover: bool = False) -> dict[str, Any]:
+    """N bare websockets clients. `handover`: each frame is sent by its own task, as the
+    engine variant hands each frame over (the runtime's way), so the floor pays the same
+    task machinery; without it the driver loop sends inline."""
     from bench.harness import ws_connect
 
     cycle = _cycle()
@@ -274,7 +277,11 @@ async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
             started, cpu0, wall0 = True, time.process_time(), time.monotonic()
             wait0 = common.run_delay_s() or 0.0
         heapq.heapreplace(heap, (due + 0.01, i, k + 1))
-        await conns[i].send(bytes(bytearray(cycle[(k + offsets[i]) % period])))
+        frame = bytes(bytearray(cycle[(k + offsets[i]) % period]))
+        if handover:
+            _hand_over(_send_one(conns[i], frame, due, delays if due >= start else None))
+            continue
+        await conns[i].send(frame)
         if due >= start:
             delays.append(time.monotonic() - due)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
@@ -290,6 +297,12 @@ async def _ws(n: int, url: str, duration_s: float) -> dict[str, Any]:
         "runqueue_wait_share": waited / wall if wall > 0 else None,
         "errors": 0,
     }
+
+
+async def _send_one(ws: Any, frame: bytes, due: float, delays: list[float] | None) -> None:
+    await ws.send(frame)
+    if delays is not None:
+        delays.append(time.monotonic() - due)
 
 
 async def _outage(n: int, buffer_ms: int) -> dict[str, Any]:
@@ -336,7 +349,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
     elif args.worker == "ws":
-        out = asyncio.run(_ws(args.sessions, args.url, args.duration_s))
+        out = asyncio.run(_ws(args.sessions, args.url, args.duration_s, args.ws_handover))
     else:
         out = asyncio.run(_outage(args.sessions, args.buffer_ms))
     out.update(variant=args.worker, sessions=args.sessions, pinned=pinned)
@@ -363,6 +376,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
                 wargs += ["--setting", item]
             if args.gc_freeze and v == "engine":
                 wargs.append("--gc-freeze")
+            if args.ws_handover and v == "ws":
+                wargs.append("--ws-handover")
             if pin:
                 wargs.append("--pin")
             run = common.run_worker(MODULE, wargs)
@@ -474,6 +489,7 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "max_runqueue_wait": args.max_wait,
             "engine_settings": _overrides(args.setting),
             "gc_freeze": args.gc_freeze,
+            "ws_handover": args.ws_handover,
         },
         "summary": {
             "max_sessions_p99_under_20ms": best,
@@ -570,8 +586,9 @@ def report(result: dict[str, Any]) -> str:
                 digits=1,
             ),
             "(delay = frame's real-time due time -> its WebSocket send returned; steady = "
-            "not within 300 ms after that session's finalize; ws = bare websockets floor; "
-            "waited = share of the window the engine process was runnable but another process "
+            "not within 300 ms after that session's finalize; ws = bare websockets floor"
+            + (", a task a frame as the engine; " if p.get("ws_handover") else ", sent inline; ")
+            + "waited = share of the window the engine process was runnable but another process "
             "had the core (schedstat): high values mean the machine, not the code; gc max = "
             "longest garbage-collector pause in the window)",
             f"max sessions with p99 < {GOAL_P99_MS:g} ms: {s['max_sessions_p99_under_20ms']} "
@@ -680,6 +697,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the engine worker calls gc.freeze() once its sessions are connected "
         "(start-up objects out of the garbage collector's way)",
+    )
+    parser.add_argument(
+        "--ws-handover",
+        action="store_true",
+        help="the bare websockets floor sends each frame by its own task, as the engine "
+        "variant is handed each frame (the fair floor; default: sent inline)",
     )
     parser.add_argument("--worker", choices=("engine", "ws", "outage"), help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
