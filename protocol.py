@@ -478,8 +478,7 @@ MAX_MESSAGE_BYTES = 4 * 2**20
 CLIENT_FAILURE_CLOSES = {
     1002: "the server broke the WebSocket protocol",
     1007: "the server sent a text message that is not valid UTF-8",
-    1009: f"a server message was larger than the client's limit "
-    f"({MAX_MESSAGE_BYTES // 2**20} MiB)",
+    1009: f"a server message was larger than the client's limit ({MAX_MESSAGE_BYTES // 2**20} MiB)",
     1011: "the client failed the connection",
 }
 

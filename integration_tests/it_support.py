@@ -323,9 +323,9 @@ class ItTester(AsrTester):
         )
         if not gave_up:
             between = self.received[start:end_at]
-            assert any(
-                m.name == "asr_result" and m.payload.get("final") for m in between
-            ), f"no final asr_result between asr_finalize {finalize_id!r} and its end"
+            assert any(m.name == "asr_result" and m.payload.get("final") for m in between), (
+                f"no final asr_result between asr_finalize {finalize_id!r} and its end"
+            )
         return end
 
     def arrival_of(self, name: str, finalize_id: str) -> float:

@@ -32,9 +32,7 @@ def fail_after_an_interim(replay_max_ms: int, frames: int, heard: int) -> tuple[
     return s, sent // FRAME
 
 
-def test_speech_trimmed_from_the_replay_window_is_reported_lost_when_the_connection_fails() -> (
-    None
-):
+def test_speech_trimmed_from_the_replay_window_is_reported_lost_when_the_connection_fails() -> None:
     # 1 s of speech in a 300 ms window: 0-700 ms fall out of it unacknowledged; the
     # interim covers 0-200 ms. The last 300 ms go to the next connection, first ...
     s, replayed = fail_after_an_interim(replay_max_ms=300, frames=100, heard=20)
