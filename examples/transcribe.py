@@ -200,6 +200,13 @@ def _not_negative(text: str) -> int:
     return value
 
 
+def _bundled(path: Path) -> str:
+    """A file of this repository as --help names it: from the repository's root, so the
+    help reads the same wherever the checkout lives (an absolute path would be broken
+    across lines mid-word by argparse's wrapping)."""
+    return path.relative_to(ROOT).as_posix()
+
+
 def _parser() -> _Parser:
     parser = _Parser(
         prog="transcribe",
@@ -212,7 +219,7 @@ def _parser() -> _Parser:
         nargs="?",
         default=str(DEFAULT_SAMPLE),
         help="WAV, FLAC, OGG/Vorbis or MP3 file (any rate/channels/sample format), "
-        "or raw 16-bit mono PCM with --rate",
+        f"or raw 16-bit mono PCM with --rate (default: the bundled {_bundled(DEFAULT_SAMPLE)})",
     )
     parser.add_argument(
         "--rate",
@@ -222,7 +229,10 @@ def _parser() -> _Parser:
         "(default: none, the file's header gives the rate)",
     )
     parser.add_argument(
-        "--graph", default=str(DEFAULT_GRAPH), metavar="GRAPH.json", help="graph JSON to run"
+        "--graph",
+        default=str(DEFAULT_GRAPH),
+        metavar="GRAPH.json",
+        help=f"graph JSON to run (default: the bundled {_bundled(DEFAULT_GRAPH)})",
     )
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--fast", action="store_true", help="stream as fast as possible")
