@@ -53,6 +53,15 @@ class Script:
         for at in range(0, len(data), FRAME):  # 10 ms at a time, as a live source does
             self.actions += self.core.audio_pushed(self.now, data[at : at + FRAME])
 
+    def finalized_turn(self, finalize_id: str = "f", at: float = 0.31) -> list[io.Action]:
+        """The usual opening: Start, gen 1 open, 300 ms of speech, `finalize_id` asked at
+        `at`, every send on gen 1 completed (the turn's end request is out). The sends."""
+        self.feed(io.Start(self.at(0.0)))
+        self.connect(1)
+        self.push(0, 30)
+        self.feed(io.FinalizeAsked(self.at(at), finalize_id))
+        return self.complete_sends(1)
+
     def complete_sends(self, generation: int, *, keep_last: bool = False) -> list[io.Action]:
         """Complete every send the core makes on `generation`, in order (the last one
         left in flight with `keep_last`). The sends made. Sends are counted, not
@@ -112,11 +121,7 @@ def test_an_utterance_final_before_the_cut_does_not_answer_the_finalize() -> Non
     """The vendor's own endpointing final, said before it read the finalize, ends before
     the cut: the finalize waits for the final that reaches the cut."""
     s = Script(finalize_mode="finalize")
-    s.feed(io.Start(0.0))
-    s.connect(1)
-    s.push(0, 30)
-    s.feed(io.FinalizeAsked(s.at(0.31), "f"))
-    sent = s.complete_sends(1)
+    sent = s.finalized_turn()
     assert [type(a) for a in sent][-1] is io.SendFinalize
     s.feed(io.Received(s.at(0.4), 1, partial(0, 20, is_final=True, speech_final=True, end=0.2)))
     assert s.ends() == []
@@ -128,11 +133,7 @@ def test_an_utterance_final_before_the_cut_does_not_answer_the_finalize() -> Non
 
 def test_a_refused_finalize_in_auto_is_answered_by_audio_done_and_stays_off() -> None:
     s = Script(finalize_mode="auto")
-    s.feed(io.Start(0.0))
-    s.connect(1)
-    s.push(0, 30)
-    s.feed(io.FinalizeAsked(s.at(0.31), "f1"))
-    s.complete_sends(1)
+    s.finalized_turn("f1")
     refusal = VendorError('Invalid message: expected {"type": "audio.done"}', None)
     s.feed(io.Received(s.at(0.35), 1, refusal))
     sent = s.complete_sends(1)
@@ -160,11 +161,7 @@ def test_a_finalize_that_times_out_on_its_connection_ends_its_turn_there() -> No
     dropped, and the audio after the cut goes to a new one. Nothing of the turn comes
     after its end."""
     s = Script(finalize_mode="finalize")
-    s.feed(io.Start(0.0))
-    s.connect(1)
-    s.push(0, 30)
-    s.feed(io.FinalizeAsked(s.at(0.3), "f"))
-    s.complete_sends(1)
+    s.finalized_turn("f", 0.3)
     s.feed(io.Received(s.at(0.35), 1, partial(0, 25, is_final=False, speech_final=False, end=0.25)))
     # The next turn's audio: its send hangs (back-pressure), so no audio.done can follow.
     s.push(30, 5)

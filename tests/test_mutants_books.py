@@ -76,11 +76,7 @@ def test_a_connection_is_closed_once_even_when_two_reasons_meet() -> None:
     with: the turn ends "failed", which closes it ("drained"), and the error closes it
     too ("failed"). One Close goes out, the first."""
     s = Script(finalize_mode="audio_done", prewarm=False, replay_max_ms=0)
-    s.feed(io.Start(s.at(0.0)))
-    s.connect(1)
-    s.push(0, 30)
-    s.feed(io.FinalizeAsked(s.at(0.31), "f"))
-    s.complete_sends(1)
+    s.finalized_turn()
     s.feed(io.Received(s.at(0.4), 1, VendorError("internal error", "500")))
     assert closes(s, 1) == [io.Close(1, "drained", 0.5)]
 
@@ -90,11 +86,7 @@ def test_a_repair_under_way_is_bound_by_a_shorter_finalize_deadline() -> None:
     cut to 0.5 s and a new turn's finalize comes at 1.5 s: its answer cannot overtake the
     repaired turn, so the repair must be over by 2.0 s too."""
     s = Script(finalize_mode="audio_done", prewarm=False, finalize_timeout_s=2.0)
-    s.feed(io.Start(s.at(0.0)))
-    s.connect(1)
-    s.push(0, 30)
-    s.feed(io.FinalizeAsked(s.at(0.31), "f1"))
-    s.complete_sends(1)
+    s.finalized_turn("f1")
     s.feed(io.TimerFired(s.at(1.31), ("hedge", 1)))  # gen 1 is not answering: repair
     assert io.SetTimer(("repair", 2), 2.31) in s.actions
     s.feed(io.SettingsChanged(s.at(1.4), replace(s.core.settings, finalize_timeout_s=0.5)))

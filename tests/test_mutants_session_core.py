@@ -25,11 +25,7 @@ def test_a_crash_ends_every_open_finalize_failed() -> None:
     counted lost because the session gave up); one whose audio.done never went out ends
     "no_connection", as at any FATAL error."""
     s = Script(finalize_mode="audio_done", prewarm=False)
-    s.feed(io.Start(s.at(0.0)))
-    s.connect(1)
-    s.push(0, 30)
-    s.feed(io.FinalizeAsked(s.at(0.3), "draining"))
-    s.complete_sends(1)  # gen 1 drains "draining"
+    s.finalized_turn("draining", 0.3)  # gen 1 drains "draining"
     s.push(30, 10)  # the next turn's audio waits for gen 2
     s.feed(io.FinalizeAsked(s.at(0.4), "waiting"))
     s.actions += s.core.crashed(s.at(0.5), RuntimeError("boom"))

@@ -148,11 +148,7 @@ def test_a_late_dead_ping_does_not_touch_a_turn_already_under_repair(
     times out: that is no news. It is not declared dead a second time nor dropped; it
     is closed when the repair ends."""
     s = Script(finalize_mode="audio_done", prewarm=False, finalize_timeout_s=2.0)
-    s.feed(io.Start(s.at(0.0)))
-    s.connect(1)
-    s.push(0, 30)
-    s.feed(io.FinalizeAsked(s.at(0.31), "f"))
-    s.complete_sends(1)
+    s.finalized_turn()
     assert len(probes(s, 1)) == 1  # the turn is committed to gen 1: prove it alive
     s.feed(io.TimerFired(s.at(1.31), ("hedge", 1)))
     assert any(isinstance(a, io.Open) and a.generation == 2 for a in s.actions)  # the repair
